@@ -1,0 +1,31 @@
+import { defineCommand } from "citty";
+import { listFromMaster } from "../index/index-client.ts";
+import type { ListEntry } from "../index/messages.ts";
+import { humanBytes, renderTable } from "../util/format.ts";
+import { jsonArg, logArgs, resolveMaster, resolveToken, tokenArg } from "./shared-args.ts";
+
+export default defineCommand({
+  args: {
+    master: { type: "positional", required: true, valueHint: "HOST:PORT", description: "The master to ask (env FTX_MASTER)" },
+    pattern: { type: "positional", required: false, description: "Glob (with * ? [) or case-insensitive substring" },
+    ...jsonArg,
+    ...tokenArg,
+    ...logArgs,
+  },
+  async run({ args }) {
+    const master = resolveMaster(args.master, "MASTER");
+    const entries = await listFromMaster(master, args.pattern ?? "", resolveToken(args.token));
+    process.stdout.write(args.json ? toJson(entries) : toTable(entries));
+  },
+});
+
+function toJson(entries: ListEntry[]): string {
+  return JSON.stringify(entries.map((e) => ({ name: e.name, size: e.size, sha256: e.sha256, servers: e.servers }))) + "\n";
+}
+
+function toTable(entries: ListEntry[]): string {
+  if (entries.length === 0) return "no files shared that match\n";
+  const rows = entries.map((e) => [e.name, humanBytes(e.size), e.sha256.slice(0, 12), e.servers.join(", ")]);
+  const total = entries.reduce((n, e) => n + e.size, 0);
+  return `${renderTable(["NAME", "SIZE", "SHA256", "SERVERS"], rows, new Set([1]))}\n${entries.length} file(s), ${humanBytes(total)}\n`;
+}

@@ -1,0 +1,226 @@
+import type { Socket } from "bun";
+import { isIP } from "node:net";
+import { lookup } from "node:dns/promises";
+import { FtxError, type ProtocolError } from "../errors.ts";
+import { formatAddress, type HostPort } from "../net/address.ts";
+import { FramedPeer } from "../net/framed-peer.ts";
+import { authMac, newNonce, NO_TOKEN_MAC } from "./auth.ts";
+import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage, type ListEntry } from "./messages.ts";
+
+export interface ConnectOptions {
+  role: Role;
+  token?: string;
+  /** Covers DNS, TCP connect and the handshake: the contract reports an unreachable master within 5 s. */
+  timeoutMs: number;
+}
+
+export interface Welcome {
+  peerId: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+}
+
+interface ConnData {
+  session?: IndexSession;
+}
+
+/**
+ * One authenticated connection to a master, from the file server's or the client's side. After
+ * `connectToMaster` resolves, messages arrive through `onMessage` and the end through `onClose`.
+ */
+export class IndexSession {
+  onMessage: (msg: IndexMessage) => void = () => {};
+  onClose: (reason: string) => void = () => {};
+  closed = false;
+  closeReason = "connection closed by the master";
+  localAddress = "";
+
+  constructor(
+    readonly peer: FramedPeer,
+    readonly welcome: Welcome,
+    readonly master: string,
+  ) {}
+
+  send(msg: IndexMessage): void {
+    this.peer.send(msg);
+  }
+
+  close(): void {
+    this.peer.destroy(true);
+  }
+
+  /** Bytes written but not yet accepted by the kernel: registration uses it to avoid buffering a huge list. */
+  get pendingBytes(): number {
+    return this.peer.pendingBytes;
+  }
+}
+
+async function resolveAll(host: string): Promise<string[]> {
+  if (isIP(host)) return [host];
+  const results = await lookup(host, { all: true });
+  return results.map((r) => r.address);
+}
+
+/** Connect, prove the token and wait for WELCOME, all within `timeoutMs`. */
+export async function connectToMaster(target: HostPort, opts: ConnectOptions): Promise<IndexSession> {
+  const display = formatAddress(target.host, target.port);
+  const deadline = performance.now() + opts.timeoutMs;
+  let addresses: string[];
+  try {
+    addresses = await withDeadline(resolveAll(target.host), deadline, display);
+  } catch (err) {
+    if (err instanceof FtxError) throw err;
+    throw new FtxError("E_UNREACHABLE", `cannot reach master ${display}: cannot resolve '${target.host}'`);
+  }
+  let lastError: FtxError | undefined;
+  for (const address of addresses) {
+    try {
+      return await attempt(address, target.port, display, opts, deadline);
+    } catch (err) {
+      lastError = err as FtxError;
+      // Authentication and protocol refusals are answers, not reachability problems: don't try other addresses.
+      if (lastError.code !== "E_UNREACHABLE") throw lastError;
+      if (performance.now() >= deadline) break;
+    }
+  }
+  throw lastError ?? new FtxError("E_UNREACHABLE", `cannot reach master ${display}`);
+}
+
+function withDeadline<T>(p: Promise<T>, deadline: number, display: string): Promise<T> {
+  const remaining = Math.max(0, deadline - performance.now());
+  let timer: Timer | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: timed out`)), remaining);
+    }),
+  ]);
+}
+
+function attempt(host: string, port: number, display: string, opts: ConnectOptions, deadline: number): Promise<IndexSession> {
+  return new Promise<IndexSession>((resolve, reject) => {
+    const clientNonce = newNonce();
+    let settled = false;
+    let socketRef: Socket<ConnData> | undefined;
+    let peer: FramedPeer | undefined;
+    let session: IndexSession | undefined;
+
+    const fail = (err: FtxError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      peer?.destroy();
+      if (!peer) socketRef?.terminate();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: timed out after ${(opts.timeoutMs / 1000).toFixed(0)}s`)),
+      Math.max(0, deadline - performance.now()),
+    );
+
+    const onMessage = (msg: IndexMessage) => {
+      if (session) return session.onMessage(msg);
+      switch (msg.type) {
+        case MsgType.Challenge: {
+          if (msg.version !== INDEX_VERSION)
+            return fail(new FtxError("E_PROTOCOL", `master ${display} speaks protocol version ${msg.version}, this ftx speaks ${INDEX_VERSION}`));
+          const mac = opts.token !== undefined ? authMac(opts.token, opts.role, clientNonce, msg.nonce) : NO_TOKEN_MAC;
+          peer!.send({ type: MsgType.Auth, mac });
+          return;
+        }
+        case MsgType.Welcome: {
+          settled = true;
+          clearTimeout(timer);
+          const welcome = { peerId: msg.peerId, heartbeatIntervalMs: msg.heartbeatIntervalMs, heartbeatTimeoutMs: msg.heartbeatTimeoutMs };
+          session = new IndexSession(peer!, welcome, display);
+          session.localAddress = socketRef!.localAddress;
+          resolve(session);
+          return;
+        }
+        case MsgType.Error:
+          return fail(errorFromMaster(msg.code, msg.message, display));
+        default:
+          return fail(new FtxError("E_PROTOCOL", `master ${display} sent ${MsgType[msg.type] ?? "an unknown message"} during the handshake`));
+      }
+    };
+    const onProtocolError = (err: ProtocolError) => {
+      const reason = `protocol error from master ${display}: ${err.message}`;
+      if (session) {
+        session.closeReason = reason;
+        peer?.destroy();
+      } else fail(new FtxError("E_PROTOCOL", `${display} does not speak the ftx index protocol (is it an ftx master?): ${err.message}`));
+    };
+
+    Bun.connect<ConnData>({
+      hostname: host,
+      port,
+      data: {},
+      socket: {
+        binaryType: "uint8array",
+        open(socket) {
+          socketRef = socket;
+          if (settled) {
+            socket.terminate();
+            return;
+          }
+          socket.setNoDelay(true);
+          peer = new FramedPeer(socket as Socket<unknown>, { onMessage, onProtocolError });
+          peer.send({ type: MsgType.Hello, version: INDEX_VERSION, role: opts.role, nonce: clientNonce });
+        },
+        data(_socket, chunk) {
+          peer?.receive(chunk);
+        },
+        drain() {
+          peer?.flush();
+        },
+        close() {
+          if (peer) peer.closed = true;
+          if (session && !session.closed) {
+            session.closed = true;
+            session.onClose(session.closeReason);
+          } else fail(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: connection closed during the handshake`));
+        },
+        connectError(_socket, err) {
+          fail(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: ${describeConnectError(err)}`));
+        },
+        error(_socket, err) {
+          if (session) session.closeReason = `connection to master ${display} failed: ${err.message}`;
+        },
+      },
+    }).catch((err: Error) => fail(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: ${describeConnectError(err)}`)));
+  });
+}
+
+function describeConnectError(err: Error): string {
+  const code = (err as { code?: string }).code;
+  if (code === "ECONNREFUSED") return "connection refused (is `ftx master` running there?)";
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return "host unreachable";
+  return err.message;
+}
+
+export function errorFromMaster(code: number, message: string, display: string): FtxError {
+  if (code === IndexErrorCode.AuthFailed) return new FtxError("E_AUTH", `master ${display}: ${message}`);
+  if (code === IndexErrorCode.Limit) return new FtxError("E_LIMIT", `master ${display}: ${message}`);
+  if (code === IndexErrorCode.Timeout) return new FtxError("E_TIMEOUT", `master ${display}: ${message}`);
+  return new FtxError("E_PROTOCOL", `master ${display}: ${message}`);
+}
+
+/** One LIST round trip on a fresh client connection: what `ls` and `fetch` ask the index. */
+export async function listFromMaster(target: HostPort, pattern: string, token: string | undefined, timeoutMs = 5000): Promise<ListEntry[]> {
+  const session = await connectToMaster(target, { role: Role.Client, token, timeoutMs });
+  try {
+    return await new Promise<ListEntry[]>((resolve, reject) => {
+      const requestId = 1;
+      const entries: ListEntry[] = [];
+      session.onMessage = (msg) => {
+        if (msg.type === MsgType.ListEntries && msg.requestId === requestId) entries.push(...msg.entries);
+        else if (msg.type === MsgType.ListEnd && msg.requestId === requestId) resolve(entries);
+        else if (msg.type === MsgType.Error) reject(errorFromMaster(msg.code, msg.message, session.master));
+      };
+      session.onClose = (reason) => reject(new FtxError("E_CLOSED", `${reason} before the listing was complete`));
+      session.send({ type: MsgType.List, requestId, pattern });
+    });
+  } finally {
+    session.close();
+  }
+}

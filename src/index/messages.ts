@@ -1,0 +1,72 @@
+/**
+ * The index protocol's messages (master ⇄ file servers and clients, over TCP).
+ * docs/PROTOCOL.md describes each one byte by byte; codec.ts is the only code that reads or writes them.
+ */
+export const INDEX_MAGIC = 0x46545849; // "FTXI"
+export const INDEX_VERSION = 1;
+/** A frame is at most this long (type + payload), so one peer cannot make us buffer without bound. */
+export const MAX_FRAME_BYTES = 1 << 20;
+export const MAX_NAME_BYTES = 4096;
+export const MAX_PATTERN_BYTES = 1024;
+export const MAX_ERROR_TEXT_BYTES = 1024;
+export const MAX_ADDRESS_BYTES = 255;
+export const NONCE_BYTES = 16;
+export const MAC_BYTES = 32;
+export const SHA256_BYTES = 32;
+
+export enum Role {
+  FileServer = 1,
+  Client = 2,
+}
+
+export enum MsgType {
+  Hello = 0x01,
+  Challenge = 0x02,
+  Auth = 0x03,
+  Welcome = 0x04,
+  Error = 0x05,
+  Ping = 0x06,
+  Pong = 0x07,
+  Announce = 0x10,
+  FilesAdd = 0x11,
+  FilesRemove = 0x12,
+  FileRejected = 0x13,
+  List = 0x20,
+  ListEntries = 0x21,
+  ListEnd = 0x22,
+}
+
+export enum IndexErrorCode {
+  AuthFailed = 1,
+  Protocol = 2,
+  Limit = 3,
+  Version = 4,
+  Timeout = 5,
+  Busy = 6,
+}
+
+export interface FileRecord {
+  name: string;
+  size: number;
+  sha256: string; // 64 lowercase hex
+}
+
+export interface ListEntry extends FileRecord {
+  servers: string[]; // advertised addresses, formatted as HOST:PORT
+}
+
+export type IndexMessage =
+  | { type: MsgType.Hello; version: number; role: Role; nonce: Uint8Array }
+  | { type: MsgType.Challenge; version: number; authRequired: boolean; nonce: Uint8Array }
+  | { type: MsgType.Auth; mac: Uint8Array }
+  | { type: MsgType.Welcome; peerId: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number }
+  | { type: MsgType.Error; code: IndexErrorCode; message: string }
+  | { type: MsgType.Ping; seq: number }
+  | { type: MsgType.Pong; seq: number }
+  | { type: MsgType.Announce; host: string; port: number }
+  | { type: MsgType.FilesAdd; files: FileRecord[] }
+  | { type: MsgType.FilesRemove; names: string[] }
+  | { type: MsgType.FileRejected; name: string; reason: string }
+  | { type: MsgType.List; requestId: number; pattern: string }
+  | { type: MsgType.ListEntries; requestId: number; entries: ListEntry[] }
+  | { type: MsgType.ListEnd; requestId: number; total: number; stale: boolean };

@@ -1,0 +1,120 @@
+import { unsafeNameReason } from "../files/safe-name.ts";
+import type { FileRecord, ListEntry } from "./messages.ts";
+import { compilePattern } from "./pattern.ts";
+import type { RegistryStore } from "./store.ts";
+
+export interface RegistryLimits {
+  /** A file server announcing more than this gets the rest refused, with a reason. */
+  maxFilesPerServer: number;
+  maxServers: number;
+}
+
+export const DEFAULT_REGISTRY_LIMITS: RegistryLimits = {
+  maxFilesPerServer: 200_000,
+  maxServers: 10_000,
+};
+
+export interface Rejection {
+  name: string;
+  reason: string;
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * The master's index, as a pure state machine: file servers and their files, each server held by a
+ * lease that its traffic renews. No sockets, no clock: every call that depends on time takes `now`
+ * (monotonic ms), and `expire(now)` returns the servers whose lease ran out for the shell to drop.
+ */
+export class Registry {
+  private readonly leases = new Map<number, number>(); // peerId → lease deadline
+  constructor(
+    private readonly store: RegistryStore,
+    private readonly leaseMs: number,
+    private readonly limits: RegistryLimits = DEFAULT_REGISTRY_LIMITS,
+  ) {}
+
+  /** Registers (or re-addresses) a file server. Returns a refusal reason when full. */
+  addServer(peerId: number, address: string, now: number): string | undefined {
+    if (!this.store.hasServer(peerId) && this.store.serverCount() >= this.limits.maxServers)
+      return `the index holds its maximum of ${this.limits.maxServers} file servers`;
+    this.store.addServer(peerId, address);
+    this.leases.set(peerId, now + this.leaseMs);
+    return undefined;
+  }
+
+  hasServer(peerId: number): boolean {
+    return this.store.hasServer(peerId);
+  }
+
+  /** Any sign of life from a server renews its lease. */
+  touch(peerId: number, now: number): void {
+    if (this.leases.has(peerId)) this.leases.set(peerId, now + this.leaseMs);
+  }
+
+  removeServer(peerId: number): void {
+    this.leases.delete(peerId);
+    this.store.removeServer(peerId);
+  }
+
+  /** Adds or replaces files; returns the ones refused and why. */
+  addFiles(peerId: number, files: readonly FileRecord[], now: number): Rejection[] {
+    const rejected: Rejection[] = [];
+    if (!this.store.hasServer(peerId)) {
+      for (const f of files) rejected.push({ name: f.name, reason: "not registered: announce first" });
+      return rejected;
+    }
+    this.touch(peerId, now);
+    for (const file of files) {
+      const reason = validateFile(file);
+      if (reason) {
+        rejected.push({ name: file.name, reason });
+        continue;
+      }
+      const isNew = this.store.getFile(peerId, file.name) === undefined;
+      if (isNew && this.store.fileCount(peerId) >= this.limits.maxFilesPerServer) {
+        rejected.push({ name: file.name, reason: `more than ${this.limits.maxFilesPerServer} files from one server` });
+        continue;
+      }
+      this.store.putFile(peerId, file);
+    }
+    return rejected;
+  }
+
+  removeFiles(peerId: number, names: readonly string[], now: number): void {
+    this.touch(peerId, now);
+    for (const name of names) this.store.deleteFile(peerId, name);
+  }
+
+  /** Drops every server whose lease has run out; returns their ids so the shell can close them. */
+  expire(now: number): number[] {
+    const expired: number[] = [];
+    for (const [peerId, deadline] of this.leases) {
+      if (deadline <= now) expired.push(peerId);
+    }
+    for (const peerId of expired) this.removeServer(peerId);
+    return expired;
+  }
+
+  /** The earliest lease deadline: when the shell should call expire() next. */
+  pollTimeout(): number | undefined {
+    let earliest: number | undefined;
+    for (const deadline of this.leases.values()) if (earliest === undefined || deadline < earliest) earliest = deadline;
+    return earliest;
+  }
+
+  /** Entries matching PATTERN, sorted by name then hash, so output is stable. */
+  list(pattern: string): ListEntry[] {
+    const entries = this.store.entries(compilePattern(pattern));
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.sha256 < b.sha256 ? -1 : a.sha256 > b.sha256 ? 1 : 0));
+    return entries;
+  }
+}
+
+function validateFile(file: FileRecord): string | undefined {
+  const nameReason = unsafeNameReason(file.name);
+  if (nameReason) return nameReason;
+  if (!Number.isSafeInteger(file.size) || file.size < 0) return "invalid size";
+  if (!SHA256_HEX.test(file.sha256)) return "invalid sha256";
+  return undefined;
+}

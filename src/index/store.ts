@@ -1,0 +1,21 @@
+import type { FileRecord, ListEntry } from "./messages.ts";
+
+/**
+ * Where the registry keeps its state. The in-memory store is the embedded default; a shared store
+ * (Redis, so several masters see one index) implements the same interface. The store only stores:
+ * validation, leases and matching live in Registry and are written once.
+ */
+export interface RegistryStore {
+  addServer(peerId: number, address: string): void;
+  removeServer(peerId: number): void;
+  hasServer(peerId: number): boolean;
+  serverCount(): number;
+  fileCount(peerId: number): number;
+  /** Adds or replaces (same name, new content) one file of a server. */
+  putFile(peerId: number, file: FileRecord): void;
+  /** Returns whether the server had that name. */
+  deleteFile(peerId: number, name: string): boolean;
+  getFile(peerId: number, name: string): FileRecord | undefined;
+  /** Every distinct (name, sha256) whose name passes `match`, with the addresses of the servers holding it. */
+  entries(match: (name: string) => boolean): ListEntry[];
+}

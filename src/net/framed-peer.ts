@@ -1,0 +1,98 @@
+import type { Socket } from "bun";
+import { ProtocolError } from "../errors.ts";
+import { encodeMessage, FrameDecoder } from "../index/codec.ts";
+import type { IndexMessage } from "../index/messages.ts";
+
+export interface FramedPeerHandler {
+  onMessage(msg: IndexMessage): void;
+  /** The peer sent bytes that can never be a valid frame: the shell reports and closes. */
+  onProtocolError(err: ProtocolError): void;
+}
+
+/** Beyond this much unsent output the peer is not reading: drop it rather than buffer forever. */
+const DEFAULT_MAX_QUEUED_BYTES = 64 << 20;
+
+/**
+ * The thin shell between a Bun TCP socket and the index codec. Bun's `write()` takes what the kernel
+ * accepts and keeps nothing, so the rest is queued here and flushed on `drain`.
+ */
+export class FramedPeer {
+  private readonly decoder = new FrameDecoder();
+  private readonly queue: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private endWhenFlushed = false;
+  closed = false;
+
+  constructor(
+    private readonly socket: Socket<unknown>,
+    private readonly handler: FramedPeerHandler,
+    private readonly maxQueuedBytes = DEFAULT_MAX_QUEUED_BYTES,
+  ) {}
+
+  /** Feed bytes from the socket's `data` callback. */
+  receive(chunk: Uint8Array): void {
+    if (this.closed) return;
+    try {
+      this.decoder.push(chunk);
+      for (let msg = this.decoder.next(); msg && !this.closed; msg = this.decoder.next()) this.handler.onMessage(msg);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.handler.onProtocolError(err);
+    }
+  }
+
+  send(msg: IndexMessage): void {
+    this.write(encodeMessage(msg));
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.closed || this.endWhenFlushed) return;
+    if (this.queue.length > 0) {
+      this.enqueue(bytes);
+      return;
+    }
+    const written = Math.max(0, this.socket.write(bytes));
+    if (written < bytes.byteLength) this.enqueue(bytes.subarray(written));
+  }
+
+  private enqueue(bytes: Uint8Array): void {
+    this.queue.push(bytes);
+    this.queuedBytes += bytes.byteLength;
+    if (this.queuedBytes > this.maxQueuedBytes) this.destroy();
+  }
+
+  /** Call from the socket's `drain` callback. */
+  flush(): void {
+    while (this.queue.length > 0 && !this.closed) {
+      const head = this.queue[0]!;
+      const written = Math.max(0, this.socket.write(head));
+      this.queuedBytes -= written;
+      if (written < head.byteLength) {
+        this.queue[0] = head.subarray(written);
+        return;
+      }
+      this.queue.shift();
+    }
+    if (this.endWhenFlushed && !this.closed) this.destroy(true);
+  }
+
+  get pendingBytes(): number {
+    return this.queuedBytes;
+  }
+
+  /** Close once everything queued has gone out (so a final Error frame reaches the peer). */
+  end(): void {
+    if (this.closed) return;
+    this.endWhenFlushed = true;
+    if (this.queue.length === 0) this.destroy(true);
+  }
+
+  destroy(graceful = false): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    if (graceful) this.socket.end();
+    else this.socket.terminate();
+  }
+}
