@@ -206,7 +206,7 @@ export function errorFromMaster(code: number, message: string, display: string):
 }
 
 /** One LIST round trip on a fresh client connection: what `ls` and `fetch` ask the index. */
-export async function listFromMaster(target: HostPort, pattern: string, token: string | undefined, timeoutMs = 5000): Promise<ListEntry[]> {
+export async function listFromMaster(target: HostPort, pattern: string, token: string | undefined, timeoutMs = 4000): Promise<ListEntry[]> {
   const session = await connectToMaster(target, { role: Role.Client, token, timeoutMs });
   try {
     return await new Promise<ListEntry[]>((resolve, reject) => {
