@@ -15,7 +15,7 @@ function raw(port: number): Promise<{ sock: Socket; received: () => Buffer; clos
     const chunks: Buffer[] = [];
     const sock = connect(port, "127.0.0.1");
     const closed = new Promise<void>((r) => sock.on("close", () => r()));
-    sock.on("data", (d) => chunks.push(d));
+    sock.on("data", (d) => chunks.push(d as Buffer));
     sock.on("error", () => {});
     sock.on("connect", () => resolve({ sock, received: () => Buffer.concat(chunks), closed }));
     sock.on("error", reject);

@@ -1,0 +1,228 @@
+import { CongestionController } from "./congestion.ts";
+import { RttEstimator } from "./rtt-estimator.ts";
+import { elapsedUs, timestampUs } from "./wire.ts";
+
+/**
+ * The Go-Back-N sender, sans-IO. It decides which segment goes out next and when; the shell reads the
+ * bytes and sends the datagram. Inputs: `handleAck`, `handleTimeout`; outputs: `pollTransmit` (call
+ * until undefined), `pollTimeout` (the one deadline), `pollEvent` (completed / failed). Time is `now`
+ * in ms, passed in; nothing here throws on peer behaviour — it fails the session as an event.
+ */
+export interface SenderConfig {
+  totalSegments: number;
+  /** Upper bound on the congestion window, and so on memory the shell keeps per session. */
+  maxWindowSegments: number;
+  /** Fail when nothing at all has been acknowledged for this long. */
+  idleTimeoutMs: number;
+  dupAckThreshold?: number;
+}
+
+export type SenderEvent = { type: "completed" } | { type: "failed"; reason: string };
+
+export interface SenderStats {
+  srttMs: number;
+  rttvarMs: number;
+  minRttMs: number;
+  rtoMs: number;
+  cwnd: number;
+  ssthresh: number;
+  peerWindow: number;
+  sent: number;
+  retransmitted: number;
+  timeouts: number;
+  fastRetransmits: number;
+  acked: number;
+}
+
+/** Pacing gain: 2× the window per RTT in slow start, 1.25× after (as Linux TCP pacing does). */
+const PACING_GAIN_SLOW_START = 2;
+const PACING_GAIN = 1.25;
+/** Timers fire no finer than ~1 ms in practice: let a burst cover that much sending. */
+const PACING_BURST_MS = 1.5;
+const MIN_BURST_SEGMENTS = 4;
+/** Tokens are fractional: compare with a little slack so float rounding cannot stall the pacer. */
+const TOKEN_EPSILON = 1e-6;
+/** A timestamp echo older than this is garbage, not an RTT. */
+const MAX_PLAUSIBLE_RTT_MS = 60_000;
+
+export class GbnSender {
+  readonly rtt = new RttEstimator();
+  readonly cc: CongestionController;
+  /** Oldest unacknowledged segment. */
+  base = 0;
+  /** Next segment to transmit; goes back to `base` on loss. */
+  nextSeq = 0;
+  /** One past the highest segment ever sent (so a resend can be told from a first send). */
+  private highestSent = 0;
+  private peerWindow: number;
+  private dupAcks = 0;
+  private rtoDeadline: number | undefined;
+  private lastAckAt: number;
+  private readonly events: SenderEvent[] = [];
+  private finished = false;
+  private tokens = 0;
+  private lastRefillAt: number;
+  private readonly dupAckThreshold: number;
+  readonly counters = { sent: 0, retransmitted: 0, timeouts: 0, fastRetransmits: 0 };
+
+  constructor(
+    private readonly config: SenderConfig,
+    now: number,
+    initialPeerWindow: number,
+  ) {
+    this.cc = new CongestionController(config.maxWindowSegments);
+    this.peerWindow = Math.max(1, initialPeerWindow);
+    this.lastAckAt = now;
+    this.lastRefillAt = now;
+    this.dupAckThreshold = config.dupAckThreshold ?? 3;
+    if (config.totalSegments === 0) this.finish({ type: "completed" });
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  get inFlight(): number {
+    return this.nextSeq - this.base;
+  }
+
+  /** The usable window: min(congestion window, receiver window). */
+  get window(): number {
+    return Math.max(1, Math.min(Math.floor(this.cc.cwnd), this.peerWindow));
+  }
+
+  private finish(event: SenderEvent): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.rtoDeadline = undefined;
+    this.events.push(event);
+  }
+
+  /** The peer ran out of patience or misbehaved: the shell tells us and we fail cleanly. */
+  abort(reason: string): void {
+    this.finish({ type: "failed", reason });
+  }
+
+  private pacingRatePerMs(): number {
+    if (!this.rtt.hasSample) return Infinity;
+    const gain = this.cc.inSlowStart ? PACING_GAIN_SLOW_START : PACING_GAIN;
+    return (gain * this.cc.cwnd) / Math.max(this.rtt.srttMs, 0.05);
+  }
+
+  private refill(now: number): void {
+    const rate = this.pacingRatePerMs();
+    const cap = Math.max(MIN_BURST_SEGMENTS, Math.min(this.window, rate * PACING_BURST_MS));
+    if (rate === Infinity) this.tokens = cap;
+    else this.tokens = Math.min(cap, this.tokens + (now - this.lastRefillAt) * rate);
+    this.lastRefillAt = now;
+  }
+
+  /** The next segment to put on the wire now, or undefined (window full, paced, or nothing left). */
+  pollTransmit(now: number): number | undefined {
+    if (this.finished || this.nextSeq >= this.config.totalSegments) return undefined;
+    if (this.nextSeq - this.base >= this.window) return undefined;
+    if (this.tokens < 1 - TOKEN_EPSILON) {
+      this.refill(now);
+      if (this.tokens < 1 - TOKEN_EPSILON) return undefined;
+    }
+    this.tokens -= 1;
+    const seq = this.nextSeq++;
+    this.counters.sent++;
+    if (seq < this.highestSent) this.counters.retransmitted++;
+    else this.highestSent = seq + 1;
+    if (this.rtoDeadline === undefined) this.rtoDeadline = now + this.rtt.rtoMs();
+    return seq;
+  }
+
+  /** The timestamp to stamp on a datagram sent at `now` (echoed back in ACKs for RTT). */
+  stamp(now: number): number {
+    return timestampUs(now);
+  }
+
+  handleAck(cumulative: number, peerWindow: number, echoTimestampUs: number, ackDelayUs: number, now: number): void {
+    if (this.finished) return;
+    if (cumulative > this.highestSent) {
+      this.finish({ type: "failed", reason: `peer acknowledged segment ${cumulative} that was never sent` });
+      return;
+    }
+    this.lastAckAt = now;
+    this.peerWindow = Math.max(1, peerWindow);
+    const rttMs = elapsedUs(echoTimestampUs, timestampUs(now)) / 1000;
+    if (rttMs <= MAX_PLAUSIBLE_RTT_MS) this.rtt.onSample(rttMs, ackDelayUs / 1000);
+
+    if (cumulative > this.base) {
+      const newlyAcked = cumulative - this.base;
+      this.base = cumulative;
+      if (this.nextSeq < this.base) this.nextSeq = this.base;
+      this.dupAcks = 0;
+      this.cc.onAck(newlyAcked, this.base);
+      if (this.base >= this.config.totalSegments) {
+        this.finish({ type: "completed" });
+        return;
+      }
+      // RFC 6298 §5.3: restart the timer when new data is acknowledged.
+      this.rtoDeadline = this.base < this.nextSeq ? now + this.rtt.rtoMs() : undefined;
+      return;
+    }
+    if (cumulative === this.base && this.base < this.highestSent) {
+      this.dupAcks++;
+      if (this.dupAcks === this.dupAckThreshold && this.cc.onLoss(this.base, this.nextSeq)) {
+        // Fast retransmit, Go-Back-N style: everything from the base goes again, without waiting for the timer.
+        this.counters.fastRetransmits++;
+        this.nextSeq = this.base;
+        this.rtoDeadline = now + this.rtt.rtoMs();
+      }
+    }
+  }
+
+  handleTimeout(now: number): void {
+    if (this.finished) return;
+    if (now - this.lastAckAt >= this.config.idleTimeoutMs) {
+      this.finish({ type: "failed", reason: `no acknowledgement for ${(this.config.idleTimeoutMs / 1000).toFixed(0)}s` });
+      return;
+    }
+    if (this.rtoDeadline === undefined || now < this.rtoDeadline) return;
+    if (this.base >= this.nextSeq && this.base >= this.highestSent) {
+      this.rtoDeadline = undefined;
+      return;
+    }
+    this.counters.timeouts++;
+    this.rtt.onTimeout();
+    this.cc.onTimeout(this.nextSeq);
+    this.nextSeq = this.base;
+    this.dupAcks = 0;
+    this.tokens = Math.max(this.tokens, 1);
+    this.rtoDeadline = now + this.rtt.rtoMs();
+  }
+
+  /** The earliest moment the shell must call back: RTO, idle limit, or the next pacing token. */
+  pollTimeout(now: number): number | undefined {
+    if (this.finished) return undefined;
+    let deadline = this.lastAckAt + this.config.idleTimeoutMs;
+    if (this.rtoDeadline !== undefined && this.rtoDeadline < deadline) deadline = this.rtoDeadline;
+    if (this.nextSeq < this.config.totalSegments && this.nextSeq - this.base < this.window && this.tokens < 1 - TOKEN_EPSILON) {
+      const rate = this.pacingRatePerMs();
+      const ready = rate === Infinity ? now : Math.max(now, this.lastRefillAt + (1 - this.tokens) / rate);
+      if (ready < deadline) deadline = ready;
+    }
+    return deadline;
+  }
+
+  pollEvent(): SenderEvent | undefined {
+    return this.events.shift();
+  }
+
+  stats(): SenderStats {
+    return {
+      srttMs: this.rtt.srttMs,
+      rttvarMs: this.rtt.rttvarMs,
+      minRttMs: this.rtt.minRttMs,
+      rtoMs: this.rtt.rtoMs(),
+      cwnd: this.cc.cwnd,
+      ssthresh: this.cc.ssthresh,
+      peerWindow: this.peerWindow,
+      acked: this.base,
+      ...this.counters,
+    };
+  }
+}

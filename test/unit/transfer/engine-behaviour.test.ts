@@ -1,0 +1,147 @@
+import { describe, expect, test } from "bun:test";
+import { CongestionController, INITIAL_WINDOW_SEGMENTS } from "../../../src/transfer/congestion.ts";
+import { GbnReceiver } from "../../../src/transfer/gbn-receiver.ts";
+import { GbnSender } from "../../../src/transfer/gbn-sender.ts";
+import { MAX_RTO_MS, MIN_RTO_MS, RttEstimator } from "../../../src/transfer/rtt-estimator.ts";
+import { timestampUs } from "../../../src/transfer/wire.ts";
+
+function drain(s: GbnSender, now: number): number[] {
+  const out: number[] = [];
+  for (let seq = s.pollTransmit(now); seq !== undefined; seq = s.pollTransmit(now)) out.push(seq);
+  return out;
+}
+
+describe("RTT estimator (RFC 6298 / RFC 9002)", () => {
+  test("initial RTO is 999 ms: 333 + 4 × 166.5", () => {
+    expect(new RttEstimator().rtoMs()).toBe(999);
+  });
+
+  test("first sample sets SRTT = R, RTTVAR = R/2; later ones smooth by 1/8 and 1/4", () => {
+    const e = new RttEstimator();
+    e.onSample(100);
+    expect([e.srttMs, e.rttvarMs, e.rtoMs()]).toEqual([100, 50, 300]);
+    e.onSample(200);
+    expect(e.rttvarMs).toBeCloseTo(0.75 * 50 + 0.25 * 100);
+    expect(e.srttMs).toBeCloseTo(0.875 * 100 + 0.125 * 200);
+  });
+
+  test("ack delay is subtracted only when it keeps the sample above min RTT", () => {
+    const e = new RttEstimator();
+    e.onSample(10, 0);
+    e.onSample(30, 15);
+    expect(e.srttMs).toBeCloseTo(0.875 * 10 + 0.125 * 15);
+    const f = new RttEstimator();
+    f.onSample(10, 0);
+    f.onSample(12, 5); // 12 − 5 < min 10: not adjusted
+    expect(f.srttMs).toBeCloseTo(0.875 * 10 + 0.125 * 12);
+  });
+
+  test("RTO has a LAN floor and a ceiling, and doubles on timeout until a new sample", () => {
+    const e = new RttEstimator();
+    e.onSample(0.1);
+    expect(e.rtoMs()).toBe(MIN_RTO_MS);
+    e.onTimeout();
+    expect(e.rtoMs()).toBe(2 * MIN_RTO_MS);
+    e.onTimeout();
+    expect(e.rtoMs()).toBe(4 * MIN_RTO_MS);
+    for (let i = 0; i < 20; i++) e.onTimeout();
+    expect(e.rtoMs()).toBe(MAX_RTO_MS);
+    e.onSample(0.1);
+    expect(e.rtoMs()).toBe(MIN_RTO_MS);
+  });
+});
+
+describe("congestion controller", () => {
+  test("slow start grows by acked segments; a loss halves once per window; a timeout collapses", () => {
+    const cc = new CongestionController(1000);
+    expect(cc.cwnd).toBe(INITIAL_WINDOW_SEGMENTS);
+    cc.onAck(10, 10);
+    expect(cc.cwnd).toBe(20);
+    expect(cc.onLoss(10, 30)).toBe(true);
+    expect(cc.cwnd).toBe(10);
+    expect(cc.ssthresh).toBe(10);
+    expect(cc.onLoss(12, 30)).toBe(false); // same window: no second cut
+    cc.onAck(5, 20); // still recovering: no growth
+    expect(cc.cwnd).toBe(10);
+    cc.onAck(10, 30); // congestion avoidance: +1 per window
+    expect(cc.cwnd).toBeCloseTo(11);
+    cc.onTimeout(50);
+    expect(cc.cwnd).toBe(2);
+    expect(cc.ssthresh).toBeCloseTo(5.5);
+  });
+});
+
+describe("Go-Back-N sender", () => {
+  test("the first timer fires at 999 ms, then the RTO doubles; a go-back resends from the base", () => {
+    const s = new GbnSender({ totalSegments: 100, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 100);
+    expect(drain(s, 0)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]); // initial window 10
+    expect(s.pollTimeout(0)).toBe(999);
+    s.handleTimeout(998);
+    expect(drain(s, 998)).toEqual([]);
+    s.handleTimeout(999);
+    expect(drain(s, 999)).toEqual([0, 1]); // cwnd collapsed to 2, from the base
+    expect(s.pollTimeout(999)).toBe(999 + 1998);
+    expect(s.stats().timeouts).toBe(1);
+  });
+
+  test("three duplicate ACKs trigger a go-back at once and halve cwnd", () => {
+    const s = new GbnSender({ totalSegments: 1000, maxWindowSegments: 1000, idleTimeoutMs: 60_000 }, 0, 1000);
+    let now = 0;
+    drain(s, now);
+    // Ack the first 10 in one go: slow start takes cwnd to 20.
+    now = 10;
+    s.handleAck(10, 1000, timestampUs(0), 0, now);
+    expect(s.cc.cwnd).toBe(20);
+    const sent = drain(s, now); // paced: may be fewer than 20 at once
+    expect(sent[0]).toBe(10);
+    for (let i = 0; i < 3; i++) s.handleAck(10, 1000, timestampUs(now), 0, now);
+    expect(s.cc.cwnd).toBe(10);
+    expect(s.nextSeq).toBe(10);
+    expect(s.stats().fastRetransmits).toBe(1);
+  });
+
+  test("the window is min(cwnd, receiver window) and never exceeded", () => {
+    const s = new GbnSender({ totalSegments: 1000, maxWindowSegments: 1000, idleTimeoutMs: 60_000 }, 0, 3);
+    expect(drain(s, 0)).toEqual([0, 1, 2]);
+    s.handleAck(2, 5, timestampUs(0), 0, 1);
+    expect(drain(s, 1 + 1000).length).toBeLessThanOrEqual(5);
+    expect(s.inFlight).toBeLessThanOrEqual(5);
+  });
+
+  test("an ACK for data never sent fails the session instead of corrupting state", () => {
+    const s = new GbnSender({ totalSegments: 10, maxWindowSegments: 10, idleTimeoutMs: 60_000 }, 0, 10);
+    drain(s, 0);
+    s.handleAck(11, 10, 0, 0, 1);
+    expect(s.pollEvent()).toEqual({ type: "failed", reason: "peer acknowledged segment 11 that was never sent" });
+  });
+
+  test("an empty transfer completes at once", () => {
+    const s = new GbnSender({ totalSegments: 0, maxWindowSegments: 10, idleTimeoutMs: 1000 }, 0, 10);
+    expect(s.pollEvent()).toEqual({ type: "completed" });
+    expect(s.pollTransmit(0)).toBeUndefined();
+  });
+});
+
+describe("Go-Back-N receiver", () => {
+  test("accepts only the next segment; duplicates and gaps draw an immediate duplicate ACK", () => {
+    const r = new GbnReceiver({ totalSegments: 10, windowSegments: 8, ackEvery: 2, ackDelayMs: 5 });
+    expect(r.handleData(0, 100, 0)).toBe(true);
+    expect(r.pollAck(0)).toBeUndefined(); // one segment: delayed
+    expect(r.pollTimeout()).toBe(5);
+    expect(r.handleData(2, 300, 1)).toBe(false);
+    expect(r.pollAck(1)).toMatchObject({ cumulative: 1, windowSegments: 8, echoTimestampUs: 300 });
+    expect(r.handleData(1, 200, 2)).toBe(true);
+    expect(r.handleData(1, 200, 2)).toBe(false);
+    expect(r.pollAck(2)).toMatchObject({ cumulative: 2 });
+  });
+
+  test("ACKs every second in-order segment, or after the delay", () => {
+    const r = new GbnReceiver({ totalSegments: 10, windowSegments: 8, ackEvery: 2, ackDelayMs: 5 });
+    r.handleData(0, 0, 0);
+    r.handleData(1, 0, 0);
+    expect(r.pollAck(0)).toMatchObject({ cumulative: 2 });
+    r.handleData(2, 0, 1);
+    expect(r.pollAck(5)).toBeUndefined();
+    expect(r.pollAck(6)).toMatchObject({ cumulative: 3, ackDelayUs: 5000 });
+  });
+});
