@@ -1,6 +1,10 @@
 import { defineCommand } from "citty";
-import { FtxError } from "../errors.ts";
-import { jsonArg, logArgs, tokenArg } from "./shared-args.ts";
+import { FetchProgress } from "../cli/progress.ts";
+import { UsageError } from "../errors.ts";
+import { clampSegment, fetchFiles } from "../fetch/fetch-files.ts";
+import { createLogger } from "../log.ts";
+import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
+import { jsonArg, logArgs, resolveMaster, resolveToken, tokenArg } from "./shared-args.ts";
 
 export const variadic = true;
 
@@ -11,9 +15,41 @@ export default defineCommand({
     output: { type: "string", alias: "o", default: ".", valueHint: "DIR", description: "Where to write (created if missing)" },
     ...jsonArg,
     ...tokenArg,
+    "segment-size": { type: "string", valueHint: "BYTES", description: `Pin the datagram payload size (${MIN_SEGMENT_BYTES}–${MAX_SEGMENT_BYTES})` },
+    parallel: { type: "string", default: "8", valueHint: "N", description: "Files downloaded at the same time" },
     ...logArgs,
   },
-  async run() {
-    throw new FtxError("E_IO", "fetch is not implemented yet");
+  async run({ args }) {
+    const master = resolveMaster(args.master, "MASTER");
+    const files = args._.slice(1);
+    const segmentBytes = args["segment-size"] === undefined ? undefined : parseIntArg(args["segment-size"], "--segment-size", MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
+    const concurrency = parseIntArg(args.parallel, "--parallel", 1, 256);
+    const logger = createLogger(args, "fetch");
+    const progress = new FetchProgress(process.stderr, process.stderr.isTTY === true && !args.quiet, args.quiet === true);
+    let results;
+    try {
+      results = await fetchFiles({
+        master,
+        files,
+        outDir: args.output,
+        token: resolveToken(args.token),
+        logger,
+        segmentBytes: segmentBytes === undefined ? undefined : clampSegment(segmentBytes),
+        concurrency,
+        progress,
+      });
+    } finally {
+      progress.stop();
+    }
+    for (const r of results) if (!r.ok) process.stderr.write(`ftx: ${r.error}\n`);
+    if (args.json) process.stdout.write(JSON.stringify(results) + "\n");
+    process.exitCode = results.every((r) => r.ok) ? 0 : 1;
   },
 });
+
+function parseIntArg(text: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${what}: '${text}' is not a whole number`);
+  const n = Number(text);
+  if (n < min || n > max) throw new UsageError(`${what}: ${n} is out of range (${min}–${max})`);
+  return n;
+}

@@ -205,20 +205,27 @@ export function errorFromMaster(code: number, message: string, display: string):
   return new FtxError("E_PROTOCOL", `master ${display}: ${message}`);
 }
 
-/** One LIST round trip on a fresh client connection: what `ls` and `fetch` ask the index. */
+/** One LIST round trip on a fresh client connection: what `ls` asks the index. */
 export async function listFromMaster(target: HostPort, pattern: string, token: string | undefined, timeoutMs = 4000): Promise<ListEntry[]> {
+  return (await queryMaster(target, [pattern], token, timeoutMs))[0]!;
+}
+
+/** Several LIST requests pipelined on one connection; answers come back in request order. */
+export async function queryMaster(target: HostPort, patterns: string[], token: string | undefined, timeoutMs = 4000): Promise<ListEntry[][]> {
   const session = await connectToMaster(target, { role: Role.Client, token, timeoutMs });
   try {
-    return await new Promise<ListEntry[]>((resolve, reject) => {
-      const requestId = 1;
-      const entries: ListEntry[] = [];
+    return await new Promise<ListEntry[][]>((resolve, reject) => {
+      const results: ListEntry[][] = patterns.map(() => []);
+      let remaining = patterns.length;
+      if (remaining === 0) return resolve(results);
       session.onMessage = (msg) => {
-        if (msg.type === MsgType.ListEntries && msg.requestId === requestId) entries.push(...msg.entries);
-        else if (msg.type === MsgType.ListEnd && msg.requestId === requestId) resolve(entries);
-        else if (msg.type === MsgType.Error) reject(errorFromMaster(msg.code, msg.message, session.master));
+        if (msg.type === MsgType.ListEntries && msg.requestId < patterns.length) results[msg.requestId]!.push(...msg.entries);
+        else if (msg.type === MsgType.ListEnd && msg.requestId < patterns.length) {
+          if (--remaining === 0) resolve(results);
+        } else if (msg.type === MsgType.Error) reject(errorFromMaster(msg.code, msg.message, session.master));
       };
       session.onClose = (reason) => reject(new FtxError("E_CLOSED", `${reason} before the listing was complete`));
-      session.send({ type: MsgType.List, requestId, pattern });
+      patterns.forEach((pattern, requestId) => session.send({ type: MsgType.List, requestId, pattern }));
     });
   } finally {
     session.close();

@@ -1,8 +1,28 @@
 import type { udp } from "bun";
-import { FtxError } from "../errors.ts";
-import type { Catalog } from "../files/catalog.ts";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { FtxError, ProtocolError } from "../errors.ts";
+import type { Catalog, CatalogEntry } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
-import { formatAddress } from "../net/address.ts";
+import { formatAddress, unmapIPv4 } from "../net/address.ts";
+import { GbnSender } from "./gbn-sender.ts";
+import { verifyRequestMac } from "./request-mac.ts";
+import {
+  decodeAck,
+  decodeRequest,
+  encodeAccept,
+  encodeError,
+  HEADER_BYTES,
+  MAX_SEGMENT_BYTES,
+  MIN_SEGMENT_BYTES,
+  PacketType,
+  readHeader,
+  seal,
+  timestampUs,
+  TransferErrorCode,
+  writeHeader,
+  type RequestBody,
+} from "./wire.ts";
 
 export interface FileServiceOptions {
   host: string;
@@ -10,31 +30,327 @@ export interface FileServiceOptions {
   catalog: Catalog;
   token?: string;
   logger?: Logger;
+  maxSessions?: number;
+  maxSessionsPerAddress?: number;
+  /** A session whose client says nothing for this long is dropped. */
+  idleTimeoutMs?: number;
 }
 
-/** The file server's UDP side: one socket for every download session. */
+/** RFC 9000 §8.1: until the client proves its address, send at most 3× what it sent. */
+const AMPLIFICATION_FACTOR = 3;
+const MAX_WINDOW_SEGMENTS = 4096;
+/** How often (in segments) a session re-checks that its file is unchanged on disk. */
+const CHANGE_CHECK_EVERY = 256;
+
+interface Session {
+  key: string;
+  sessionId: number;
+  address: string; // as Bun reports it, for send()
+  port: number;
+  peer: string; // formatted, for logs
+  entry: CatalogEntry;
+  fd: number;
+  offset: number;
+  segmentBytes: number;
+  totalSegments: number;
+  end: number; // absolute byte offset one past the last byte served
+  sender: GbnSender;
+  cookie: number;
+  validated: boolean;
+  bytesReceived: number;
+  bytesSent: number;
+  accept: Uint8Array;
+  wakeAt: number | undefined;
+  sinceChangeCheck: number;
+}
+
+export interface FileServiceStats {
+  sessions: number;
+  completed: number;
+  failed: number;
+  dropped: number; // datagrams that failed validation
+  bytesSent: number;
+}
+
+/**
+ * The file server's UDP side: one socket for all sessions (so one open port, NAT and relays work),
+ * sessions told apart by (client address, session id). A thin shell around GbnSender: it reads the
+ * segments the engine asks for straight from disk into one reused datagram buffer.
+ */
 export class FileService {
+  private readonly sessions = new Map<string, Session>();
+  private readonly perAddress = new Map<string, number>();
+  private readonly logger: Logger;
+  private readonly dgram = new Uint8Array(HEADER_BYTES + MAX_SEGMENT_BYTES);
+  private readonly dview = new DataView(this.dgram.buffer);
+  private timer: Timer | undefined;
+  private timerAt = Infinity;
+  private readonly maxSessions: number;
+  private readonly maxPerAddress: number;
+  private readonly idleTimeoutMs: number;
+  readonly counters: FileServiceStats = { sessions: 0, completed: 0, failed: 0, dropped: 0, bytesSent: 0 };
+
   private constructor(
     private readonly socket: udp.Socket<"uint8array">,
     private readonly opts: FileServiceOptions,
-    private readonly logger: Logger,
-  ) {}
+  ) {
+    this.logger = opts.logger ?? silentLogger;
+    this.maxSessions = opts.maxSessions ?? 512;
+    this.maxPerAddress = opts.maxSessionsPerAddress ?? 32;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 10_000;
+  }
 
   static async start(opts: FileServiceOptions): Promise<FileService> {
+    let service: FileService | undefined;
     let socket: udp.Socket<"uint8array">;
     try {
-      socket = await Bun.udpSocket({ hostname: opts.host, port: opts.port, binaryType: "uint8array" });
+      socket = await Bun.udpSocket({
+        hostname: opts.host,
+        port: opts.port,
+        binaryType: "uint8array",
+        socket: {
+          data(_s, data, port, address) {
+            service?.onDatagram(data, port, address);
+          },
+          error(_s, err) {
+            service?.logger.debug(`UDP socket error: ${err.message}`);
+          },
+        },
+      });
     } catch (err) {
       throw new FtxError("E_IO", `cannot bind UDP ${formatAddress(opts.host, opts.port)}: ${(err as Error).message}`);
     }
-    return new FileService(socket, opts, opts.logger ?? silentLogger);
+    service = new FileService(socket, opts);
+    return service;
   }
 
   get port(): number {
     return this.socket.port;
   }
 
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
   stop(): void {
+    clearTimeout(this.timer);
+    for (const s of [...this.sessions.values()]) this.close(s);
     this.socket.close();
+  }
+
+  private onDatagram(data: Uint8Array, port: number, address: string): void {
+    const now = performance.now();
+    let header;
+    try {
+      header = readHeader(data);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.counters.dropped++;
+      return;
+    }
+    const key = `${address}|${port}|${header.sessionId}`;
+    const session = this.sessions.get(key);
+    try {
+      switch (header.type) {
+        case PacketType.Request:
+          if (session) {
+            // The ACCEPT was lost: answer again, within the address-validation budget.
+            session.bytesReceived += data.byteLength;
+            this.sendControl(session, session.accept);
+          } else this.onRequest(decodeRequest(data, header), header.sessionId, key, address, port, data.byteLength, now);
+          return;
+        case PacketType.Ack: {
+          if (!session) return;
+          const ack = decodeAck(data);
+          session.bytesReceived += data.byteLength;
+          if (ack.cookie !== session.cookie) return; // not from the address we answered: spoofed or stale
+          session.validated = true;
+          session.sender.handleAck(header.seq, ack.windowSegments, ack.echoTimestampUs, ack.ackDelayUs, now);
+          this.pump(session, now);
+          return;
+        }
+        case PacketType.Fin:
+        case PacketType.Error:
+          if (session) {
+            if (header.type === PacketType.Fin) this.counters.completed++;
+            this.close(session);
+          }
+          return;
+        default:
+          this.counters.dropped++;
+      }
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.counters.dropped++;
+      this.logger.debug(`bad datagram from ${formatAddress(unmapIPv4(address), port)}: ${err.message}`);
+    }
+  }
+
+  private refuse(sessionId: number, address: string, port: number, code: TransferErrorCode, text: string): void {
+    this.socket.send(encodeError(sessionId, { code, text }, timestampUs(performance.now())), port, address);
+  }
+
+  private onRequest(req: RequestBody, sessionId: number, key: string, address: string, port: number, receivedBytes: number, now: number): void {
+    const peer = formatAddress(unmapIPv4(address), port);
+    // An ERROR is far smaller than the padded REQUEST, so refusals never amplify.
+    if (this.opts.token !== undefined && !verifyRequestMac(this.opts.token, sessionId, req.offset, req.length, req.sha256, req.name, req.mac)) {
+      this.logger.warn(`refused ${peer}: authentication failed`);
+      return this.refuse(sessionId, address, port, TransferErrorCode.Forbidden, "authentication failed: wrong or missing token");
+    }
+    const entry = this.opts.catalog.get(req.name);
+    const wantedSha = Buffer.from(req.sha256).toString("hex");
+    if (!entry) return this.refuse(sessionId, address, port, TransferErrorCode.NotFound, `${req.name} is not served here`);
+    if (entry.sha256 !== wantedSha)
+      return this.refuse(sessionId, address, port, TransferErrorCode.Changed, `${req.name} has changed since it was listed`);
+    const end = req.length === 0 ? entry.size : req.offset + req.length;
+    if (req.offset > entry.size || end > entry.size || end < req.offset)
+      return this.refuse(sessionId, address, port, TransferErrorCode.BadRequest, `range ${req.offset}+${req.length} is outside ${req.name} (${entry.size} bytes)`);
+    if (this.sessions.size >= this.maxSessions)
+      return this.refuse(sessionId, address, port, TransferErrorCode.Busy, "server busy: too many transfers, try again");
+    if ((this.perAddress.get(address) ?? 0) >= this.maxPerAddress)
+      return this.refuse(sessionId, address, port, TransferErrorCode.Busy, `server busy: more than ${this.maxPerAddress} transfers from your address`);
+
+    let fd: number;
+    try {
+      fd = openSync(entry.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      const st = fstatSync(fd);
+      if (st.ino !== entry.ino || st.size !== entry.size || st.mtimeMs !== entry.mtimeMs) {
+        closeSync(fd);
+        this.opts.catalog.requestScan();
+        return this.refuse(sessionId, address, port, TransferErrorCode.Changed, `${req.name} has changed since it was listed`);
+      }
+    } catch {
+      this.opts.catalog.requestScan();
+      return this.refuse(sessionId, address, port, TransferErrorCode.NotFound, `${req.name} is no longer readable here`);
+    }
+
+    const segmentBytes = Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, req.segmentBytes));
+    const totalSegments = Math.ceil((end - req.offset) / segmentBytes);
+    const cookie = randomBytes(4).readUInt32BE(0);
+    const accept = encodeAccept(sessionId, { fileSize: entry.size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256 }, timestampUs(now));
+    const session: Session = {
+      key,
+      sessionId,
+      address,
+      port,
+      peer,
+      entry,
+      fd,
+      offset: req.offset,
+      segmentBytes,
+      totalSegments,
+      end,
+      sender: new GbnSender({ totalSegments, maxWindowSegments: MAX_WINDOW_SEGMENTS, idleTimeoutMs: this.idleTimeoutMs }, now, Math.max(1, req.windowSegments)),
+      cookie,
+      validated: false,
+      bytesReceived: receivedBytes,
+      bytesSent: 0,
+      accept,
+      wakeAt: undefined,
+      sinceChangeCheck: 0,
+    };
+    this.sessions.set(key, session);
+    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
+    this.counters.sessions++;
+    this.logger.debug(`${peer} requests ${req.name} from byte ${req.offset} (${end - req.offset} bytes, ${segmentBytes}-byte segments)`);
+    this.sendControl(session, accept);
+    this.pump(session, now);
+  }
+
+  /** Sends a control datagram if the address-validation budget allows. */
+  private sendControl(s: Session, bytes: Uint8Array): void {
+    if (!s.validated && s.bytesSent + bytes.byteLength > AMPLIFICATION_FACTOR * s.bytesReceived) return;
+    s.bytesSent += bytes.byteLength;
+    this.socket.send(bytes, s.port, s.address);
+  }
+
+  private pump(s: Session, now: number): void {
+    const full = HEADER_BYTES + s.segmentBytes;
+    for (;;) {
+      if (!s.validated && s.bytesSent + full > AMPLIFICATION_FACTOR * s.bytesReceived) break;
+      const seq = s.sender.pollTransmit(now);
+      if (seq === undefined) break;
+      if (!this.sendSegment(s, seq, now)) return;
+    }
+    for (let ev = s.sender.pollEvent(); ev; ev = s.sender.pollEvent()) {
+      if (ev.type === "completed") {
+        this.counters.completed++;
+        this.logger.debug(`${s.peer} received ${s.entry.name}`);
+      } else {
+        this.counters.failed++;
+        this.logger.debug(`session with ${s.peer} for ${s.entry.name} ended: ${ev.reason}`);
+      }
+      this.close(s);
+      return;
+    }
+    this.schedule(s, s.sender.pollTimeout(now));
+  }
+
+  private sendSegment(s: Session, seq: number, now: number): boolean {
+    const position = s.offset + seq * s.segmentBytes;
+    const length = Math.min(s.segmentBytes, s.end - position);
+    if (++s.sinceChangeCheck >= CHANGE_CHECK_EVERY) {
+      s.sinceChangeCheck = 0;
+      const st = fstatSync(s.fd);
+      if (st.size !== s.entry.size || st.mtimeMs !== s.entry.mtimeMs) return this.abort(s, TransferErrorCode.Changed, `${s.entry.name} changed during the transfer`);
+    }
+    let read: number;
+    try {
+      read = readSync(s.fd, this.dgram, HEADER_BYTES, length, position);
+    } catch (err) {
+      return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.entry.name}: ${(err as Error).message}`);
+    }
+    if (read !== length) return this.abort(s, TransferErrorCode.Changed, `${s.entry.name} changed during the transfer`);
+    writeHeader(this.dgram, this.dview, PacketType.Data, 0, s.sessionId, seq, s.sender.stamp(now));
+    const total = HEADER_BYTES + length;
+    seal(this.dgram, this.dview, total);
+    s.bytesSent += total;
+    this.counters.bytesSent += total;
+    this.socket.send(this.dgram.subarray(0, total), s.port, s.address);
+    return true;
+  }
+
+  private abort(s: Session, code: TransferErrorCode, text: string): false {
+    this.logger.warn(`transfer of ${s.entry.name} to ${s.peer} stopped: ${text}`);
+    this.sendControl(s, encodeError(s.sessionId, { code, text }, timestampUs(performance.now())));
+    this.counters.failed++;
+    this.close(s);
+    return false;
+  }
+
+  private close(s: Session): void {
+    if (!this.sessions.delete(s.key)) return;
+    const n = (this.perAddress.get(s.address) ?? 1) - 1;
+    if (n <= 0) this.perAddress.delete(s.address);
+    else this.perAddress.set(s.address, n);
+    try {
+      closeSync(s.fd);
+    } catch {}
+  }
+
+  /** One timer for all sessions, armed for the earliest deadline. */
+  private schedule(s: Session, at: number | undefined): void {
+    s.wakeAt = at;
+    if (at !== undefined && at < this.timerAt) this.arm(at);
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - performance.now()));
+  }
+
+  private onTimer(): void {
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const s of [...this.sessions.values()]) {
+      if (s.wakeAt !== undefined && s.wakeAt <= now + 0.25) {
+        s.sender.handleTimeout(now);
+        this.pump(s, now);
+      }
+      if (this.sessions.has(s.key) && s.wakeAt !== undefined && s.wakeAt < next) next = s.wakeAt;
+    }
+    if (next < this.timerAt) this.arm(next);
   }
 }

@@ -1,0 +1,163 @@
+import { FtxError, errorMessage } from "../errors.ts";
+import { destinationFor, prepareOutputDir } from "../files/destination.ts";
+import { unsafeNameReason } from "../files/safe-name.ts";
+import { queryMaster } from "../index/index-client.ts";
+import type { ListEntry } from "../index/messages.ts";
+import { silentLogger, type Logger } from "../log.ts";
+import { parseHostPort, resolveHost, type HostPort } from "../net/address.ts";
+import type { Download } from "../transfer/download.ts";
+import { PartFile } from "../transfer/part-file.ts";
+import { TransferClient } from "../transfer/transfer-client.ts";
+import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
+
+export interface FetchOptions {
+  master: HostPort;
+  files: string[];
+  outDir: string;
+  token?: string;
+  logger?: Logger;
+  /** Pin the segment (datagram payload) size; default: large on loopback, internet-safe elsewhere. */
+  segmentBytes?: number;
+  concurrency?: number;
+  idleTimeoutMs?: number;
+  progress?: ProgressSink;
+}
+
+export interface FileResult {
+  name: string;
+  ok: boolean;
+  bytes: number | null;
+  sha256: string | null;
+  seconds: number;
+  error: string | null;
+}
+
+/** What a progress display needs; every method is optional work for the caller. */
+export interface ProgressSink {
+  begin(name: string, size: number, alreadyHave: number): void;
+  update(name: string, bytes: number): void;
+  end(result: FileResult): void;
+}
+
+/** 1400-byte datagrams fit the common 1500-byte MTU with room for IPv6 and tunnels. */
+export const INTERNET_SEGMENT_BYTES = 1400 - 26;
+/** Loopback has a 64 KiB MTU: large segments cost far fewer syscalls and ACKs per byte. */
+export const LOOPBACK_SEGMENT_BYTES = 16 * 1024;
+
+function isLoopback(ip: string): boolean {
+  return ip.startsWith("127.") || ip === "::1" || ip.startsWith("::ffff:127.");
+}
+
+export function clampSegment(bytes: number): number {
+  return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
+}
+
+/** Glob characters would make the master treat a name as a pattern: ask for everything and filter. */
+function patternFor(name: string): string {
+  return /[*?[]/.test(name) ? "" : name;
+}
+
+/**
+ * `ftx fetch`: ask the index where each file is, then download them all at once, each from one of
+ * the servers holding its content, moving on to the next server when one fails. Results come back
+ * in the order the names were given (a name given twice, once).
+ */
+export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
+  const logger = opts.logger ?? silentLogger;
+  const names = [...new Set(opts.files)];
+  const results = new Map<string, FileResult>();
+  const started = performance.now();
+  const failNow = (name: string, message: string) => results.set(name, { name, ok: false, bytes: null, sha256: null, seconds: 0, error: message });
+
+  const safe = names.filter((name) => {
+    const reason = unsafeNameReason(name);
+    if (reason) failNow(name, `${JSON.stringify(name)} is not a safe name (${reason})`);
+    return !reason;
+  });
+  const answers = safe.length > 0 ? await queryMaster(opts.master, safe.map(patternFor), opts.token) : [];
+  const outDirReal = await prepareOutputDir(opts.outDir);
+  const client = new TransferClient(logger);
+  const queue = safe.map((name, i) => ({ name, entries: answers[i]!.filter((e) => e.name === name) }));
+  const concurrency = Math.max(1, opts.concurrency ?? 8);
+  try {
+    const workers = Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
+      for (let job = queue.shift(); job; job = queue.shift()) {
+        const t0 = performance.now();
+        let result: FileResult;
+        try {
+          const { bytes, sha256 } = await fetchOne(client, job.name, job.entries, outDirReal, opts, logger);
+          result = { name: job.name, ok: true, bytes, sha256, seconds: (performance.now() - t0) / 1000, error: null };
+        } catch (err) {
+          result = { name: job.name, ok: false, bytes: null, sha256: null, seconds: (performance.now() - t0) / 1000, error: errorMessage(err) };
+        }
+        results.set(job.name, result);
+        opts.progress?.end(result);
+      }
+    });
+    await Promise.all(workers);
+  } finally {
+    client.close();
+  }
+  logger.debug(`fetched ${names.length} file(s) in ${((performance.now() - started) / 1000).toFixed(2)}s`);
+  return names.map((n) => results.get(n)!);
+}
+
+async function fetchOne(client: TransferClient, name: string, entries: ListEntry[], outDirReal: string, opts: FetchOptions, logger: Logger): Promise<{ bytes: number; sha256: string }> {
+  if (entries.length === 0) throw new FtxError("E_NOT_FOUND", `${name}: not listed by the master (see \`ftx ls\`)`);
+  const contents = new Set(entries.map((e) => e.sha256));
+  if (contents.size > 1) throw new FtxError("E_AMBIGUOUS", `${name}: listed with ${contents.size} different contents; refusing to guess which one`);
+  const entry = entries[0]!;
+  const servers = [...new Set(entries.flatMap((e) => e.servers))];
+  const dest = await destinationFor(outDirReal, name);
+  opts.progress?.begin(name, entry.size, 0);
+
+  // Spread clients over the servers that hold the content; move on to the next one on failure.
+  const first = Math.floor(Math.random() * servers.length);
+  const order = servers.map((_, i) => servers[(first + i) % servers.length]!);
+  let lastError: FtxError | undefined;
+  let restartedFromZero = false;
+  for (let i = 0; i < order.length; i++) {
+    const server = order[i]!;
+    let ip: string;
+    let port: number;
+    try {
+      const hp = parseHostPort(server, "server address");
+      ip = await resolveHost(hp.host);
+      port = hp.port;
+    } catch (err) {
+      lastError = new FtxError("E_UNREACHABLE", `${name}: cannot use server ${server}: ${errorMessage(err)}`);
+      continue;
+    }
+    const segmentBytes = clampSegment(opts.segmentBytes ?? (isLoopback(ip) ? LOOPBACK_SEGMENT_BYTES : INTERNET_SEGMENT_BYTES));
+    const part = PartFile.open(dest, entry.size);
+    if (part.resumedFrom > 0) logger.info(`${name}: resuming from ${part.resumedFrom} of ${entry.size} bytes`);
+    let download: Download | undefined;
+    const tick = opts.progress ? setInterval(() => download && opts.progress!.update(name, download.bytesDone), 100) : undefined;
+    try {
+      download = await client.start(
+        { name, size: entry.size, sha256: entry.sha256, ip, port, display: server, token: opts.token, segmentBytes, windowSegments: 64, ackEvery: 2, idleTimeoutMs: opts.idleTimeoutMs ?? 10_000 },
+        part,
+      );
+      await download.finished;
+      const sha256 = part.commit(entry.sha256);
+      opts.progress?.update(name, entry.size);
+      return { bytes: entry.size, sha256 };
+    } catch (err) {
+      const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
+      part.close();
+      if (e.code === "E_INTEGRITY" && !restartedFromZero) {
+        // The part held bytes of another version, or a server sent bad data: start over, once.
+        logger.warn(`${name}: ${e.message}; starting over`);
+        restartedFromZero = true;
+        i--;
+        lastError = e;
+        continue;
+      }
+      logger.warn(`${name}: ${e.message}${i + 1 < order.length ? "; trying another server" : ""}`);
+      lastError = e;
+    } finally {
+      clearInterval(tick);
+    }
+  }
+  throw new FtxError(lastError?.code ?? "E_IO", `${name}: ${lastError?.message.replace(`${name}: `, "") ?? "no server could deliver it"} (what arrived is kept in ${name}.ftx-part; run the same fetch again to resume)`);
+}

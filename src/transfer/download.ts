@@ -1,0 +1,218 @@
+import { randomBytes } from "node:crypto";
+import { FtxError, ProtocolError } from "../errors.ts";
+import { GbnReceiver } from "./gbn-receiver.ts";
+import type { PartFile } from "./part-file.ts";
+import { requestMac } from "./request-mac.ts";
+import {
+  ACK_BYTES,
+  decodeAccept,
+  decodeError,
+  encodeFin,
+  encodeRequest,
+  HEADER_BYTES,
+  PacketType,
+  timestampUs,
+  TransferErrorCode,
+  writeAck,
+  type AcceptBody,
+  type Header,
+} from "./wire.ts";
+
+export interface DownloadSpec {
+  name: string;
+  size: number;
+  sha256: string;
+  /** The server, already resolved to an IP (Bun's UDP send does no DNS). */
+  ip: string;
+  port: number;
+  display: string;
+  token?: string;
+  segmentBytes: number;
+  windowSegments: number;
+  ackEvery: number;
+  /** Silence from the server for this long fails the session. */
+  idleTimeoutMs: number;
+}
+
+/** REQUEST retransmission: 500 ms doubling; after this many tries the server counts as unreachable. */
+const REQUEST_FIRST_RETRY_MS = 500;
+const REQUEST_ATTEMPTS = 5;
+const ACK_DELAY_MS = 2;
+
+export type DownloadState = "requesting" | "receiving" | "done" | "failed";
+
+/**
+ * One session with one file server: REQUEST (retransmitted until ACCEPT), then DATA in through a
+ * GbnReceiver into the part file, ACKs out. The owner routes datagrams here by session id and calls
+ * `onTimer` at `pollTimeout()`.
+ */
+export class Download {
+  readonly sessionId: number;
+  state: DownloadState = "requesting";
+  failure: FtxError | undefined;
+  private receiver: GbnReceiver | undefined;
+  private accept: AcceptBody | undefined;
+  private readonly request: Uint8Array;
+  private attempts = 0;
+  private nextRequestAt: number;
+  private lastHeardAt: number;
+  private readonly ackBuf = new Uint8Array(ACK_BYTES);
+  private readonly ackView = new DataView(this.ackBuf.buffer);
+  private readonly startOffset: number;
+  private settle!: { resolve: () => void; reject: (e: FtxError) => void };
+  readonly finished: Promise<void>;
+  readonly counters = { datagrams: 0, badLength: 0 };
+
+  constructor(
+    readonly spec: DownloadSpec,
+    readonly part: PartFile,
+    private readonly send: (bytes: Uint8Array) => void,
+    now: number,
+  ) {
+    this.sessionId = (randomBytes(4).readUInt32BE(0) || 1) >>> 0;
+    this.startOffset = part.size;
+    const sha = Buffer.from(spec.sha256, "hex");
+    const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, this.startOffset, 0, sha, spec.name) : undefined;
+    this.request = encodeRequest(
+      this.sessionId,
+      { offset: this.startOffset, length: 0, segmentBytes: spec.segmentBytes, windowSegments: spec.windowSegments, sha256: sha, name: spec.name, mac },
+      timestampUs(now),
+    );
+    this.finished = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    this.finished.catch(() => {});
+    this.lastHeardAt = now;
+    this.nextRequestAt = now;
+    this.onTimer(now);
+  }
+
+  get bytesDone(): number {
+    return this.part.size;
+  }
+
+  /** Flow control: the owner shares its receive budget between active downloads. */
+  setWindow(segments: number): void {
+    if (this.receiver) this.receiver.windowSegments = segments;
+  }
+
+  get segmentBytes(): number {
+    return this.accept?.segmentBytes ?? this.spec.segmentBytes;
+  }
+
+  handle(header: Header, data: Uint8Array, now: number): void {
+    if (this.state === "done" || this.state === "failed") {
+      // A late datagram for a finished session: the server missed our FIN.
+      if (this.state === "done") this.send(encodeFin(this.sessionId, timestampUs(now)));
+      return;
+    }
+    this.lastHeardAt = now;
+    switch (header.type) {
+      case PacketType.Accept:
+        return this.onAccept(decodeAccept(data), now);
+      case PacketType.Data:
+        return this.onData(header, data, now);
+      case PacketType.Error: {
+        const e = decodeError(data);
+        const code = e.code === TransferErrorCode.Forbidden ? "E_AUTH" : e.code === TransferErrorCode.NotFound ? "E_NOT_FOUND" : "E_IO";
+        return this.fail(new FtxError(code, `file server ${this.spec.display}: ${e.text}`));
+      }
+      default:
+        throw new ProtocolError(`unexpected packet type ${header.type} from the server`);
+    }
+  }
+
+  private onAccept(a: AcceptBody, now: number): void {
+    if (this.accept) {
+      this.receiver?.requestAck(); // our first ACK was lost; the server repeats its ACCEPT
+      this.flushAcks(now);
+      return;
+    }
+    if (Buffer.from(a.sha256).toString("hex") !== this.spec.sha256 || a.fileSize !== this.spec.size)
+      return this.fail(new FtxError("E_INTEGRITY", `file server ${this.spec.display} offers different content for ${this.spec.name}`));
+    if (a.offset !== this.startOffset || a.offset + a.length !== this.spec.size || a.segmentBytes === 0 || a.segmentBytes > this.spec.segmentBytes)
+      return this.fail(new FtxError("E_PROTOCOL", `file server ${this.spec.display} answered with a range or segment size we did not ask for`));
+    this.accept = a;
+    this.state = "receiving";
+    this.receiver = new GbnReceiver({
+      totalSegments: Math.ceil(a.length / a.segmentBytes),
+      windowSegments: this.spec.windowSegments,
+      ackEvery: this.spec.ackEvery,
+      ackDelayMs: ACK_DELAY_MS,
+    });
+    this.receiver.requestAck(); // proves our address (echoes the cookie) so the server may speed up
+    this.flushAcks(now);
+    if (this.receiver.complete) this.complete(now);
+  }
+
+  private onData(header: Header, data: Uint8Array, now: number): void {
+    const receiver = this.receiver;
+    const accept = this.accept;
+    if (!receiver || !accept) return;
+    this.counters.datagrams++;
+    const position = header.seq * accept.segmentBytes;
+    const expected = Math.min(accept.segmentBytes, accept.length - position);
+    if (expected <= 0 || data.byteLength - HEADER_BYTES !== expected) {
+      this.counters.badLength++;
+      return;
+    }
+    if (receiver.handleData(header.seq, header.timestampUs, now)) this.part.append(data.subarray(HEADER_BYTES));
+    this.flushAcks(now);
+    if (receiver.complete) this.complete(now);
+  }
+
+  private flushAcks(now: number): void {
+    const receiver = this.receiver;
+    if (!receiver || !this.accept) return;
+    for (let ack = receiver.pollAck(now); ack; ack = receiver.pollAck(now)) {
+      writeAck(this.ackBuf, this.ackView, this.sessionId, ack.cumulative, { ...ack, cookie: this.accept.cookie }, timestampUs(now));
+      this.send(this.ackBuf);
+    }
+  }
+
+  private complete(now: number): void {
+    this.flushAcks(now);
+    this.send(encodeFin(this.sessionId, timestampUs(now)));
+    this.state = "done";
+    this.settle.resolve();
+  }
+
+  fail(err: FtxError): void {
+    if (this.state === "done" || this.state === "failed") return;
+    this.state = "failed";
+    this.failure = err;
+    this.settle.reject(err);
+  }
+
+  /** Tell the server we are going away (best effort) and stop. */
+  cancel(reason: string): void {
+    if (this.state === "receiving" || this.state === "requesting") {
+      this.fail(new FtxError("E_CLOSED", reason));
+    }
+  }
+
+  onTimer(now: number): void {
+    if (this.state === "requesting") {
+      if (now >= this.nextRequestAt) {
+        if (this.attempts >= REQUEST_ATTEMPTS) {
+          return this.fail(new FtxError("E_UNREACHABLE", `file server ${this.spec.display} does not answer`));
+        }
+        this.send(this.request);
+        this.nextRequestAt = now + REQUEST_FIRST_RETRY_MS * 2 ** this.attempts;
+        this.attempts++;
+      }
+      return;
+    }
+    if (this.state !== "receiving") return;
+    if (now - this.lastHeardAt >= this.spec.idleTimeoutMs) {
+      return this.fail(new FtxError("E_TIMEOUT", `file server ${this.spec.display} went silent for ${(this.spec.idleTimeoutMs / 1000).toFixed(0)}s`));
+    }
+    this.flushAcks(now);
+  }
+
+  pollTimeout(): number | undefined {
+    if (this.state === "requesting") return this.nextRequestAt;
+    if (this.state !== "receiving") return undefined;
+    const ackAt = this.receiver?.pollTimeout();
+    const idleAt = this.lastHeardAt + this.spec.idleTimeoutMs;
+    return ackAt !== undefined && ackAt < idleAt ? ackAt : idleAt;
+  }
+}
