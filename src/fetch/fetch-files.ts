@@ -139,12 +139,12 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
         part,
       );
       await download.finished;
-      const sha256 = part.commit(entry.sha256);
+      const sha256 = await part.commit(entry.sha256);
       opts.progress?.update(name, entry.size);
       return { bytes: entry.size, sha256 };
     } catch (err) {
       const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
-      part.close();
+      await part.close();
       if (e.code === "E_INTEGRITY" && !restartedFromZero) {
         // The part held bytes of another version, or a server sent bad data: start over, once.
         logger.warn(`${name}: ${e.message}; starting over`);

@@ -275,7 +275,11 @@ export class FileService {
     for (let ev = s.sender.pollEvent(); ev; ev = s.sender.pollEvent()) {
       if (ev.type === "completed") {
         this.counters.completed++;
-        this.logger.debug(`${s.peer} received ${s.entry.name}`);
+        const st = s.sender.stats();
+        this.logger.debug(
+          `${s.peer} received ${s.entry.name}: srtt ${st.srttMs.toFixed(2)}ms rto ${st.rtoMs.toFixed(0)}ms cwnd ${st.cwnd.toFixed(0)} ` +
+            `peer window ${st.peerWindow} sent ${st.sent} resent ${st.retransmitted} timeouts ${st.timeouts} fast ${st.fastRetransmits}`,
+        );
       } else {
         this.counters.failed++;
         this.logger.debug(`session with ${s.peer} for ${s.entry.name} ended: ${ev.reason}`);

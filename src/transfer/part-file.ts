@@ -1,9 +1,13 @@
-import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, fsync, ftruncateSync, openSync, readSync, renameSync, unlinkSync, write } from "node:fs";
 import { FtxError } from "../errors.ts";
 import { PART_SUFFIX } from "../files/safe-name.ts";
 
-/** In-order bytes are gathered into writes of this size: one syscall per MiB, not per datagram. */
-const WRITE_BLOCK_BYTES = 1 << 20;
+/**
+ * In-order bytes are gathered into blocks of this size, hashed, and written asynchronously (off the
+ * event loop): a synchronous write into the page cache can take milliseconds, long enough for the
+ * socket's fixed receive buffer to overflow at full rate.
+ */
+const BLOCK_BYTES = 256 * 1024;
 
 /**
  * A download in progress: `<name>.ftx-part` beside the final name. Bytes are appended in order and
@@ -13,9 +17,13 @@ const WRITE_BLOCK_BYTES = 1 << 20;
 export class PartFile {
   private readonly fd: number;
   private readonly hasher = new Bun.CryptoHasher("sha256");
-  private readonly block = new Uint8Array(WRITE_BLOCK_BYTES);
+  private readonly free: Uint8Array[] = [];
+  private block: Uint8Array;
   private blockUsed = 0;
-  private written: number; // bytes on disk
+  private queued: number; // bytes handed to writes (done or in flight)
+  private inFlight = 0;
+  private writeError: Error | undefined;
+  private drained: (() => void) | undefined;
   readonly resumedFrom: number;
   private closed = false;
 
@@ -26,8 +34,9 @@ export class PartFile {
     existing: number,
   ) {
     this.fd = fd;
-    this.written = existing;
+    this.queued = existing;
     this.resumedFrom = existing;
+    this.block = new Uint8Array(BLOCK_BYTES);
   }
 
   /** Opens (or creates) the part file; resumes from its length if it is not longer than `expectedSize`. */
@@ -59,40 +68,66 @@ export class PartFile {
     }
   }
 
-  /** Bytes received so far (on disk plus buffered). */
+  /** Bytes received so far (written, in flight or buffered). */
   get size(): number {
-    return this.written + this.blockUsed;
+    return this.queued + this.blockUsed;
+  }
+
+  /** Bytes waiting for the disk: the receiver shrinks its window when this grows (flow control). */
+  get backlogBytes(): number {
+    return this.inFlight * BLOCK_BYTES + this.blockUsed;
   }
 
   append(bytes: Uint8Array): void {
+    if (this.writeError) throw new FtxError("E_IO", `cannot write ${this.partPath}: ${this.writeError.message}`);
     let from = 0;
     while (from < bytes.byteLength) {
       const n = Math.min(bytes.byteLength - from, this.block.byteLength - this.blockUsed);
       this.block.set(bytes.subarray(from, from + n), this.blockUsed);
       this.blockUsed += n;
       from += n;
-      if (this.blockUsed === this.block.byteLength) this.flush();
+      if (this.blockUsed === this.block.byteLength) this.flushBlock();
     }
   }
 
-  flush(): void {
+  private flushBlock(): void {
     if (this.blockUsed === 0) return;
-    const data = this.block.subarray(0, this.blockUsed);
-    let off = 0;
-    while (off < data.byteLength) off += writeSync(this.fd, data, off, data.byteLength - off, this.written + off);
-    this.hasher.update(data);
-    this.written += data.byteLength;
+    const block = this.block;
+    const length = this.blockUsed;
+    const position = this.queued;
+    this.hasher.update(block.subarray(0, length));
+    this.queued += length;
     this.blockUsed = 0;
+    this.block = this.free.pop() ?? new Uint8Array(BLOCK_BYTES);
+    this.inFlight++;
+    this.writeAll(block, 0, length, position);
+  }
+
+  private writeAll(block: Uint8Array, offset: number, length: number, position: number): void {
+    write(this.fd, block, offset, length, position, (err, written) => {
+      if (!err && written < length) return this.writeAll(block, offset + written, length - written, position + written);
+      if (err) this.writeError ??= err;
+      this.inFlight--;
+      if (this.free.length < 4) this.free.push(block);
+      if (this.inFlight === 0) this.drained?.();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.flushBlock();
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    this.drained = undefined;
+    if (this.writeError) throw new FtxError("E_IO", `cannot write ${this.partPath}: ${this.writeError.message}`);
   }
 
   /** Flush, verify and rename into place. Returns the hash; throws E_INTEGRITY (and discards the part) on mismatch. */
-  commit(expectedSha256: string): string {
-    this.flush();
-    fsyncSync(this.fd);
+  async commit(expectedSha256: string): Promise<string> {
+    await this.drain();
+    await new Promise<void>((resolve, reject) => fsync(this.fd, (err) => (err ? reject(err) : resolve())));
     const actual = this.hasher.digest("hex");
-    this.close();
+    this.closeFd();
     if (actual !== expectedSha256) {
-      this.discard();
+      this.removePart();
       throw new FtxError("E_INTEGRITY", `SHA-256 mismatch (got ${actual.slice(0, 12)}…, index says ${expectedSha256.slice(0, 12)}…)`);
     }
     renameSync(this.partPath, this.finalPath);
@@ -100,17 +135,21 @@ export class PartFile {
   }
 
   /** Keep what arrived so a later run resumes from it. */
-  close(): void {
+  async close(): Promise<void> {
     if (this.closed) return;
     try {
-      this.flush();
+      await this.drain();
     } catch {}
+    this.closeFd();
+  }
+
+  private closeFd(): void {
+    if (this.closed) return;
     this.closed = true;
     closeSync(this.fd);
   }
 
-  discard(): void {
-    this.close();
+  private removePart(): void {
     try {
       unlinkSync(this.partPath);
     } catch {}

@@ -14,8 +14,10 @@ const LINGER_MS = 3000;
  * payload there). The receive windows of all active downloads together stay within this budget so a
  * burst the event loop is slow to drain does not overflow it.
  */
-export const RECEIVE_BUDGET_BYTES = 1 << 20;
-const MIN_WINDOW_SEGMENTS = 8;
+export const RECEIVE_BUDGET_BYTES = Number(process.env.FTX_RECEIVE_BUDGET ?? 176 * 1024);
+/** What the kernel charges a datagram beyond its payload (headers, sk_buff bookkeeping), roughly. */
+const DATAGRAM_OVERHEAD_BYTES = 1024;
+const MIN_WINDOW_SEGMENTS = 2;
 
 /**
  * The client's UDP shell: one socket per address family, shared by every download of this process;
@@ -66,7 +68,7 @@ export class TransferClient {
   }
 
   private windowFor(segmentBytes: number, active: number): number {
-    return Math.max(MIN_WINDOW_SEGMENTS, Math.floor(RECEIVE_BUDGET_BYTES / active / segmentBytes));
+    return Math.max(MIN_WINDOW_SEGMENTS, Math.floor(RECEIVE_BUDGET_BYTES / active / (segmentBytes + DATAGRAM_OVERHEAD_BYTES)));
   }
 
   private rebalance(): void {
