@@ -4,7 +4,7 @@ import { UsageError } from "../errors.ts";
 import { clampSegment, fetchFiles } from "../fetch/fetch-files.ts";
 import { createLogger } from "../log.ts";
 import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
-import { jsonArg, logArgs, resolveMaster, resolveToken, tokenArg } from "./shared-args.ts";
+import { jsonArg, logArgs, parseSeconds, resolveMaster, resolveToken, tokenArg } from "./shared-args.ts";
 
 export const variadic = true;
 
@@ -17,6 +17,7 @@ export default defineCommand({
     ...tokenArg,
     "segment-size": { type: "string", valueHint: "BYTES", description: `Pin the datagram payload size (${MIN_SEGMENT_BYTES}–${MAX_SEGMENT_BYTES})` },
     parallel: { type: "string", default: "8", valueHint: "N", description: "Files downloaded at the same time" },
+    "idle-timeout": { type: "string", default: "10", valueHint: "SECONDS", description: "Give up on a server silent this long (then try another)" },
     ...logArgs,
   },
   async run({ args }) {
@@ -24,6 +25,7 @@ export default defineCommand({
     const files = args._.slice(1);
     const segmentBytes = args["segment-size"] === undefined ? undefined : parseIntArg(args["segment-size"], "--segment-size", MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
     const concurrency = parseIntArg(args.parallel, "--parallel", 1, 256);
+    const idleTimeoutMs = Math.round(parseSeconds(args["idle-timeout"], "--idle-timeout") * 1000);
     const logger = createLogger(args, "fetch");
     const progress = new FetchProgress(process.stderr, process.stderr.isTTY === true && !args.quiet, args.quiet === true);
     let results;
@@ -36,6 +38,7 @@ export default defineCommand({
         logger,
         segmentBytes: segmentBytes === undefined ? undefined : clampSegment(segmentBytes),
         concurrency,
+        idleTimeoutMs,
         progress,
       });
     } finally {

@@ -1,0 +1,162 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/wire.ts";
+import { ImpairmentRelay } from "../support/impairment-relay.ts";
+import { mutate, Rng } from "../support/random.ts";
+import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, stopAll, tempDir } from "../support/ftx-process.ts";
+
+afterAll(stopAll);
+
+/** A raw UDP client for sending what ftx fetch never would. */
+async function rawClient() {
+  const received: Uint8Array[] = [];
+  const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, binaryType: "uint8array", socket: { data: (_s, d) => void received.push(d.slice()) } });
+  return { socket, received, bytes: () => received.reduce((n, d) => n + d.byteLength, 0) };
+}
+
+function request(name: string, sha256: string, sessionId = 0x1234, offset = 0) {
+  return encodeRequest(sessionId, { offset, length: 0, segmentBytes: 16384, windowSegments: 64, sha256: Buffer.from(sha256, "hex"), name, mac: undefined }, 0);
+}
+
+function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(status.match(/VmRSS:\s+(\d+)/)![1]);
+}
+
+describe("file server safety", () => {
+  test("anti-amplification: a request from an address that never acks gets at most 3× its size back", async () => {
+    const share = tempDir();
+    try {
+      writeFileSync(join(share.path, "big.bin"), Buffer.alloc(8 << 20, 1));
+      const sha = sha256Hex(readFileSync(join(share.path, "big.bin")));
+      const { address } = await startMaster();
+      const { udpPort } = await startServer(share.path, address);
+      await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
+      const c = await rawClient();
+      const req = request("big.bin", sha);
+      c.socket.send(req, udpPort, "127.0.0.1");
+      await Bun.sleep(2500);
+      expect(c.received.length).toBeGreaterThan(0); // it did answer (ACCEPT)
+      expect(readHeader(c.received[0]!).type).toBe(PacketType.Accept);
+      expect(c.bytes()).toBeLessThanOrEqual(3 * req.byteLength);
+      c.socket.close();
+    } finally {
+      share.cleanup();
+    }
+  });
+
+  test("requests for a changed or unknown file, or without the token's MAC, get typed errors", async () => {
+    const share = tempDir();
+    try {
+      writeFileSync(join(share.path, "f.txt"), "content");
+      const sha = sha256Hex("content");
+      const { address } = await startMaster(["--token", "t0k"]);
+      const { udpPort } = await startServer(share.path, address, ["--token", "t0k"]);
+      await eventually(async () => (await lsJson(address, undefined, { FTX_TOKEN: "t0k" })).length === 1, 5000, "listed");
+      const c = await rawClient();
+      c.socket.send(request("f.txt", sha, 1), udpPort, "127.0.0.1");
+      await eventually(() => c.received.length === 1, 2000, "answer");
+      expect(decodeError(c.received[0]!)).toEqual({ code: TransferErrorCode.Forbidden, text: "authentication failed: wrong or missing token" });
+      c.socket.close();
+      const wrong = await runFtx(["fetch", address, "f.txt", "-o", join(share.path, "out"), "--token", "nope"]);
+      expect(wrong.exitCode).toBe(1);
+      expect(wrong.stderr).toContain("authentication failed");
+    } finally {
+      share.cleanup();
+    }
+    const open = tempDir();
+    try {
+      writeFileSync(join(open.path, "f.txt"), "content");
+      const { address } = await startMaster();
+      const { udpPort } = await startServer(open.path, address);
+      await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
+      const c = await rawClient();
+      c.socket.send(request("f.txt", sha256Hex("other content"), 2), udpPort, "127.0.0.1");
+      c.socket.send(request("nope.txt", sha256Hex("x"), 3), udpPort, "127.0.0.1");
+      await eventually(() => c.received.length === 2, 2000, "two answers");
+      const codes = c.received.map((d) => decodeError(d).code).sort();
+      expect(codes).toEqual([TransferErrorCode.NotFound, TransferErrorCode.Changed].sort());
+      c.socket.close();
+    } finally {
+      open.cleanup();
+    }
+  });
+
+  test("fuzz: 10,000 random and mutated datagrams; the server stays up, memory stays bounded, a fetch alongside is intact", async () => {
+    const share = tempDir();
+    const out = tempDir();
+    try {
+      const content = Buffer.from(new Rng(3).bytes(6 << 20));
+      writeFileSync(join(share.path, "target.bin"), content);
+      const sha = sha256Hex(content);
+      const { address } = await startMaster();
+      const { server, udpPort } = await startServer(share.path, address);
+      await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
+      const rssBefore = rssKiB(server.pid);
+      const rng = new Rng(Number(process.env.FUZZ_SEED ?? 7));
+      const seeds = [request("target.bin", sha, 77), request("../../etc/passwd", sha, 78)];
+      // Valid ACK/FIN/DATA shapes too, so mutations reach every decoder.
+      const ack = new Uint8Array(HEADER_BYTES + 16);
+      ack.set(seeds[0]!.subarray(0, HEADER_BYTES));
+      ack[3] = PacketType.Ack;
+      seeds.push(ack);
+      const fuzzer = await rawClient();
+      const fetching = runFtx(["fetch", address, "target.bin", "-o", out.path], { timeoutMs: 60_000 });
+      for (let i = 0; i < 10_000; i++) {
+        const d = rng.chance(0.3) ? rng.bytes(rng.int(1500)) : mutate(rng, rng.pick(seeds));
+        if (d.byteLength > 0) fuzzer.socket.send(d, udpPort, "127.0.0.1");
+        if (i % 200 === 0) await Bun.sleep(1);
+      }
+      const r = await fetching;
+      expect(r.exitCode).toBe(0);
+      expect(sha256Hex(readFileSync(join(out.path, "target.bin")))).toBe(sha);
+      expect(server.proc.exitCode).toBeNull();
+      expect(rssKiB(server.pid) - rssBefore).toBeLessThan(64 * 1024);
+      // And it still serves afterwards.
+      const again = await runFtx(["fetch", address, "target.bin", "-o", join(out.path, "again")]);
+      expect(again.exitCode).toBe(0);
+      fuzzer.socket.close();
+    } finally {
+      share.cleanup();
+      out.cleanup();
+    }
+  }, 90_000);
+
+  test("failover: when the serving file server dies mid-transfer, the fetch carries on from another", async () => {
+    const a = tempDir();
+    const b = tempDir();
+    const out = tempDir();
+    try {
+      const content = Buffer.from(new Rng(11).bytes(24 << 20));
+      writeFileSync(join(a.path, "shared.bin"), content);
+      writeFileSync(join(b.path, "shared.bin"), content);
+      const { address } = await startMaster();
+      // Both servers sit behind rate-capped relays so the transfer takes a few seconds.
+      const sa = await startServer(a.path, address);
+      const sb = await startServer(b.path, address);
+      const ra = await ImpairmentRelay.start({ host: "127.0.0.1", port: sa.udpPort }, { toClient: { bytesPerSecond: 8e6 } });
+      const rb = await ImpairmentRelay.start({ host: "127.0.0.1", port: sb.udpPort }, { toClient: { bytesPerSecond: 8e6 } });
+      await sa.server.stop();
+      await sb.server.stop();
+      const va = await startServer(a.path, address, ["--port", String(sa.udpPort), "--advertise", `127.0.0.1:${ra.port}`]);
+      const vb = await startServer(b.path, address, ["--port", String(sb.udpPort), "--advertise", `127.0.0.1:${rb.port}`]);
+      await eventually(async () => (await lsJson(address))[0]?.servers.length === 2, 5000, "both listed");
+      const fetching = runFtx(["fetch", address, "shared.bin", "-o", out.path, "--json", "--idle-timeout", "2"], { timeoutMs: 90_000 });
+      // Kill whichever server is sending once the transfer is under way.
+      await eventually(() => ra.counters.toClient + rb.counters.toClient > 200, 10_000, "transfer started");
+      const victim = ra.counters.toClient > rb.counters.toClient ? va : vb;
+      await victim.server.stop("SIGKILL");
+      const r = await fetching;
+      expect(r.exitCode).toBe(0);
+      expect(sha256Hex(readFileSync(join(out.path, "shared.bin")))).toBe(sha256Hex(content));
+      expect(r.stderr).toMatch(/trying another server/);
+      ra.close();
+      rb.close();
+    } finally {
+      a.cleanup();
+      b.cleanup();
+      out.cleanup();
+    }
+  }, 120_000);
+});

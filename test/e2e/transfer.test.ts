@@ -1,0 +1,186 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, writeFileSync, existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { ImpairmentRelay, type Impairment } from "../support/impairment-relay.ts";
+import { Rng } from "../support/random.ts";
+import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, stopAll, tempDir } from "../support/ftx-process.ts";
+
+afterAll(stopAll);
+
+function makeFiles(dir: string, files: Record<string, number>, seed = 1): Record<string, string> {
+  const rng = new Rng(seed);
+  const hashes: Record<string, string> = {};
+  for (const [name, size] of Object.entries(files)) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    const data = size > 1 << 20 ? Buffer.alloc(size) : Buffer.from(rng.bytes(size));
+    if (size > 1 << 20) for (let i = 0; i < size; i += 4096) data.writeUInt32BE((i * 2654435761) >>> 0, i);
+    writeFileSync(join(dir, name), data);
+    hashes[name] = sha256Hex(data);
+  }
+  return hashes;
+}
+
+function hashOf(path: string): string {
+  return sha256Hex(readFileSync(path));
+}
+
+async function setup(files: Record<string, number>, serverArgs: string[] = []) {
+  const share = tempDir("ftx-share-");
+  const out = tempDir("ftx-out-");
+  const hashes = makeFiles(share.path, files);
+  const { address } = await startMaster();
+  const { server, udpPort } = await startServer(share.path, address, serverArgs);
+  await eventually(async () => (await lsJson(address)).length === Object.keys(files).length, 10_000, "all files listed");
+  return { share, out, hashes, address, server, udpPort, cleanup: () => (share.cleanup(), out.cleanup()) };
+}
+
+describe("fetch over the UDP transfer protocol", () => {
+  test("edge sizes arrive intact in one fetch: 0, 1, segment −1/exact/+1, several MiB, 64 MiB", async () => {
+    const seg = 1024;
+    const files = { empty: 0, one: 1, below: seg - 1, exact: seg, above: seg + 1, "dir/five-mib.bin": 5 << 20, "big/64mib.bin": 64 << 20 };
+    const s = await setup(files);
+    try {
+      const r = await runFtx(["fetch", s.address, ...Object.keys(files).filter((n) => !n.includes("64")), "-o", s.out.path, "--segment-size", String(seg), "--json"]);
+      expect(r.stderr).not.toMatch(/[\r\u001b]/); // not a TTY: no animation, no colour
+      expect(r.exitCode).toBe(0);
+      const results = JSON.parse(r.stdout) as Array<{ name: string; ok: boolean; bytes: number; sha256: string; seconds: number; error: null }>;
+      expect(results.map((x) => x.name)).toEqual(Object.keys(files).filter((n) => !n.includes("64")));
+      for (const res of results) {
+        expect(res).toMatchObject({ ok: true, bytes: files[res.name as keyof typeof files], sha256: s.hashes[res.name], error: null });
+        expect(typeof res.seconds).toBe("number");
+        expect(hashOf(join(s.out.path, res.name))).toBe(s.hashes[res.name]!);
+      }
+      const big = await runFtx(["fetch", s.address, "big/64mib.bin", "-o", s.out.path]);
+      expect(big.exitCode).toBe(0);
+      expect(hashOf(join(s.out.path, "big/64mib.bin"))).toBe(s.hashes["big/64mib.bin"]!);
+      expect(readdirSync(join(s.out.path, "big"))).toEqual(["64mib.bin"]); // no part file left behind
+    } finally {
+      s.cleanup();
+    }
+  });
+
+  test("resumes from a part file; a part holding other bytes is detected and fetched again", async () => {
+    const s = await setup({ "r.bin": 3 << 20 });
+    try {
+      const full = readFileSync(join(s.share.path, "r.bin"));
+      writeFileSync(join(s.out.path, "r.bin.ftx-part"), full.subarray(0, 1 << 20));
+      const r1 = await runFtx(["fetch", s.address, "r.bin", "-o", s.out.path]);
+      expect(r1.exitCode).toBe(0);
+      expect(r1.stderr).toContain("resuming from 1048576");
+      expect(hashOf(join(s.out.path, "r.bin"))).toBe(s.hashes["r.bin"]!);
+      expect(existsSync(join(s.out.path, "r.bin.ftx-part"))).toBe(false);
+
+      writeFileSync(join(s.out.path, "r.bin.ftx-part"), Buffer.alloc(1 << 20, 0xee)); // wrong bytes
+      writeFileSync(join(s.out.path, "r.bin"), "old content"); // replaced atomically at the end
+      const r2 = await runFtx(["fetch", s.address, "r.bin", "-o", s.out.path]);
+      expect(r2.exitCode).toBe(0);
+      expect(r2.stderr).toContain("SHA-256 mismatch");
+      expect(hashOf(join(s.out.path, "r.bin"))).toBe(s.hashes["r.bin"]!);
+    } finally {
+      s.cleanup();
+    }
+  });
+
+  test("bad names fail that FILE with a clear message (exit 1) while the others complete; nothing is written outside -o", async () => {
+    const s = await setup({ "good.txt": 100 });
+    try {
+      const r = await runFtx(["fetch", s.address, "good.txt", "../x", "/etc/passwd", "a/../../x", "missing.txt", "good.txt", "-o", s.out.path, "--json"]);
+      expect(r.exitCode).toBe(1);
+      const results = JSON.parse(r.stdout) as Array<{ name: string; ok: boolean; error: string | null; bytes: null | number; sha256: null | string }>;
+      expect(results.map((x) => [x.name, x.ok])).toEqual([
+        ["good.txt", true],
+        ["../x", false],
+        ["/etc/passwd", false],
+        ["a/../../x", false],
+        ["missing.txt", false],
+      ]);
+      for (const bad of results.slice(1)) {
+        expect(bad.bytes).toBeNull();
+        expect(bad.sha256).toBeNull();
+        expect(r.stderr).toContain(bad.error!);
+      }
+      expect(r.stderr).toContain('"../x" is not a safe name');
+      expect(r.stderr).toContain("missing.txt: not listed");
+      expect(readdirSync(s.out.path)).toEqual(["good.txt"]);
+    } finally {
+      s.cleanup();
+    }
+  });
+
+  test("a name listed with two different contents is refused, naming it", async () => {
+    const a = tempDir();
+    const b = tempDir();
+    const out = tempDir();
+    try {
+      writeFileSync(join(a.path, "same-name.txt"), "version A");
+      writeFileSync(join(b.path, "same-name.txt"), "version B");
+      const { address } = await startMaster();
+      await startServer(a.path, address);
+      await startServer(b.path, address);
+      await eventually(async () => (await lsJson(address)).length === 2, 5000, "both versions listed");
+      const r = await runFtx(["fetch", address, "same-name.txt", "-o", out.path]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain("same-name.txt: listed with 2 different contents");
+    } finally {
+      a.cleanup();
+      b.cleanup();
+      out.cleanup();
+    }
+  });
+
+  test("20 concurrent fetch processes against one file server all get intact files", async () => {
+    const files: Record<string, number> = {};
+    for (let i = 0; i < 20; i++) files[`c/${i}.bin`] = (1 << 20) + i * 997;
+    const s = await setup(files);
+    try {
+      const runs = await Promise.all(Object.keys(files).map((name, i) => runFtx(["fetch", s.address, name, "-o", join(s.out.path, String(i))], { timeoutMs: 60_000 })));
+      runs.forEach((r, i) => {
+        expect(r.exitCode).toBe(0);
+        const name = `c/${i}.bin`;
+        expect(hashOf(join(s.out.path, String(i), name))).toBe(s.hashes[name]!);
+      });
+    } finally {
+      s.cleanup();
+    }
+  }, 120_000);
+});
+
+describe("through the impairment relay", () => {
+  const scenarios: Array<[string, Impairment, number]> = [
+    ["5% loss", { loss: 0.05 }, 4 << 20],
+    ["20% loss", { loss: 0.2 }, 1 << 20],
+    ["5% duplication", { duplicate: 0.05 }, 4 << 20],
+    ["reordering with delay and jitter", { reorder: 0.1, delayMs: 1, jitterMs: 2 }, 2 << 20],
+    ["1% corruption", { corrupt: 0.01 }, 4 << 20],
+    ["all at once", { loss: 0.05, duplicate: 0.05, reorder: 0.05, corrupt: 0.01, delayMs: 1, jitterMs: 1 }, 2 << 20],
+  ];
+  for (const [label, impairment, size] of scenarios) {
+    test(`${label}: the file arrives intact`, async () => {
+      const share = tempDir("ftx-share-");
+      const out = tempDir("ftx-out-");
+      const hashes = makeFiles(share.path, { "f.bin": size }, size);
+      const { address } = await startMaster();
+      // The server's real port is known only after it starts; the relay forwards to it, and the server
+      // advertises the relay's address. Start the relay on a placeholder first, then point it.
+      const { server, udpPort } = await startServer(share.path, address);
+      const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: udpPort }, { both: impairment, seed: 42 });
+      try {
+        await server.stop();
+        const relayed = await startServer(share.path, address, ["--port", String(udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
+        expect(relayed.udpPort).toBe(udpPort);
+        await eventually(async () => (await lsJson(address))[0]?.servers[0] === `127.0.0.1:${relay.port}`, 5000, "listed via relay");
+        const r = await runFtx(["fetch", address, "f.bin", "-o", out.path, "--json"], { timeoutMs: 90_000 });
+        expect(r.exitCode).toBe(0);
+        expect(hashOf(join(out.path, "f.bin"))).toBe(hashes["f.bin"]!);
+        expect(relay.counters.toClient).toBeGreaterThan(0);
+        if (impairment.loss) expect(relay.counters.dropped).toBeGreaterThan(0);
+        if (impairment.corrupt) expect(relay.counters.corrupted).toBeGreaterThan(0);
+        if (impairment.duplicate) expect(relay.counters.duplicated).toBeGreaterThan(0);
+      } finally {
+        relay.close();
+        share.cleanup();
+        out.cleanup();
+      }
+    }, 120_000);
+  }
+});
