@@ -38,6 +38,12 @@ export interface DownloadSpec {
 const REQUEST_FIRST_RETRY_MS = 500;
 const REQUEST_ATTEMPTS = 5;
 const ACK_DELAY_MS = 2;
+/**
+ * Flow control against the disk: when this much received data is still waiting to be written, the
+ * advertised window drops to one segment until the writes catch up, so memory stays bounded even when
+ * the network is faster than the disk.
+ */
+const WRITE_BACKLOG_HIGH_BYTES = 4 << 20;
 
 export type DownloadState = "requesting" | "receiving" | "done" | "failed";
 
@@ -61,7 +67,7 @@ export class Download {
   private readonly startOffset: number;
   private settle!: { resolve: () => void; reject: (e: FtxError) => void };
   readonly finished: Promise<void>;
-  readonly counters = { datagrams: 0, badLength: 0 };
+  readonly counters = { datagrams: 0, badLength: 0, throttled: 0 };
 
   constructor(
     readonly spec: DownloadSpec,
@@ -70,6 +76,7 @@ export class Download {
     now: number,
   ) {
     this.sessionId = (randomBytes(4).readUInt32BE(0) || 1) >>> 0;
+    this.baseWindow = spec.windowSegments;
     this.startOffset = part.size;
     const sha = Buffer.from(spec.sha256, "hex");
     const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, this.startOffset, 0, sha, spec.name) : undefined;
@@ -89,9 +96,19 @@ export class Download {
     return this.part.size;
   }
 
+  private baseWindow: number;
+
   /** Flow control: the owner shares its receive budget between active downloads. */
   setWindow(segments: number): void {
-    if (this.receiver) this.receiver.windowSegments = segments;
+    this.baseWindow = segments;
+    this.updateWindow();
+  }
+
+  private updateWindow(): void {
+    if (!this.receiver) return;
+    const throttled = this.part.backlogBytes > WRITE_BACKLOG_HIGH_BYTES;
+    if (throttled) this.counters.throttled++;
+    this.receiver.windowSegments = throttled ? 1 : this.baseWindow;
   }
 
   get segmentBytes(): number {
@@ -154,7 +171,10 @@ export class Download {
       this.counters.badLength++;
       return;
     }
-    if (receiver.handleData(header.seq, header.timestampUs, now)) this.part.append(data.subarray(HEADER_BYTES));
+    if (receiver.handleData(header.seq, header.timestampUs, now)) {
+      this.part.append(data.subarray(HEADER_BYTES));
+      this.updateWindow();
+    }
     this.flushAcks(now);
     if (receiver.complete) this.complete(now);
   }
@@ -169,6 +189,7 @@ export class Download {
   }
 
   private complete(now: number): void {
+    if (process.env.FTX_DEBUG_DOWNLOAD) console.error(JSON.stringify({ ...this.counters, receiver: this.receiver?.counters }));
     this.flushAcks(now);
     this.send(encodeFin(this.sessionId, timestampUs(now)));
     this.state = "done";

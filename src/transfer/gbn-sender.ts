@@ -166,7 +166,9 @@ export class GbnSender {
     }
     if (cumulative === this.base && this.base < this.highestSent) {
       this.dupAcks++;
-      if (this.dupAcks === this.dupAckThreshold && this.cc.onLoss(this.base, this.nextSeq)) {
+      // Early retransmit (RFC 5827): with fewer than 4 segments in flight, 3 duplicates can never come.
+      const threshold = Math.max(1, Math.min(this.dupAckThreshold, this.highestSent - this.base - 1));
+      if (this.dupAcks === threshold && this.cc.onLoss(this.base, this.nextSeq)) {
         // Fast retransmit, Go-Back-N style: everything from the base goes again, without waiting for the timer.
         this.counters.fastRetransmits++;
         this.nextSeq = this.base;

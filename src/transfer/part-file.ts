@@ -8,6 +8,8 @@ import { PART_SUFFIX } from "../files/safe-name.ts";
  * socket's fixed receive buffer to overflow at full rate.
  */
 const BLOCK_BYTES = 256 * 1024;
+/** Blocks kept for reuse: enough to ride out a slow disk for a moment without allocating per block. */
+const POOL_BLOCKS = 32;
 
 /**
  * A download in progress: `<name>.ftx-part` beside the final name. Bytes are appended in order and
@@ -108,7 +110,7 @@ export class PartFile {
       if (!err && written < length) return this.writeAll(block, offset + written, length - written, position + written);
       if (err) this.writeError ??= err;
       this.inFlight--;
-      if (this.free.length < 4) this.free.push(block);
+      if (this.free.length < POOL_BLOCKS) this.free.push(block);
       if (this.inFlight === 0) this.drained?.();
     });
   }

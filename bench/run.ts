@@ -1,0 +1,216 @@
+/**
+ * `bun run bench [--quick]`: measures ftx on this machine and prints a table plus a JSON result
+ * (bench/results/latest.json).
+ *
+ *  - index at scale: a master holding N file servers × 100 files; `ftx ls --json` latency and master RSS
+ *  - registration: a file server with 10,000 files, time until all are listed
+ *  - transfer: a 256 MiB file on loopback with no loss and with 5 % random loss (through the
+ *    impairment relay: this machine has no tc netem, and nftables is not installed by this bench)
+ *
+ * Timings on a shared machine are noisy: each transfer runs 3 times and the median is reported.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { connectToMaster } from "../src/index/index-client.ts";
+import { MsgType, Role } from "../src/index/messages.ts";
+import { ImpairmentRelay } from "../test/support/impairment-relay.ts";
+
+const quick = process.argv.includes("--quick");
+const cli = resolve(import.meta.dir, "../src/cli.ts");
+const work = mkdtempSync(join(tmpdir(), "ftx-bench-"));
+const procs: ReturnType<typeof Bun.spawn>[] = [];
+const results: Record<string, unknown> = { quick, date: new Date().toISOString() };
+const rows: string[][] = [];
+
+function spawnFtx(args: string[]) {
+  const p = Bun.spawn(["bun", cli, ...args], { stdout: "ignore", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+  procs.push(p);
+  return p;
+}
+
+async function waitFor(p: ReturnType<typeof spawnFtx>, re: RegExp): Promise<RegExpMatchArray> {
+  const reader = (p.stderr as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`exited before ${re}:\n${text}`);
+    text += new TextDecoder().decode(value);
+    const m = text.match(re);
+    if (m) {
+      // Keep draining so the child never blocks on a full pipe.
+      void (async () => {
+        for (;;) if ((await reader.read()).done) break;
+      })();
+      return m;
+    }
+  }
+}
+
+function procStat(pid: number): { cpuSeconds: number; peakRssMiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  const ticks = Number(stat[11]) + Number(stat[12]);
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return { cpuSeconds: ticks / 100, peakRssMiB: Number(status.match(/VmHWM:\s+(\d+)/)![1]) / 1024 };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function startMaster(): Promise<{ address: string; port: number; pid: number }> {
+  const m = spawnFtx(["master", "--host", "127.0.0.1", "--port", "0", "--max-connections", "20000"]);
+  const port = Number((await waitFor(m, /listening on 127\.0\.0\.1:(\d+)/))[1]);
+  return { address: `127.0.0.1:${port}`, port, pid: m.pid };
+}
+
+function lsCount(address: string): number {
+  const r = Bun.spawnSync(["bun", cli, "ls", address, "--json"], { stdout: "pipe", stderr: "pipe" });
+  return r.exitCode === 0 ? (JSON.parse(r.stdout.toString()) as unknown[]).length : -1;
+}
+
+async function benchIndex(): Promise<void> {
+  const servers = quick ? 200 : 1000;
+  const filesEach = 100;
+  const master = await startMaster();
+  const sha = "ab".repeat(32);
+  const sessions = [];
+  const beats: Timer[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < servers; i++) {
+    const s = await connectToMaster({ host: "127.0.0.1", port: master.port }, { role: Role.FileServer, timeoutMs: 5000 });
+    s.send({ type: MsgType.Announce, host: "127.0.0.1", port: 10_000 + i });
+    s.send({ type: MsgType.FilesAdd, files: Array.from({ length: filesEach }, (_, j) => ({ name: `server-${i}/dir/file-${j}.dat`, size: j * 1000, sha256: sha })) });
+    sessions.push(s);
+    // Keep the leases alive while we measure.
+    beats.push(setInterval(() => s.send({ type: MsgType.Ping, seq: 1 }), s.welcome.heartbeatIntervalMs));
+  }
+  const total = servers * filesEach;
+  while (lsCount(master.address) < total) await Bun.sleep(200);
+  const registerSeconds = (performance.now() - t0) / 1000;
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    const n = lsCount(master.address);
+    times.push(performance.now() - t);
+    if (n !== total) throw new Error(`ls returned ${n}, expected ${total}`);
+  }
+  const { peakRssMiB } = procStat(master.pid);
+  const masterProc = procs.find((p) => p.pid === master.pid)!;
+  masterProc.kill("SIGTERM");
+  results.index = { servers, filesEach, entries: total, registerSeconds, lsJsonMedianMs: median(times), masterPeakRssMiB: peakRssMiB };
+  rows.push([`index: ${servers} servers × ${filesEach} files`, `ls --json median ${median(times).toFixed(0)} ms (whole process)`, `master peak RSS ${peakRssMiB.toFixed(0)} MiB`]);
+  for (const t of beats) clearInterval(t);
+  for (const s of sessions) s.close();
+  await masterProc.exited;
+}
+
+async function benchRegistration(): Promise<void> {
+  const count = quick ? 2000 : 10_000;
+  const dir = join(work, "many");
+  for (let i = 0; i < count; i++) {
+    const sub = join(dir, `d${i % 100}`);
+    if (i < 100) mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, `f${i}.txt`), `file ${i}\n`);
+  }
+  const master = await startMaster();
+  const t0 = performance.now();
+  const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
+  await waitFor(server, /over UDP/);
+  while (lsCount(master.address) < count) await Bun.sleep(100);
+  const seconds = (performance.now() - t0) / 1000;
+  const { peakRssMiB } = procStat(server.pid);
+  results.registration = { files: count, secondsUntilAllListed: seconds, serverPeakRssMiB: peakRssMiB };
+  rows.push([`serve: ${count} files`, `all listed after ${seconds.toFixed(2)} s`, `server peak RSS ${peakRssMiB.toFixed(0)} MiB`]);
+  server.kill("SIGTERM");
+}
+
+async function fetchOnce(address: string, name: string, out: string): Promise<{ seconds: number; cpuSeconds: number; maxRssMiB: number; ok: boolean }> {
+  rmSync(out, { recursive: true, force: true });
+  // Start every sample with no dirty pages from the previous one being written back underneath it.
+  Bun.spawnSync(["sync"]);
+  const t0 = performance.now();
+  // /usr/bin/time measures exactly this process (getrusage of children would mix in other children).
+  const timeFile = join(work, "time.txt");
+  const p = Bun.spawn(["/usr/bin/time", "-o", timeFile, "-f", "%U %S %M", "bun", cli, "fetch", address, name, "-o", out, "--json"], { stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  const seconds = (performance.now() - t0) / 1000;
+  if (code !== 0) console.error(`  fetch failed (exit ${code}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  else console.error(`  fetch: ${(JSON.parse(stdout) as Array<{ seconds: number }>)[0]!.seconds.toFixed(2)} s transfer, ${seconds.toFixed(2)} s wall`);
+  const [user, sys, maxKiB] = readFileSync(timeFile, "utf8").trim().split(/\s+/).slice(-3).map(Number);
+  const ok = code === 0 && (JSON.parse(stdout) as Array<{ ok: boolean }>)[0]!.ok;
+  return { seconds, cpuSeconds: user! + sys!, maxRssMiB: maxKiB! / 1024, ok };
+}
+
+async function benchTransfer(): Promise<void> {
+  const size = quick ? 64 << 20 : 256 << 20;
+  const dir = join(work, "share");
+  mkdirSync(dir, { recursive: true });
+  const data = Buffer.alloc(size);
+  for (let i = 0; i < size; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+  writeFileSync(join(dir, "payload.bin"), data);
+  const master = await startMaster();
+  const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
+  const udpPort = Number((await waitFor(server, /over UDP on 127\.0\.0\.1:(\d+)/))[1]);
+  while (lsCount(master.address) < 1) await Bun.sleep(100);
+  const mib = size / (1 << 20);
+  const runs = quick ? 1 : 3;
+
+  let serverPid = server.pid;
+  const scenario = async (label: string, address: string) => {
+    const before = procStat(serverPid);
+    const samples = [];
+    for (let i = 0; i < runs; i++) samples.push(await fetchOnce(address, "payload.bin", join(work, "out")));
+    console.error(`  ${label}: ${samples.map((x) => `${(size / 1e6 / x.seconds).toFixed(0)} MB/s`).join(", ")}`);
+    const after = procStat(serverPid);
+    const med = median(samples.map((s) => s.seconds));
+    const r = {
+      sizeMiB: mib,
+      medianSeconds: med,
+      medianMBps: size / 1e6 / med,
+      allIntact: samples.every((s) => s.ok),
+      clientCpuSecondsPerGiB: (median(samples.map((s) => s.cpuSeconds)) * 1024) / mib,
+      clientPeakRssMiB: Math.max(...samples.map((s) => s.maxRssMiB)),
+      serverCpuSecondsPerGiB: ((after.cpuSeconds - before.cpuSeconds) / runs) * (1024 / mib),
+      serverPeakRssMiB: after.peakRssMiB,
+    };
+    rows.push([
+      `fetch ${mib} MiB, ${label}`,
+      `${r.medianMBps.toFixed(0)} MB/s (median of ${runs}), intact: ${r.allIntact}`,
+      `client ${r.clientCpuSecondsPerGiB.toFixed(2)} CPU-s/GiB, ${r.clientPeakRssMiB.toFixed(0)} MiB; server ${r.serverCpuSecondsPerGiB.toFixed(2)} CPU-s/GiB, ${r.serverPeakRssMiB.toFixed(0)} MiB`,
+    ]);
+    return r;
+  };
+
+  results.transferNoLoss = await scenario("no loss", master.address);
+
+  // 5 % loss: restart the server behind the relay (it advertises the relay's address).
+  server.kill("SIGTERM");
+  await server.exited;
+  const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: udpPort }, { both: { loss: 0.05 }, seed: 5 });
+  const relayed = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1", "--port", String(udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
+  await waitFor(relayed, /registered with master/);
+  await Bun.sleep(500);
+  serverPid = relayed.pid;
+  results.transferLoss5 = await scenario("5% loss (relay)", master.address);
+  relay.close();
+}
+
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
+try {
+  if (!only || only === "index") await benchIndex();
+  if (!only || only === "registration") await benchRegistration();
+  if (!only || only === "transfer") await benchTransfer();
+} finally {
+  for (const p of procs) p.kill("SIGKILL");
+  rmSync(work, { recursive: true, force: true });
+}
+
+const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+console.log(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ")).join("\n"));
+const outDir = resolve(import.meta.dir, "results");
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, "latest.json"), JSON.stringify(results, null, 2));
+console.log(`\nJSON: ${join(outDir, "latest.json")}`);
+process.exit(0);
