@@ -89,6 +89,8 @@ async function benchIndex(): Promise<void> {
   const total = servers * filesEach;
   while (lsCount(master.address) < total) await Bun.sleep(200);
   const registerSeconds = (performance.now() - t0) / 1000;
+  const rssAfterRegistration = Number(readFileSync(`/proc/${master.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)![1]) / 1024;
+  console.error(`  master RSS after registration: ${rssAfterRegistration.toFixed(0)} MiB`);
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t = performance.now();

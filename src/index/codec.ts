@@ -24,8 +24,22 @@ const MIN_FILE_RECORD_BYTES = 2 + 8 + SHA256_BYTES;
 const MIN_NAME_BYTES = 2;
 const MIN_LIST_ENTRY_BYTES = MIN_FILE_RECORD_BYTES + 2;
 
+/** A close upper estimate of a message's size, so the writer allocates once instead of doubling. */
+function sizeHint(msg: IndexMessage): number {
+  switch (msg.type) {
+    case MsgType.FilesAdd:
+      return 16 + msg.files.reduce((n, f) => n + 44 + f.name.length * 3, 0);
+    case MsgType.FilesRemove:
+      return 16 + msg.names.reduce((n, name) => n + 2 + name.length * 3, 0);
+    case MsgType.ListEntries:
+      return 16 + msg.entries.reduce((n, e) => n + 46 + e.name.length * 3 + e.servers.reduce((m, s) => m + 1 + s.length, 0), 0);
+    default:
+      return 128;
+  }
+}
+
 export function encodeMessage(msg: IndexMessage): Uint8Array {
-  const w = new ByteWriter(64);
+  const w = new ByteWriter(sizeHint(msg));
   w.u32(0).u8(msg.type);
   switch (msg.type) {
     case MsgType.Hello:

@@ -39,6 +39,14 @@ interface Conn {
   openedAt: number;
   lastFrameAt: number;
   announced: boolean;
+  lists: ListJob[];
+}
+
+interface ListJob {
+  requestId: number;
+  names: string[];
+  cursor: number;
+  total: number;
 }
 
 /** Heartbeats go out three times per timeout, so two lost beats never evict a live server. */
@@ -46,6 +54,8 @@ const BEATS_PER_TIMEOUT = 3;
 const TICK_MS = 200;
 /** Keep each list frame well under MAX_FRAME_BYTES and give the writer pieces it can interleave. */
 const LIST_CHUNK_BYTES = 256 * 1024;
+/** A client may pipeline this many LIST requests; each holds only its sorted name list while queued. */
+const MAX_QUEUED_LISTS = 64;
 
 /**
  * The index over TCP: a thin shell around Registry. Handles the handshake (version, token
@@ -145,6 +155,7 @@ export class MasterServer {
       openedAt: now,
       lastFrameAt: now,
       announced: false,
+      lists: [],
     };
     conn.peer = new FramedPeer(socket as Socket<unknown>, {
       onMessage: (msg) => this.onMessage(conn, msg),
@@ -258,27 +269,47 @@ export class MasterServer {
         conn.peer.send({ type: MsgType.Pong, seq: msg.seq });
         return;
       case MsgType.List:
-        return this.sendList(conn, msg.requestId, this.registry.list(msg.pattern));
+        if (conn.lists.length >= MAX_QUEUED_LISTS) return this.refuse(conn, IndexErrorCode.Limit, `more than ${MAX_QUEUED_LISTS} list requests in flight`);
+        return this.sendList(conn, msg.requestId, msg.pattern);
       default:
         return this.refuse(conn, IndexErrorCode.Protocol, `protocol error: unexpected ${MsgType[msg.type]} from a client`);
     }
   }
 
-  private sendList(conn: Conn, requestId: number, entries: ListEntry[]): void {
-    let chunk: ListEntry[] = [];
-    let chunkBytes = 0;
-    for (const e of entries) {
-      const size = 64 + Buffer.byteLength(e.name) + e.servers.reduce((n, s) => n + 1 + s.length, 0);
-      if (chunk.length > 0 && chunkBytes + size > LIST_CHUNK_BYTES) {
-        conn.peer.send({ type: MsgType.ListEntries, requestId, entries: chunk });
-        chunk = [];
-        chunkBytes = 0;
+  /**
+   * Streams a LIST answer in ~256 KiB frames, producing the next frame only when the socket has taken
+   * the previous ones: memory per request stays bounded whatever the size of the index. Requests on one
+   * connection are answered one after another, in order.
+   */
+  private sendList(conn: Conn, requestId: number, pattern: string): void {
+    conn.lists.push({ requestId, names: this.registry.matchingNames(pattern), cursor: 0, total: 0 });
+    if (conn.lists.length === 1) this.pumpLists(conn);
+  }
+
+  private pumpLists(conn: Conn): void {
+    conn.peer.onDrained = undefined;
+    while (conn.lists.length > 0 && !conn.peer.closed) {
+      const job = conn.lists[0]!;
+      while (job.cursor < job.names.length) {
+        if (conn.peer.pendingBytes > 0) {
+          conn.peer.onDrained = () => this.pumpLists(conn);
+          return;
+        }
+        const chunk: ListEntry[] = [];
+        let bytes = 0;
+        while (job.cursor < job.names.length && bytes < LIST_CHUNK_BYTES) {
+          for (const e of this.registry.entriesFor(job.names[job.cursor]!)) {
+            chunk.push(e);
+            bytes += 64 + e.name.length * 3 + e.servers.reduce((n, s) => n + 1 + s.length, 0);
+          }
+          job.cursor++;
+        }
+        if (chunk.length > 0) conn.peer.send({ type: MsgType.ListEntries, requestId: job.requestId, entries: chunk });
+        job.total += chunk.length;
       }
-      chunk.push(e);
-      chunkBytes += size;
+      conn.peer.send({ type: MsgType.ListEnd, requestId: job.requestId, total: job.total, stale: false });
+      conn.lists.shift();
     }
-    if (chunk.length > 0) conn.peer.send({ type: MsgType.ListEntries, requestId, entries: chunk });
-    conn.peer.send({ type: MsgType.ListEnd, requestId, total: entries.length, stale: false });
   }
 
   private onTick(now: number): void {

@@ -1,24 +1,26 @@
 import type { FileRecord, ListEntry } from "./messages.ts";
 import type { RegistryStore } from "./store.ts";
 
+/**
+ * One entry per distinct (name, sha256). Servers' file maps point at these shared entries rather than
+ * holding records of their own, and a name usually has exactly one content, so the index costs a few
+ * hundred bytes per file (1,000 servers × 100 files ≈ 40 MiB of heap).
+ */
+interface ContentEntry {
+  name: string;
+  size: number;
+  sha256: string;
+  holders: number[]; // peer ids; small, so an array beats a Set
+}
+
 interface ServerState {
   address: string;
-  files: Map<string, FileRecord>;
-}
-
-interface ContentEntry {
-  file: FileRecord;
-  holders: Set<number>; // peer ids
-}
-
-/** Content key: one index entry per distinct (name, sha256). NUL cannot occur in a valid name. */
-function contentKey(name: string, sha256: string): string {
-  return `${name}\u0000${sha256}`;
+  files: Map<string, ContentEntry>;
 }
 
 export class MemoryStore implements RegistryStore {
   private readonly servers = new Map<number, ServerState>();
-  private readonly contents = new Map<string, ContentEntry>();
+  private readonly byName = new Map<string, ContentEntry[]>();
 
   addServer(peerId: number, address: string): void {
     const existing = this.servers.get(peerId);
@@ -51,46 +53,59 @@ export class MemoryStore implements RegistryStore {
     const previous = server.files.get(file.name);
     if (previous && previous.sha256 === file.sha256 && previous.size === file.size) return;
     if (previous) this.deleteFile(peerId, file.name);
-    server.files.set(file.name, file);
-    const key = contentKey(file.name, file.sha256);
-    let entry = this.contents.get(key);
-    if (!entry) {
-      entry = { file, holders: new Set() };
-      this.contents.set(key, entry);
+    let contents = this.byName.get(file.name);
+    if (!contents) {
+      contents = [];
+      this.byName.set(file.name, contents);
     }
-    entry.holders.add(peerId);
+    let entry = contents.find((e) => e.sha256 === file.sha256 && e.size === file.size);
+    if (!entry) {
+      entry = { name: file.name, size: file.size, sha256: file.sha256, holders: [] };
+      contents.push(entry);
+    }
+    entry.holders.push(peerId);
+    server.files.set(entry.name, entry);
   }
 
   deleteFile(peerId: number, name: string): boolean {
     const server = this.servers.get(peerId);
-    const file = server?.files.get(name);
-    if (!server || !file) return false;
+    const entry = server?.files.get(name);
+    if (!server || !entry) return false;
     server.files.delete(name);
-    const key = contentKey(name, file.sha256);
-    const entry = this.contents.get(key);
-    if (entry) {
-      entry.holders.delete(peerId);
-      if (entry.holders.size === 0) this.contents.delete(key);
+    const at = entry.holders.indexOf(peerId);
+    if (at >= 0) entry.holders.splice(at, 1);
+    if (entry.holders.length === 0) {
+      const contents = this.byName.get(name);
+      if (contents) {
+        contents.splice(contents.indexOf(entry), 1);
+        if (contents.length === 0) this.byName.delete(name);
+      }
     }
     return true;
   }
 
   getFile(peerId: number, name: string): FileRecord | undefined {
-    return this.servers.get(peerId)?.files.get(name);
+    const entry = this.servers.get(peerId)?.files.get(name);
+    return entry && { name: entry.name, size: entry.size, sha256: entry.sha256 };
   }
 
-  entries(match: (name: string) => boolean): ListEntry[] {
-    const out: ListEntry[] = [];
-    for (const { file, holders } of this.contents.values()) {
-      if (!match(file.name)) continue;
+  names(match: (name: string) => boolean): string[] {
+    const out: string[] = [];
+    for (const name of this.byName.keys()) if (match(name)) out.push(name);
+    return out;
+  }
+
+  entriesFor(name: string): ListEntry[] {
+    const contents = this.byName.get(name);
+    if (!contents) return [];
+    return contents.map((e) => {
       const servers: string[] = [];
-      for (const peerId of holders) {
+      for (const peerId of e.holders) {
         const s = this.servers.get(peerId);
         if (s) servers.push(s.address);
       }
       servers.sort();
-      out.push({ name: file.name, size: file.size, sha256: file.sha256, servers });
-    }
-    return out;
+      return { name: e.name, size: e.size, sha256: e.sha256, servers };
+    });
   }
 }

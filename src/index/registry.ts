@@ -103,11 +103,22 @@ export class Registry {
     return earliest;
   }
 
-  /** Entries matching PATTERN, sorted by name then hash, so output is stable. */
+  /**
+   * Names matching PATTERN, sorted (code-unit order), so output is stable. Callers fetch the entries of
+   * each name as they stream them out (`entriesFor`), so a huge answer never sits in memory whole.
+   */
+  matchingNames(pattern: string): string[] {
+    return this.store.names(compilePattern(pattern)).sort();
+  }
+
+  /** The entries of one name, sorted by hash. */
+  entriesFor(name: string): ListEntry[] {
+    return this.store.entriesFor(name).sort((a, b) => (a.sha256 < b.sha256 ? -1 : a.sha256 > b.sha256 ? 1 : 0));
+  }
+
+  /** Every entry matching PATTERN, sorted by name then hash. */
   list(pattern: string): ListEntry[] {
-    const entries = this.store.entries(compilePattern(pattern));
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.sha256 < b.sha256 ? -1 : a.sha256 > b.sha256 ? 1 : 0));
-    return entries;
+    return this.matchingNames(pattern).flatMap((name) => this.entriesFor(name));
   }
 }
 

@@ -16,6 +16,8 @@ export interface RegistryStore {
   /** Returns whether the server had that name. */
   deleteFile(peerId: number, name: string): boolean;
   getFile(peerId: number, name: string): FileRecord | undefined;
-  /** Every distinct (name, sha256) whose name passes `match`, with the addresses of the servers holding it. */
-  entries(match: (name: string) => boolean): ListEntry[];
+  /** Every distinct name that passes `match` (unsorted). */
+  names(match: (name: string) => boolean): string[];
+  /** The distinct contents listed under one name, with the addresses of the servers holding each. */
+  entriesFor(name: string): ListEntry[];
 }

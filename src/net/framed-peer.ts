@@ -22,6 +22,8 @@ export class FramedPeer {
   private queuedBytes = 0;
   private endWhenFlushed = false;
   closed = false;
+  /** Called after a flush leaves the queue empty: producers that stream wait for it. */
+  onDrained: (() => void) | undefined;
 
   constructor(
     private readonly socket: Socket<unknown>,
@@ -74,6 +76,7 @@ export class FramedPeer {
       this.queue.shift();
     }
     if (this.endWhenFlushed && !this.closed) this.destroy(true);
+    else if (this.queue.length === 0 && !this.closed) this.onDrained?.();
   }
 
   get pendingBytes(): number {

@@ -142,8 +142,9 @@ export class ByteWriter {
     if (raw.byteLength !== n) throw new RangeError(`expected ${n} bytes of hex, got ${raw.byteLength}`);
     return this.bytes(raw);
   }
+  /** The bytes written; a view, not a copy (the writer is not used afterwards). */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.offset);
+    return this.buf.subarray(0, this.offset);
   }
 }
 
