@@ -3,6 +3,7 @@ import { FetchProgress } from "../cli/progress.ts";
 import { UsageError } from "../errors.ts";
 import { clampSegment, fetchFiles } from "../fetch/fetch-files.ts";
 import { createLogger } from "../log.ts";
+import { parseBindHost } from "../net/address.ts";
 import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 import { jsonArg, logArgs, parseSeconds, resolveMaster, resolveToken, tokenArg } from "./shared-args.ts";
 
@@ -17,6 +18,7 @@ export default defineCommand({
     ...tokenArg,
     "segment-size": { type: "string", valueHint: "BYTES", description: `Pin the datagram payload size (${MIN_SEGMENT_BYTES}–${MAX_SEGMENT_BYTES})` },
     parallel: { type: "string", default: "8", valueHint: "N", description: "Files downloaded at the same time" },
+    bind: { type: "string", valueHint: "HOST", description: "Source address to send from (multi-homed hosts)" },
     "idle-timeout": { type: "string", default: "10", valueHint: "SECONDS", description: "Give up on a server silent this long (then try another)" },
     ...logArgs,
   },
@@ -40,6 +42,7 @@ export default defineCommand({
         concurrency,
         idleTimeoutMs,
         progress,
+        bindHost: args.bind === undefined ? undefined : parseBindHost(args.bind, "--bind"),
       });
     } finally {
       progress.stop();

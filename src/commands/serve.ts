@@ -16,6 +16,8 @@ export default defineCommand({
     port: { type: "string", default: "0", valueHint: "PORT", description: "UDP port to bind (0: any free port)" },
     advertise: { type: "string", valueHint: "HOST[:PORT]", description: "Address clients are told to send to (behind NAT or a relay)" },
     ...tokenArg,
+    "max-sessions": { type: "string", default: "512", valueHint: "N", description: "Transfers served at once, in all" },
+    "max-sessions-per-client": { type: "string", default: "64", valueHint: "N", description: "Transfers served at once to one client address" },
     ...logArgs,
   },
   async run({ args }) {
@@ -27,7 +29,9 @@ export default defineCommand({
     const logger = createLogger(args, "serve");
 
     const catalog = await Catalog.open(args.dir, { logger });
-    const service = await FileService.start({ host, port, catalog, token, logger });
+    const maxSessions = parsePort(args["max-sessions"], "--max-sessions", false);
+    const maxSessionsPerAddress = parsePort(args["max-sessions-per-client"], "--max-sessions-per-client", false);
+    const service = await FileService.start({ host, port, catalog, token, logger, maxSessions, maxSessionsPerAddress });
     let fatal: FtxError | undefined;
     let stopFatal: () => void = () => {};
     const fatalSignal = new Promise<void>((resolve) => (stopFatal = resolve));
@@ -51,6 +55,7 @@ export default defineCommand({
     service.stop();
     catalog.stop();
     if (fatal) throw fatal;
-    logger.info(`${signal}: stopped`);
+    const c = service.counters;
+    logger.info(`${signal}: stopped after ${c.sessions} transfer session(s) (peak ${c.peakConcurrent} at once, ${c.completed} completed, ${c.dropped} bad datagrams dropped)`);
   },
 });

@@ -21,6 +21,8 @@ export interface FetchOptions {
   concurrency?: number;
   idleTimeoutMs?: number;
   progress?: ProgressSink;
+  /** Source address for the UDP socket. */
+  bindHost?: string;
 }
 
 export interface FileResult {
@@ -43,6 +45,10 @@ export interface ProgressSink {
 export const INTERNET_SEGMENT_BYTES = 1400 - 26;
 /** Loopback has a 64 KiB MTU: large segments cost far fewer syscalls and ACKs per byte. */
 export const LOOPBACK_SEGMENT_BYTES = 16 * 1024;
+
+/** A busy server is asked again this many times, about this far apart, before the next server is tried. */
+const BUSY_RETRIES = 40;
+const BUSY_RETRY_MS = 250;
 
 function isLoopback(ip: string): boolean {
   return ip.startsWith("127.") || ip === "::1" || ip.startsWith("::ffff:127.");
@@ -76,7 +82,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
   });
   const answers = safe.length > 0 ? await queryMaster(opts.master, safe.map(patternFor), opts.token) : [];
   const outDirReal = await prepareOutputDir(opts.outDir);
-  const client = new TransferClient(logger);
+  const client = new TransferClient(logger, opts.bindHost);
   const queue = safe.map((name, i) => ({ name, entries: answers[i]!.filter((e) => e.name === name) }));
   const concurrency = Math.max(1, opts.concurrency ?? 8);
   try {
@@ -116,6 +122,7 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
   const order = servers.map((_, i) => servers[(first + i) % servers.length]!);
   let lastError: FtxError | undefined;
   let restartedFromZero = false;
+  let busyRetries = 0;
   for (let i = 0; i < order.length; i++) {
     const server = order[i]!;
     let ip: string;
@@ -145,6 +152,14 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
     } catch (err) {
       const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
       await part.close();
+      if (e.code === "E_LIMIT" && busyRetries < BUSY_RETRIES) {
+        // The server is at its session cap: wait a moment and ask again rather than give up on it.
+        busyRetries++;
+        await Bun.sleep(BUSY_RETRY_MS * (0.5 + Math.random()));
+        i--;
+        lastError = e;
+        continue;
+      }
       if (e.code === "E_INTEGRITY" && !restartedFromZero) {
         // The part held bytes of another version, or a server sent bad data: start over, once.
         logger.warn(`${name}: ${e.message}; starting over`);

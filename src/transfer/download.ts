@@ -7,6 +7,7 @@ import {
   ACK_BYTES,
   decodeAccept,
   decodeError,
+  encodeError,
   encodeFin,
   encodeRequest,
   HEADER_BYTES,
@@ -129,8 +130,12 @@ export class Download {
         return this.onData(header, data, now);
       case PacketType.Error: {
         const e = decodeError(data);
-        const code = e.code === TransferErrorCode.Forbidden ? "E_AUTH" : e.code === TransferErrorCode.NotFound ? "E_NOT_FOUND" : "E_IO";
-        return this.fail(new FtxError(code, `file server ${this.spec.display}: ${e.text}`));
+        const code =
+          e.code === TransferErrorCode.Forbidden ? "E_AUTH" : e.code === TransferErrorCode.NotFound ? "E_NOT_FOUND" : e.code === TransferErrorCode.Busy ? "E_LIMIT" : "E_IO";
+        this.state = "failed"; // the server already dropped the session: no need to tell it
+        this.failure = new FtxError(code, `file server ${this.spec.display}: ${e.text}`);
+        this.settle.reject(this.failure);
+        return;
       }
       default:
         throw new ProtocolError(`unexpected packet type ${header.type} from the server`);
@@ -198,6 +203,8 @@ export class Download {
 
   fail(err: FtxError): void {
     if (this.state === "done" || this.state === "failed") return;
+    // Tell the server (best effort) so it frees the session now rather than after its idle timeout.
+    this.send(encodeError(this.sessionId, { code: TransferErrorCode.Cancelled, text: err.message }, timestampUs(performance.now())));
     this.state = "failed";
     this.failure = err;
     this.settle.reject(err);

@@ -66,6 +66,7 @@ interface Session {
 
 export interface FileServiceStats {
   sessions: number;
+  peakConcurrent: number;
   completed: number;
   failed: number;
   dropped: number; // datagrams that failed validation
@@ -88,7 +89,7 @@ export class FileService {
   private readonly maxSessions: number;
   private readonly maxPerAddress: number;
   private readonly idleTimeoutMs: number;
-  readonly counters: FileServiceStats = { sessions: 0, completed: 0, failed: 0, dropped: 0, bytesSent: 0 };
+  readonly counters: FileServiceStats = { sessions: 0, peakConcurrent: 0, completed: 0, failed: 0, dropped: 0, bytesSent: 0 };
 
   private constructor(
     private readonly socket: udp.Socket<"uint8array">,
@@ -96,7 +97,7 @@ export class FileService {
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.maxSessions = opts.maxSessions ?? 512;
-    this.maxPerAddress = opts.maxSessionsPerAddress ?? 32;
+    this.maxPerAddress = opts.maxSessionsPerAddress ?? 64;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 10_000;
   }
 
@@ -252,6 +253,7 @@ export class FileService {
     this.sessions.set(key, session);
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     this.counters.sessions++;
+    if (this.sessions.size > this.counters.peakConcurrent) this.counters.peakConcurrent = this.sessions.size;
     this.logger.debug(`${peer} requests ${req.name} from byte ${req.offset} (${end - req.offset} bytes, ${segmentBytes}-byte segments)`);
     this.sendControl(session, accept);
     this.pump(session, now);

@@ -31,14 +31,18 @@ export class TransferClient {
   private timerAt = Infinity;
   readonly counters = { dropped: 0 };
 
-  constructor(private readonly logger: Logger = silentLogger) {}
+  constructor(
+    private readonly logger: Logger = silentLogger,
+    /** Source address to send from (multi-homed hosts); default: any address of the right family. */
+    private readonly bindHost?: string,
+  ) {}
 
   private async socketFor(ip: string): Promise<udp.Socket<"uint8array">> {
     const family = isIP(ip) === 6 ? 6 : 4;
     let socket = this.sockets.get(family);
     if (!socket) {
       socket = await Bun.udpSocket({
-        hostname: family === 6 ? "::" : "0.0.0.0",
+        hostname: this.bindHost ?? (family === 6 ? "::" : "0.0.0.0"),
         port: 0,
         binaryType: "uint8array",
         socket: {

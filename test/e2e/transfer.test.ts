@@ -184,3 +184,45 @@ describe("through the impairment relay", () => {
     }, 120_000);
   }
 });
+
+describe("many sessions at once", () => {
+  test("100 concurrent sessions from five client addresses, all intact", async () => {
+    const files: Record<string, number> = {};
+    for (let i = 0; i < 100; i++) files[`m/${i}.bin`] = 256 * 1024 + i;
+    const s = await setup(files);
+    try {
+      const names = Object.keys(files);
+      // Five clients on five loopback addresses, 20 files each, all at once: 100 sessions in flight.
+      const runs = await Promise.all(
+        [0, 1, 2, 3, 4].map((c) =>
+          runFtx(["fetch", s.address, ...names.slice(c * 20, c * 20 + 20), "-o", join(s.out.path, String(c)), "--parallel", "20", "--bind", `127.0.0.${c + 2}`, "--json"], { timeoutMs: 90_000 }),
+        ),
+      );
+      runs.forEach((r, c) => {
+        expect(r.exitCode).toBe(0);
+        for (const name of names.slice(c * 20, c * 20 + 20)) expect(hashOf(join(s.out.path, String(c), name))).toBe(s.hashes[name]!);
+      });
+      await s.server.stop("SIGTERM");
+      const peak = Number(s.server.stderr.match(/peak (\d+) at once/)![1]);
+      console.error(`peak concurrent sessions: ${peak}`);
+      expect(peak).toBeGreaterThanOrEqual(80);
+    } finally {
+      s.cleanup();
+    }
+  }, 120_000);
+
+  test("a server at its per-client cap answers busy; the client waits and retries instead of failing", async () => {
+    const files: Record<string, number> = {};
+    for (let i = 0; i < 12; i++) files[`b/${i}.bin`] = 512 * 1024;
+    const s = await setup(files, ["--max-sessions-per-client", "3"]);
+    try {
+      const r = await runFtx(["fetch", s.address, ...Object.keys(files), "-o", s.out.path, "--parallel", "12", "--verbose"], { timeoutMs: 60_000 });
+      expect(r.exitCode).toBe(0);
+      for (const name of Object.keys(files)) expect(hashOf(join(s.out.path, name))).toBe(s.hashes[name]!);
+      await s.server.stop("SIGTERM");
+      expect(Number(s.server.stderr.match(/peak (\d+) at once/)![1])).toBe(3);
+    } finally {
+      s.cleanup();
+    }
+  }, 90_000);
+});
