@@ -56,6 +56,9 @@ export class GbnSender {
   private highestSent = 0;
   private peerWindow: number;
   private dupAcks = 0;
+  /** Timestamp stamped on segments at the last go-back; duplicates caused by later segments are fresh evidence. */
+  private goBackStampUs: number | undefined;
+  private freshDupAcks = 0;
   private rtoDeadline: number | undefined;
   private lastAckAt: number;
   private readonly events: SenderEvent[] = [];
@@ -155,6 +158,7 @@ export class GbnSender {
       this.base = cumulative;
       if (this.nextSeq < this.base) this.nextSeq = this.base;
       this.dupAcks = 0;
+      this.freshDupAcks = 0;
       this.cc.onAck(newlyAcked, this.base);
       if (this.base >= this.config.totalSegments) {
         this.finish({ type: "completed" });
@@ -170,11 +174,26 @@ export class GbnSender {
       const threshold = Math.max(1, Math.min(this.dupAckThreshold, this.highestSent - this.base - 1));
       if (this.dupAcks === threshold && this.cc.onLoss(this.base, this.nextSeq)) {
         // Fast retransmit, Go-Back-N style: everything from the base goes again, without waiting for the timer.
-        this.counters.fastRetransmits++;
-        this.nextSeq = this.base;
-        this.rtoDeadline = now + this.rtt.rtoMs();
+        this.goBack(now);
+        return;
+      }
+      // Within a loss epoch, duplicates caused by segments sent *after* our go-back mean the resent base
+      // was lost again (NewReno's partial-ACK case): go back again now instead of waiting for the RTO.
+      // Duplicates from the old flight, still draining, are told apart by the timestamp they echo.
+      if (this.goBackStampUs !== undefined && elapsedUs(this.goBackStampUs, echoTimestampUs) < 0x80000000) {
+        this.freshDupAcks++;
+        if (this.freshDupAcks === threshold) this.goBack(now);
       }
     }
+  }
+
+  private goBack(now: number): void {
+    this.counters.fastRetransmits++;
+    this.nextSeq = this.base;
+    this.dupAcks = 0;
+    this.freshDupAcks = 0;
+    this.goBackStampUs = timestampUs(now);
+    this.rtoDeadline = now + this.rtt.rtoMs();
   }
 
   handleTimeout(now: number): void {
@@ -193,6 +212,8 @@ export class GbnSender {
     this.cc.onTimeout(this.nextSeq);
     this.nextSeq = this.base;
     this.dupAcks = 0;
+    this.freshDupAcks = 0;
+    this.goBackStampUs = timestampUs(now);
     this.tokens = Math.max(this.tokens, 1);
     this.rtoDeadline = now + this.rtt.rtoMs();
   }

@@ -5,8 +5,12 @@
  */
 export const INITIAL_RTT_MS = 333; // RFC 9002 §6.2.2
 export const GRANULARITY_MS = 1; // RFC 9002 kGranularity
-/** Floor for the RTO: far below TCP's 200 ms (made for 1990s WANs); LAN RTTs are well under 1 ms. */
-export const MIN_RTO_MS = 15;
+/**
+ * Floor for the RTO: far below TCP's 200 ms (made for 1990s WANs); LAN RTTs are well under 1 ms. Low
+ * enough that a tail loss costs little, high enough to ride out a typical event-loop or GC pause; a
+ * spurious timeout costs Go-Back-N one window resent, a late one costs the whole floor in idle time.
+ */
+export const MIN_RTO_MS = 5;
 /** Ceiling for the backed-off RTO: RFC 6298 allows ≥ 60 s; a file transfer gives up long before. */
 export const MAX_RTO_MS = 4000;
 

@@ -100,6 +100,22 @@ describe("Go-Back-N sender", () => {
     expect(s.stats().fastRetransmits).toBe(1);
   });
 
+  test("after a go-back, stale duplicates are ignored but fresh ones (the resent base lost again) go back at once", () => {
+    const s = new GbnSender({ totalSegments: 1000, maxWindowSegments: 1000, idleTimeoutMs: 60_000 }, 0, 1000);
+    drain(s, 0);
+    s.handleAck(10, 1000, timestampUs(0), 0, 10);
+    drain(s, 10);
+    for (let i = 0; i < 3; i++) s.handleAck(10, 1000, timestampUs(10), 0, 11); // loss of 10: go back
+    expect(s.stats().fastRetransmits).toBe(1);
+    drain(s, 12); // resends from 10, stamped at 12 ms
+    for (let i = 0; i < 5; i++) s.handleAck(10, 1000, timestampUs(10), 0, 12.5); // old flight draining
+    expect(s.stats().fastRetransmits).toBe(1);
+    for (let i = 0; i < 3; i++) s.handleAck(10, 1000, timestampUs(12), 0, 13); // caused by resent segments
+    expect(s.stats().fastRetransmits).toBe(2);
+    expect(s.nextSeq).toBe(10);
+    expect(s.stats().timeouts).toBe(0);
+  });
+
   test("the window is min(cwnd, receiver window) and never exceeded", () => {
     const s = new GbnSender({ totalSegments: 1000, maxWindowSegments: 1000, idleTimeoutMs: 60_000 }, 0, 3);
     expect(drain(s, 0)).toEqual([0, 1, 2]);
