@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/wire.ts";
 import { ImpairmentRelay } from "../support/impairment-relay.ts";
@@ -117,6 +117,37 @@ describe("file server safety", () => {
       const again = await runFtx(["fetch", address, "target.bin", "-o", join(out.path, "again")]);
       expect(again.exitCode).toBe(0);
       fuzzer.socket.close();
+    } finally {
+      share.cleanup();
+      out.cleanup();
+    }
+  }, 90_000);
+
+  test("a file changed on disk mid-transfer is refused as changed, never delivered mixed; the next fetch gets the new content", async () => {
+    const share = tempDir();
+    const out = tempDir();
+    try {
+      const v1 = Buffer.from(new Rng(21).bytes(12 << 20));
+      const v2 = Buffer.from(new Rng(22).bytes(12 << 20));
+      writeFileSync(join(share.path, "moving.bin"), v1);
+      const { address } = await startMaster();
+      const s = await startServer(share.path, address);
+      const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: s.udpPort }, { toClient: { bytesPerSecond: 6e6 } });
+      await s.server.stop();
+      await startServer(share.path, address, ["--port", String(s.udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
+      await eventually(async () => (await lsJson(address))[0]?.servers[0] === `127.0.0.1:${relay.port}`, 5000, "listed via relay");
+      const fetching = runFtx(["fetch", address, "moving.bin", "-o", out.path], { timeoutMs: 60_000 });
+      await eventually(() => relay.counters.bytesToClient > 1 << 20, 10_000, "transfer under way");
+      writeFileSync(join(share.path, "moving.bin"), v2); // same inode, new bytes
+      const r = await fetching;
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/changed/);
+      expect(existsSync(join(out.path, "moving.bin"))).toBe(false);
+      await eventually(async () => (await lsJson(address))[0]?.sha256 === sha256Hex(v2), 5000, "new content listed");
+      const again = await runFtx(["fetch", address, "moving.bin", "-o", out.path], { timeoutMs: 60_000 });
+      expect(again.exitCode).toBe(0);
+      expect(sha256Hex(readFileSync(join(out.path, "moving.bin")))).toBe(sha256Hex(v2));
+      relay.close();
     } finally {
       share.cleanup();
       out.cleanup();

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, writeFileSync, existsSync, readdirSync } from "node:fs";
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ImpairmentRelay, type Impairment } from "../support/impairment-relay.ts";
 import { Rng } from "../support/random.ts";
@@ -80,6 +80,40 @@ describe("fetch over the UDP transfer protocol", () => {
       s.cleanup();
     }
   });
+
+  test("offsets beyond 4 GiB: resuming a sparse file of 4 GiB + 2 MiB fetches only its tail, intact", async () => {
+    const share = tempDir("ftx-share-");
+    const out = tempDir("ftx-out-");
+    try {
+      const size = 2 ** 32 + (2 << 20);
+      const tail = Buffer.from(new Rng(77).bytes(1 << 20));
+      const path = join(share.path, "huge.bin");
+      const fd = openSync(path, "w");
+      ftruncateSync(fd, size);
+      writeSync(fd, tail, 0, tail.length, size - tail.length);
+      closeSync(fd);
+      const { address } = await startMaster();
+      await startServer(share.path, address);
+      await eventually(async () => (await lsJson(address)).length === 1, 30_000, "4 GiB file hashed and listed");
+      const sha = (await lsJson(address))[0]!.sha256;
+      // Everything but the last MiB is already here (zeros, sparse): only the tail crosses the network.
+      const part = openSync(join(out.path, "huge.bin.ftx-part"), "w");
+      ftruncateSync(part, size - tail.length);
+      closeSync(part);
+      const r = await runFtx(["fetch", address, "huge.bin", "-o", out.path, "--json"], { timeoutMs: 90_000 });
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toContain(`resuming from ${size - tail.length}`);
+      expect(JSON.parse(r.stdout)[0]).toMatchObject({ ok: true, bytes: size, sha256: sha });
+      const got = Buffer.alloc(tail.length);
+      const rfd = openSync(join(out.path, "huge.bin"), "r");
+      readSync(rfd, got, 0, got.length, size - tail.length);
+      closeSync(rfd);
+      expect(got.equals(tail)).toBe(true);
+    } finally {
+      share.cleanup();
+      out.cleanup();
+    }
+  }, 120_000);
 
   test("bad names fail that FILE with a clear message (exit 1) while the others complete; nothing is written outside -o", async () => {
     const s = await setup({ "good.txt": 100 });

@@ -9,6 +9,14 @@ import { mutate, Rng } from "../support/random.ts";
 
 const SHA = "c".repeat(64);
 
+async function eventually(check: () => boolean, timeoutMs: number): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!check()) {
+    if (performance.now() > end) throw new Error("condition not met in time");
+    await Bun.sleep(20);
+  }
+}
+
 /** Raw TCP, for sending what a real peer never would. */
 function raw(port: number): Promise<{ sock: Socket; received: () => Buffer; closed: Promise<void> }> {
   return new Promise((resolve, reject) => {
@@ -72,6 +80,29 @@ describe("master (in process)", () => {
     expect(names.some((n) => n.includes("up") || n.includes("abs"))).toBe(false);
     session.close();
   });
+
+  test("a file server announcing a million files gets the excess refused with a reason; the master stays responsive", async () => {
+    const session = await connectToMaster({ host: "127.0.0.1", port: master.port }, { role: Role.FileServer, timeoutMs: 3000 });
+    const refusals: string[] = [];
+    session.onMessage = (m) => {
+      if (m.type === MsgType.FileRejected) refusals.push(m.reason);
+    };
+    session.send({ type: MsgType.Announce, host: "127.0.0.1", port: 9 });
+    const batch = 15_000;
+    for (let start = 0; start < 1_000_000; start += batch) {
+      session.send({ type: MsgType.FilesAdd, files: Array.from({ length: batch }, (_, i) => ({ name: `million/${start + i}`, size: 1, sha256: SHA })) });
+      while (session.pendingBytes > 0) await Bun.sleep(1);
+    }
+    await eventually(() => refusals.length > 0, 10_000);
+    expect(refusals[0]).toBe("more than 200000 files from one server");
+    const t0 = performance.now();
+    const listed = await listFromMaster({ host: "127.0.0.1", port: master.port }, "million/", undefined, 20_000);
+    expect(listed.length).toBe(200_000);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    session.close();
+    await Bun.sleep(100);
+    expect(await listFromMaster({ host: "127.0.0.1", port: master.port }, "million/", undefined)).toEqual([]);
+  }, 60_000);
 
   test("a client that dribbles its handshake is cut off; one that sends nothing too", async () => {
     const slow = await raw(master.port);
