@@ -5,6 +5,7 @@ import { FtxError, ProtocolError } from "../errors.ts";
 import type { Catalog, CatalogEntry } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
+import { udpErrorOf } from "../net/udp-error.ts";
 import { GbnSender } from "./gbn-sender.ts";
 import { verifyRequestMac } from "./request-mac.ts";
 import {
@@ -113,8 +114,9 @@ export class FileService {
           data(_s, data, port, address) {
             service?.onDatagram(data, port, address);
           },
-          error(_s, err) {
-            service?.logger.debug(`UDP socket error: ${err.message}`);
+          error(first, second) {
+            // ICMP errors from clients that went away: expected, and never fatal to the service.
+            service?.logger.debug(`UDP socket error: ${udpErrorOf(first, second).message}`);
           },
         },
       });
@@ -187,8 +189,22 @@ export class FileService {
     }
   }
 
+  /**
+   * Bun's send() throws when the kernel holds an ICMP error for the socket (a client that went away:
+   * ECONNREFUSED). That is news about one peer, never a reason to stop serving the others.
+   */
+  private send(bytes: Uint8Array, port: number, address: string): boolean {
+    try {
+      this.socket.send(bytes, port, address);
+      return true;
+    } catch (err) {
+      this.logger.debug(`send to ${formatAddress(unmapIPv4(address), port)} failed: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
   private refuse(sessionId: number, address: string, port: number, code: TransferErrorCode, text: string): void {
-    this.socket.send(encodeError(sessionId, { code, text }, timestampUs(performance.now())), port, address);
+    this.send(encodeError(sessionId, { code, text }, timestampUs(performance.now())), port, address);
   }
 
   private onRequest(req: RequestBody, sessionId: number, key: string, address: string, port: number, receivedBytes: number, now: number): void {
@@ -263,7 +279,7 @@ export class FileService {
   private sendControl(s: Session, bytes: Uint8Array): void {
     if (!s.validated && s.bytesSent + bytes.byteLength > AMPLIFICATION_FACTOR * s.bytesReceived) return;
     s.bytesSent += bytes.byteLength;
-    this.socket.send(bytes, s.port, s.address);
+    this.send(bytes, s.port, s.address);
   }
 
   private pump(s: Session, now: number): void {
@@ -312,8 +328,7 @@ export class FileService {
     seal(this.dgram, this.dview, total);
     s.bytesSent += total;
     this.counters.bytesSent += total;
-    this.socket.send(this.dgram.subarray(0, total), s.port, s.address);
-    return true;
+    return this.send(this.dgram.subarray(0, total), s.port, s.address);
   }
 
   private abort(s: Session, code: TransferErrorCode, text: string): false {

@@ -26,7 +26,7 @@ export class GbnReceiver {
   private ackNow = false;
   private ackDeadline: number | undefined;
   private echoTimestampUs = 0;
-  private echoArrivedAt = 0;
+  private echoArrivedAt: number | undefined; // undefined until data arrives: an ACK before that has no delay
   private readonly ack: AckToSend = { cumulative: 0, windowSegments: 0, echoTimestampUs: 0, ackDelayUs: 0 };
   readonly counters = { delivered: 0, duplicates: 0, outOfOrder: 0, acksSent: 0 };
 
@@ -71,7 +71,7 @@ export class GbnReceiver {
     this.ack.cumulative = this.expected;
     this.ack.windowSegments = this.windowSegments;
     this.ack.echoTimestampUs = this.echoTimestampUs;
-    this.ack.ackDelayUs = Math.max(0, Math.round((now - this.echoArrivedAt) * 1000));
+    this.ack.ackDelayUs = this.echoArrivedAt === undefined ? 0 : Math.max(0, Math.round((now - this.echoArrivedAt) * 1000));
     return this.ack;
   }
 

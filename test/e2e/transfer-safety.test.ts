@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { connectToMaster } from "../../src/index/index-client.ts";
+import { MsgType, Role } from "../../src/index/messages.ts";
 import { decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/wire.ts";
 import { ImpairmentRelay } from "../support/impairment-relay.ts";
 import { mutate, Rng } from "../support/random.ts";
@@ -153,6 +155,29 @@ describe("file server safety", () => {
       out.cleanup();
     }
   }, 90_000);
+
+  test("a listed server whose port is closed is given up on at once (ICMP unreachable), not after timeouts", async () => {
+    const out = tempDir();
+    try {
+      const { address, port } = await startMaster();
+      // A file server that registers and then has no UDP socket at all: its port answers ICMP unreachable.
+      const closed = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+      const deadPort = closed.port;
+      closed.close();
+      const session = await connectToMaster({ host: "127.0.0.1", port }, { role: Role.FileServer, timeoutMs: 3000 });
+      session.send({ type: MsgType.Announce, host: "127.0.0.1", port: deadPort });
+      session.send({ type: MsgType.FilesAdd, files: [{ name: "ghost.bin", size: 10, sha256: sha256Hex("0123456789") }] });
+      await eventually(async () => (await lsJson(address)).length === 1, 5000, "ghost listed");
+      const t0 = performance.now();
+      const r = await runFtx(["fetch", address, "ghost.bin", "-o", out.path]);
+      expect(performance.now() - t0).toBeLessThan(3000);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain(`file server 127.0.0.1:${deadPort} is gone (ECONNREFUSED)`);
+      session.close();
+    } finally {
+      out.cleanup();
+    }
+  });
 
   test("failover: when the serving file server dies mid-transfer, the fetch carries on from another", async () => {
     const a = tempDir();
