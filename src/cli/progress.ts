@@ -66,7 +66,7 @@ export class FetchProgress implements ProgressSink {
     const elapsed = (now - this.startedAt) / 1000;
     const rate = elapsed > 0 ? fresh / elapsed : 0;
     const eta = rate > 0 ? humanDuration((total - done) / rate) : "--:--";
-    const width = this.out.columns ?? 100;
+    const width = this.out.columns !== undefined && this.out.columns >= 40 ? this.out.columns : 120; // a pty may report 0
     const lines = [...rows.map((r) => this.line(r, now)), `total  ${humanBytes(done)}/${humanBytes(total)}  ${humanRate(rate)}  ETA ${eta}`].map((l) => l.slice(0, width - 1));
     let buf = this.drawnLines > 0 ? `\u001b[${this.drawnLines}F` : "";
     for (const l of lines) buf += `\u001b[2K${l}\n`;

@@ -125,7 +125,7 @@ export class Download {
     this.lastHeardAt = now;
     switch (header.type) {
       case PacketType.Accept:
-        return this.onAccept(decodeAccept(data), now);
+        return this.onAccept(decodeAccept(data), header.timestampUs, now);
       case PacketType.Data:
         return this.onData(header, data, now);
       case PacketType.Error: {
@@ -142,8 +142,9 @@ export class Download {
     }
   }
 
-  private onAccept(a: AcceptBody, now: number): void {
+  private onAccept(a: AcceptBody, acceptTimestampUs: number, now: number): void {
     if (this.accept) {
+      this.receiver?.noteEcho(acceptTimestampUs, now);
       this.receiver?.requestAck(); // our first ACK was lost; the server repeats its ACCEPT
       this.flushAcks(now);
       return;
@@ -160,6 +161,7 @@ export class Download {
       ackEvery: this.spec.ackEvery,
       ackDelayMs: ACK_DELAY_MS,
     });
+    this.receiver.noteEcho(acceptTimestampUs, now);
     this.receiver.requestAck(); // proves our address (echoes the cookie) so the server may speed up
     this.flushAcks(now);
     if (this.receiver.complete) this.complete(now);

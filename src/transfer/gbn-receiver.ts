@@ -56,6 +56,15 @@ export class GbnReceiver {
     return false;
   }
 
+  /**
+   * Echo this timestamp in the next ACK although no data carried it: the first ACK answers the
+   * ACCEPT, and must give the sender a true RTT sample, not an echo of nothing.
+   */
+  noteEcho(timestampUs: number, now: number): void {
+    this.echoTimestampUs = timestampUs;
+    this.echoArrivedAt = now;
+  }
+
   /** Ask for an ACK to be sent at the next poll (e.g. a retransmitted ACCEPT, a window update). */
   requestAck(): void {
     this.ackNow = true;

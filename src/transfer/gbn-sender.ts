@@ -61,6 +61,7 @@ export class GbnSender {
   private freshDupAcks = 0;
   private rtoDeadline: number | undefined;
   private lastAckAt: number;
+  private readonly createdAt: number;
   private readonly events: SenderEvent[] = [];
   private finished = false;
   private tokens = 0;
@@ -76,6 +77,7 @@ export class GbnSender {
     this.cc = new CongestionController(config.maxWindowSegments);
     this.peerWindow = Math.max(1, initialPeerWindow);
     this.lastAckAt = now;
+    this.createdAt = now;
     this.lastRefillAt = now;
     this.dupAckThreshold = config.dupAckThreshold ?? 3;
     if (config.totalSegments === 0) this.finish({ type: "completed" });
@@ -150,8 +152,10 @@ export class GbnSender {
     }
     this.lastAckAt = now;
     this.peerWindow = Math.max(1, peerWindow);
+    // An echo older than this session is not an RTT: a peer that echoes nothing (or garbage) must not
+    // be able to inflate SRTT, which would stall pacing.
     const rttMs = elapsedUs(echoTimestampUs, timestampUs(now)) / 1000;
-    if (rttMs <= MAX_PLAUSIBLE_RTT_MS) this.rtt.onSample(rttMs, ackDelayUs / 1000);
+    if (rttMs <= MAX_PLAUSIBLE_RTT_MS && rttMs <= now - this.createdAt + 1) this.rtt.onSample(rttMs, ackDelayUs / 1000);
 
     if (cumulative > this.base) {
       const newlyAcked = cumulative - this.base;

@@ -124,6 +124,16 @@ describe("Go-Back-N sender", () => {
     expect(s.inFlight).toBeLessThanOrEqual(5);
   });
 
+  test("an echo older than the session gives no RTT sample (a stale echo once inflated SRTT to the server's uptime)", () => {
+    const start = 30_000; // a server process 30 s old
+    const s = new GbnSender({ totalSegments: 100, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, start, 10);
+    drain(s, start);
+    s.handleAck(0, 10, 0, 0, start + 1); // echoes timestamp 0: nothing was sent then
+    expect(s.rtt.hasSample).toBe(false);
+    s.handleAck(1, 10, timestampUs(start), 0, start + 0.5);
+    expect(s.rtt.srttMs).toBeCloseTo(0.5);
+  });
+
   test("an ACK for data never sent fails the session instead of corrupting state", () => {
     const s = new GbnSender({ totalSegments: 10, maxWindowSegments: 10, idleTimeoutMs: 60_000 }, 0, 10);
     drain(s, 0);
