@@ -5,13 +5,13 @@ import { clampSegment, fetchFiles } from "../fetch/fetch-files.ts";
 import { createLogger } from "../log.ts";
 import { parseBindHost } from "../net/address.ts";
 import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
-import { jsonArg, logArgs, parseSeconds, resolveMaster, resolveToken, tokenArg } from "./shared-args.ts";
+import { jsonArg, logArgs, parseSeconds, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export const variadic = true;
 
 export default defineCommand({
   args: {
-    master: { type: "positional", required: true, valueHint: "HOST:PORT", description: "The master to ask (env FTX_MASTER)" },
+    master: { type: "positional", required: true, valueHint: "HOST:PORT", description: "The master to ask, or a comma-separated list tried in turn (env FTX_MASTER)" },
     file: { type: "positional", required: true, valueHint: "FILE...", description: "Names as `ftx ls` shows them" },
     output: { type: "string", alias: "o", default: ".", valueHint: "DIR", description: "Where to write (created if missing)" },
     ...jsonArg,
@@ -23,7 +23,7 @@ export default defineCommand({
     ...logArgs,
   },
   async run({ args }) {
-    const master = resolveMaster(args.master, "MASTER");
+    const masters = resolveMasters(args.master, "MASTER");
     const files = args._.slice(1);
     const segmentBytes = args["segment-size"] === undefined ? undefined : parseIntArg(args["segment-size"], "--segment-size", MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
     const concurrency = parseIntArg(args.parallel, "--parallel", 1, 256);
@@ -33,7 +33,7 @@ export default defineCommand({
     let results;
     try {
       results = await fetchFiles({
-        master,
+        masters,
         files,
         outDir: args.output,
         token: resolveToken(args.token),

@@ -1,20 +1,22 @@
 import { defineCommand } from "citty";
-import { listFromMaster } from "../index/index-client.ts";
+import { queryMaster } from "../index/index-client.ts";
 import type { ListEntry } from "../index/messages.ts";
 import { humanBytes, renderTable } from "../util/format.ts";
-import { jsonArg, logArgs, resolveMaster, resolveToken, tokenArg } from "./shared-args.ts";
+import { jsonArg, logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export default defineCommand({
   args: {
-    master: { type: "positional", required: true, valueHint: "HOST:PORT", description: "The master to ask (env FTX_MASTER)" },
+    master: { type: "positional", required: true, valueHint: "HOST:PORT", description: "The master to ask, or a comma-separated list tried in turn (env FTX_MASTER)" },
     pattern: { type: "positional", required: false, description: "Glob (with * ? [) or case-insensitive substring" },
     ...jsonArg,
     ...tokenArg,
     ...logArgs,
   },
   async run({ args }) {
-    const master = resolveMaster(args.master, "MASTER");
-    const entries = await listFromMaster(master, args.pattern ?? "", resolveToken(args.token));
+    const masters = resolveMasters(args.master, "MASTER");
+    const [answer] = await queryMaster(masters, [args.pattern ?? ""], resolveToken(args.token));
+    const entries = answer!.entries;
+    if (answer!.stale) process.stderr.write("ftx: warning: the master cannot reach its shared store; this listing may be out of date\n");
     process.stdout.write(args.json ? toJson(entries) : toTable(entries));
   },
 });

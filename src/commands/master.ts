@@ -1,6 +1,8 @@
 import { defineCommand } from "citty";
 import { untilSignal } from "../cli/until-signal.ts";
+import { UsageError } from "../errors.ts";
 import { MasterServer } from "../index/master-server.ts";
+import { RedisStore } from "../index/redis-store.ts";
 import { createLogger } from "../log.ts";
 import { formatAddress, parseBindHost, parsePort } from "../net/address.ts";
 import { logArgs, parseSeconds, resolveToken, tokenArg } from "./shared-args.ts";
@@ -12,6 +14,7 @@ export default defineCommand({
     ...tokenArg,
     "heartbeat-timeout": { type: "string", default: "6", valueHint: "SECONDS", description: "Drop a silent file server after this long" },
     "max-connections": { type: "string", default: "4096", valueHint: "N", description: "Refuse connections beyond this many" },
+    store: { type: "string", valueHint: "redis://HOST:PORT[/DB]", description: "Share the index with other masters through Redis (env FTX_STORE)" },
     ...logArgs,
   },
   async run({ args }) {
@@ -21,8 +24,17 @@ export default defineCommand({
     const maxConnections = parsePort(args["max-connections"], "--max-connections", false);
     const logger = createLogger(args, "master");
     const token = resolveToken(args.token);
-    const server = MasterServer.start({ host, port, token, heartbeatTimeoutMs, logger, maxConnections });
-    logger.info(`listening on ${formatAddress(host, server.port)}${token ? " (token required)" : ""}`);
+    const storeUrl = args.store ?? (process.env.FTX_STORE || undefined);
+    if (storeUrl !== undefined && !/^rediss?:\/\//.test(storeUrl)) throw new UsageError(`--store: '${storeUrl}' is not a redis:// URL`);
+    const store = storeUrl === undefined ? undefined : await RedisStore.connect(storeUrl, heartbeatTimeoutMs, logger);
+    let server: MasterServer;
+    try {
+      server = MasterServer.start({ host, port, token, heartbeatTimeoutMs, logger, maxConnections, store });
+    } catch (err) {
+      store?.close();
+      throw err;
+    }
+    logger.info(`listening on ${formatAddress(host, server.port)}${token ? " (token required)" : ""}${storeUrl ? ", index shared through Redis" : ""}`);
     const signal = await untilSignal();
     logger.info(`${signal}: stopping`);
     server.stop();

@@ -6,12 +6,12 @@ import { Registration } from "../index/registration.ts";
 import { createLogger } from "../log.ts";
 import { bareHost, formatAddress, parseBindHost, parseHostPort, parsePort } from "../net/address.ts";
 import { FileService } from "../transfer/file-service.ts";
-import { logArgs, resolveMaster, resolveToken, tokenArg } from "./shared-args.ts";
+import { logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export default defineCommand({
   args: {
     dir: { type: "positional", required: true, valueHint: "DIR", description: "The folder to share (recursively)" },
-    master: { type: "string", valueHint: "HOST:PORT", description: "Master to register with (env FTX_MASTER, else 127.0.0.1:7700)" },
+    master: { type: "string", valueHint: "HOST:PORT", description: "Master to register with, or a comma-separated list to fail over along (env FTX_MASTER, else 127.0.0.1:7700)" },
     host: { type: "string", default: "0.0.0.0", valueHint: "HOST", description: "UDP address to bind (:: for IPv4+IPv6)" },
     port: { type: "string", default: "0", valueHint: "PORT", description: "UDP port to bind (0: any free port)" },
     advertise: { type: "string", valueHint: "HOST[:PORT]", description: "Address clients are told to send to (behind NAT or a relay)" },
@@ -21,7 +21,7 @@ export default defineCommand({
     ...logArgs,
   },
   async run({ args }) {
-    const master = resolveMaster(args.master, "--master");
+    const masters = resolveMasters(args.master, "--master");
     const host = parseBindHost(args.host);
     const port = parsePort(args.port, "--port", true);
     const advertise = args.advertise === undefined ? undefined : parseHostPort(args.advertise, "--advertise", 0);
@@ -36,7 +36,7 @@ export default defineCommand({
     let stopFatal: () => void = () => {};
     const fatalSignal = new Promise<void>((resolve) => (stopFatal = resolve));
     const registration = new Registration({
-      master,
+      masters,
       token,
       advertiseHost: advertise ? bareHost(advertise.host) : undefined,
       advertisePort: advertise && advertise.port !== 0 ? advertise.port : service.port,

@@ -22,9 +22,12 @@ export function resolveToken(flag: string | undefined): string | undefined {
   return value === undefined || value === "" ? undefined : value;
 }
 
-export function resolveMaster(flagOrArg: string | undefined, what: string): HostPort {
+/** MASTER, `--master` and FTX_MASTER take one HOST:PORT or a comma-separated list, tried in turn. */
+export function resolveMasters(flagOrArg: string | undefined, what: string): HostPort[] {
   const text = flagOrArg ?? process.env.FTX_MASTER ?? "127.0.0.1:7700";
-  return parseHostPort(text, what);
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.some((p) => p === "")) throw new UsageError(`${what}: '${text}' has an empty entry`);
+  return parts.map((p) => parseHostPort(p, what));
 }
 
 export function parseSeconds(text: string, what: string): number {

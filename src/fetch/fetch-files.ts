@@ -11,7 +11,7 @@ import { TransferClient } from "../transfer/transfer-client.ts";
 import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 
 export interface FetchOptions {
-  master: HostPort;
+  masters: HostPort[];
   files: string[];
   outDir: string;
   token?: string;
@@ -80,7 +80,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
     if (reason) failNow(name, `${JSON.stringify(name)} is not a safe name (${reason})`);
     return !reason;
   });
-  const answers = safe.length > 0 ? await queryMaster(opts.master, safe.map(patternFor), opts.token) : [];
+  const answers = safe.length > 0 ? (await queryMaster(opts.masters, safe.map(patternFor), opts.token)).map((a) => a.entries) : [];
   const outDirReal = await prepareOutputDir(opts.outDir);
   const client = new TransferClient(logger, opts.bindHost);
   const queue = safe.map((name, i) => ({ name, entries: answers[i]!.filter((e) => e.name === name) }));

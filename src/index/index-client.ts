@@ -205,22 +205,53 @@ export function errorFromMaster(code: number, message: string, display: string):
   return new FtxError("E_PROTOCOL", `master ${display}: ${message}`);
 }
 
+/**
+ * Connect to the first master of a list that answers, all within one `timeoutMs` budget (the
+ * contract's 5 s): each master gets an equal share of what is left, so a dead first one cannot use
+ * up the time of the others.
+ */
+export async function connectToAnyMaster(targets: HostPort[], opts: ConnectOptions): Promise<IndexSession> {
+  const deadline = performance.now() + opts.timeoutMs;
+  const failures: string[] = [];
+  for (let i = 0; i < targets.length; i++) {
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) break;
+    const share = Math.max(250, remaining / (targets.length - i));
+    try {
+      return await connectToMaster(targets[i]!, { ...opts, timeoutMs: Math.min(remaining, share) });
+    } catch (err) {
+      const e = err as FtxError;
+      if (e.code !== "E_UNREACHABLE" || targets.length === 1) throw e;
+      failures.push(e.message.replace(/^cannot reach master /, ""));
+    }
+  }
+  const names = targets.map((t) => formatAddress(t.host, t.port)).join(", ");
+  throw new FtxError("E_UNREACHABLE", `cannot reach any master (${names}): ${failures.join("; ") || "timed out"}`);
+}
+
+export interface ListAnswer {
+  entries: ListEntry[];
+  /** The master could not reach its shared store: the answer may be out of date. */
+  stale: boolean;
+}
+
 /** One LIST round trip on a fresh client connection: what `ls` asks the index. */
-export async function listFromMaster(target: HostPort, pattern: string, token: string | undefined, timeoutMs = 4000): Promise<ListEntry[]> {
-  return (await queryMaster(target, [pattern], token, timeoutMs))[0]!;
+export async function listFromMaster(target: HostPort | HostPort[], pattern: string, token: string | undefined, timeoutMs = 4000): Promise<ListEntry[]> {
+  return (await queryMaster(Array.isArray(target) ? target : [target], [pattern], token, timeoutMs))[0]!.entries;
 }
 
 /** Several LIST requests pipelined on one connection; answers come back in request order. */
-export async function queryMaster(target: HostPort, patterns: string[], token: string | undefined, timeoutMs = 4000): Promise<ListEntry[][]> {
-  const session = await connectToMaster(target, { role: Role.Client, token, timeoutMs });
+export async function queryMaster(targets: HostPort[], patterns: string[], token: string | undefined, timeoutMs = 4000): Promise<ListAnswer[]> {
+  const session = await connectToAnyMaster(targets, { role: Role.Client, token, timeoutMs });
   try {
-    return await new Promise<ListEntry[][]>((resolve, reject) => {
-      const results: ListEntry[][] = patterns.map(() => []);
+    return await new Promise<ListAnswer[]>((resolve, reject) => {
+      const results: ListAnswer[] = patterns.map(() => ({ entries: [], stale: false }));
       let remaining = patterns.length;
       if (remaining === 0) return resolve(results);
       session.onMessage = (msg) => {
-        if (msg.type === MsgType.ListEntries && msg.requestId < patterns.length) results[msg.requestId]!.push(...msg.entries);
+        if (msg.type === MsgType.ListEntries && msg.requestId < patterns.length) results[msg.requestId]!.entries.push(...msg.entries);
         else if (msg.type === MsgType.ListEnd && msg.requestId < patterns.length) {
+          results[msg.requestId]!.stale = msg.stale;
           if (--remaining === 0) resolve(results);
         } else if (msg.type === MsgType.Error) reject(errorFromMaster(msg.code, msg.message, session.master));
       };

@@ -129,6 +129,7 @@ export class MasterServer {
 
   stop(): void {
     if (this.tick) clearInterval(this.tick);
+    this.opts.store?.close?.();
     for (const conn of this.conns.values()) conn.peer.destroy();
     this.conns.clear();
     this.listener?.stop(true);
@@ -307,7 +308,7 @@ export class MasterServer {
         if (chunk.length > 0) conn.peer.send({ type: MsgType.ListEntries, requestId: job.requestId, entries: chunk });
         job.total += chunk.length;
       }
-      conn.peer.send({ type: MsgType.ListEnd, requestId: job.requestId, total: job.total, stale: false });
+      conn.peer.send({ type: MsgType.ListEnd, requestId: job.requestId, total: job.total, stale: this.registry.stale });
       conn.lists.shift();
     }
   }

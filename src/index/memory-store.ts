@@ -84,6 +84,20 @@ export class MemoryStore implements RegistryStore {
     return true;
   }
 
+  /** Every file of one server (a shared store publishes them). */
+  filesOf(peerId: number): FileRecord[] {
+    const server = this.servers.get(peerId);
+    return server ? [...server.files.values()].map((e) => ({ name: e.name, size: e.size, sha256: e.sha256 })) : [];
+  }
+
+  addressOf(peerId: number): string | undefined {
+    return this.servers.get(peerId)?.address;
+  }
+
+  serverIds(): number[] {
+    return [...this.servers.keys()];
+  }
+
   getFile(peerId: number, name: string): FileRecord | undefined {
     const entry = this.servers.get(peerId)?.files.get(name);
     return entry && { name: entry.name, size: entry.size, sha256: entry.sha256 };
@@ -104,8 +118,9 @@ export class MemoryStore implements RegistryStore {
         const s = this.servers.get(peerId);
         if (s) servers.push(s.address);
       }
-      servers.sort();
-      return { name: e.name, size: e.size, sha256: e.sha256, servers };
+      // A server that re-registered through another master can briefly appear twice: list it once.
+      const unique = [...new Set(servers)].sort();
+      return { name: e.name, size: e.size, sha256: e.sha256, servers: unique };
     });
   }
 }

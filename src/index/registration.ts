@@ -6,7 +6,8 @@ import { connectToMaster, errorFromMaster, type IndexSession } from "./index-cli
 import { IndexErrorCode, MsgType, Role, type FileRecord } from "./messages.ts";
 
 export interface RegistrationOptions {
-  master: HostPort;
+  /** Tried in turn: registration stays with one until it is lost, then moves to the next. */
+  masters: HostPort[];
   token?: string;
   /** What clients are told to send to. Host undefined: the local address of our connection to the master. */
   advertiseHost?: string;
@@ -50,7 +51,7 @@ export class Registration {
 
   constructor(private readonly opts: RegistrationOptions) {
     this.logger = opts.logger ?? silentLogger;
-    this.display = formatAddress(opts.master.host, opts.master.port);
+    this.display = opts.masters.map((m) => formatAddress(m.host, m.port)).join(",");
   }
 
   start(): void {
@@ -80,17 +81,22 @@ export class Registration {
   private async loop(): Promise<void> {
     let attempt = 0;
     let reportedDown = false;
+    let current = 0; // index into masters: stay with the one that works, move on when it fails
+    const masters = this.opts.masters;
     while (!this.stopped) {
       let session: IndexSession;
+      const target = masters[current % masters.length]!;
       try {
-        session = await connectToMaster(this.opts.master, { role: Role.FileServer, token: this.opts.token, timeoutMs: CONNECT_TIMEOUT_MS });
+        session = await connectToMaster(target, { role: Role.FileServer, token: this.opts.token, timeoutMs: CONNECT_TIMEOUT_MS });
       } catch (err) {
         const e = err as FtxError;
         if (e.code === "E_AUTH") return this.fatal(e);
         if (!reportedDown) this.logger.warn(`${e.message}; retrying`);
         else this.logger.debug(e.message);
         reportedDown = true;
-        await this.sleep(backoffMs(attempt++));
+        current++;
+        // Back off only once every master has been tried.
+        if (current % masters.length === 0) await this.sleep(backoffMs(attempt++));
         continue;
       }
       if (this.stopped) {
@@ -101,7 +107,8 @@ export class Registration {
       reportedDown = false;
       const reason = await this.runSession(session);
       if (this.stopped) return;
-      this.logger.warn(`lost master ${this.display} (${reason}); reconnecting`);
+      this.logger.warn(`lost master ${session.master} (${reason}); reconnecting`);
+      if (masters.length > 1) current++;
       await this.sleep(backoffMs(0));
     }
   }
@@ -147,7 +154,7 @@ export class Registration {
         lastHeard = performance.now();
         if (msg.type === MsgType.FileRejected) this.logger.warn(`master refused ${JSON.stringify(msg.name)}: ${msg.reason}`);
         else if (msg.type === MsgType.Error) {
-          const err = errorFromMaster(msg.code, msg.message, this.display);
+          const err = errorFromMaster(msg.code, msg.message, session.master);
           if (msg.code === IndexErrorCode.AuthFailed) {
             clearInterval(beat);
             this.fatal(err);
@@ -164,7 +171,7 @@ export class Registration {
       this.pendingRemoves.clear();
       this.sendAdds(this.opts.catalog.files());
       this.registrations++;
-      this.logger.info(`registered with master ${this.display} as ${formatAddress(host, this.opts.advertisePort)} (${this.opts.catalog.size} files so far)`);
+      this.logger.info(`registered with master ${session.master} as ${formatAddress(host, this.opts.advertisePort)} (${this.opts.catalog.size} files so far)`);
     });
   }
 

@@ -49,7 +49,14 @@ export class Registry {
 
   /** Any sign of life from a server renews its lease. */
   touch(peerId: number, now: number): void {
-    if (this.leases.has(peerId)) this.leases.set(peerId, now + this.leaseMs);
+    if (!this.leases.has(peerId)) return;
+    this.leases.set(peerId, now + this.leaseMs);
+    this.store.renew?.(peerId, now);
+  }
+
+  /** Whether list answers may be out of date (the shared store is unreachable). */
+  get stale(): boolean {
+    return this.store.isStale?.() ?? false;
   }
 
   removeServer(peerId: number): void {

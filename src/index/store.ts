@@ -20,4 +20,9 @@ export interface RegistryStore {
   names(match: (name: string) => boolean): string[];
   /** The distinct contents listed under one name, with the addresses of the servers holding each. */
   entriesFor(name: string): ListEntry[];
+  /** A server showed signs of life (a shared store refreshes its lease). */
+  renew?(peerId: number, now: number): void;
+  /** True while answers may be out of date (a shared store that cannot reach its backend). */
+  isStale?(): boolean;
+  close?(): void;
 }
