@@ -17,6 +17,7 @@ import { join, resolve } from "node:path";
 import { connectToMaster } from "../src/index/index-client.ts";
 import { MsgType, Role } from "../src/index/messages.ts";
 import { ImpairmentRelay } from "../test/support/impairment-relay.ts";
+import { RedisProcess } from "../test/support/redis-process.ts";
 
 const quick = process.argv.includes("--quick");
 const cli = resolve(import.meta.dir, "../src/cli.ts");
@@ -210,6 +211,57 @@ async function benchTransfer(): Promise<void> {
   relay.close();
 }
 
+/** Several masters on one Redis holding N servers × 100 files: ls latency through each, Redis memory. */
+async function benchShared(): Promise<void> {
+  if (!RedisProcess.available()) {
+    console.error("  (redis-server not installed: shared-index bench skipped; apt-get install redis-server)");
+    return;
+  }
+  const servers = quick ? 200 : 1000;
+  const filesEach = 100;
+  const redis = await RedisProcess.start();
+  try {
+    const startShared = async () => {
+      const m = spawnFtx(["master", "--host", "127.0.0.1", "--port", "0", "--max-connections", "20000", "--store", redis.url]);
+      const port = Number((await waitFor(m, /listening on 127\.0\.0\.1:(\d+)/))[1]);
+      return { address: `127.0.0.1:${port}`, port, pid: m.pid };
+    };
+    const first = await startShared();
+    const sha = "cd".repeat(32);
+    const sessions = [];
+    const beats: Timer[] = [];
+    for (let i = 0; i < servers; i++) {
+      const sess = await connectToMaster({ host: "127.0.0.1", port: first.port }, { role: Role.FileServer, timeoutMs: 5000 });
+      sess.send({ type: MsgType.Announce, host: "127.0.0.1", port: 20_000 + i });
+      sess.send({ type: MsgType.FilesAdd, files: Array.from({ length: filesEach }, (_, j) => ({ name: `srv-${i}/f-${j}.bin`, size: j, sha256: sha })) });
+      sessions.push(sess);
+      beats.push(setInterval(() => sess.send({ type: MsgType.Ping, seq: 1 }), sess.welcome.heartbeatIntervalMs));
+    }
+    const total = servers * filesEach;
+    const latency = async (address: string) => {
+      while (lsCount(address) < total) await Bun.sleep(200);
+      const times: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t = performance.now();
+        if (lsCount(address) !== total) throw new Error("incomplete listing");
+        times.push(performance.now() - t);
+      }
+      return median(times);
+    };
+    const one = await latency(first.address);
+    const others = [await startShared(), await startShared()];
+    const three = [one, ...(await Promise.all(others.map((m) => latency(m.address))))];
+    const info = (await new Response(Bun.spawn(["redis-cli", "-p", String(redis.port), "info", "memory"]).stdout).text()) as string;
+    const usedMiB = Number(info.match(/used_memory:(\d+)/)?.[1] ?? NaN) / (1 << 20);
+    results.sharedIndex = { servers, filesEach, lsJsonMs1Master: one, lsJsonMs3Masters: three, redisUsedMemoryMiB: usedMiB };
+    rows.push([`shared index (Redis): ${servers} × ${filesEach}`, `ls --json ${one.toFixed(0)} ms via 1 master; ${three.map((t) => t.toFixed(0)).join("/")} ms via each of 3`, `Redis used_memory ${usedMiB.toFixed(0)} MiB`]);
+    for (const t of beats) clearInterval(t);
+    for (const sess of sessions) sess.close();
+  } finally {
+    await redis.kill();
+  }
+}
+
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 /** Random loss on one UDP port, both directions, with nftables; undefined when nft is unavailable. */
 function nftLoss(port: number, permille: number): { remove: () => void } | undefined {
@@ -232,6 +284,7 @@ try {
   if (!only || only === "index") await benchIndex();
   if (!only || only === "registration") await benchRegistration();
   if (!only || only === "transfer") await benchTransfer();
+  if (!only || only === "shared") await benchShared();
 } finally {
   for (const p of procs) p.kill("SIGKILL");
   rmSync(work, { recursive: true, force: true });
