@@ -6,6 +6,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { waitForStderr } from "./process-lines.ts";
 
 const cli = resolve(import.meta.dir, "../src/cli.ts");
 const work = mkdtempSync(join(tmpdir(), "ftx-demo-"));
@@ -24,20 +25,7 @@ function start(args: string[]) {
   procs.push(p);
   return p;
 }
-async function waitFor(p: ReturnType<typeof start>, re: RegExp): Promise<RegExpMatchArray> {
-  const reader = (p.stderr as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`process exited before printing ${re}:\n${text}`);
-    text += new TextDecoder().decode(value);
-    const m = text.match(re);
-    if (m) {
-      reader.releaseLock();
-      return m;
-    }
-  }
-}
+const waitFor = (p: ReturnType<typeof start>, re: RegExp) => waitForStderr(p.stderr as ReadableStream<Uint8Array>, re);
 const sh = (args: string[]) => Bun.spawnSync(["bun", cli, ...args], { stdout: "inherit", stderr: "inherit" });
 
 let ok = false;

@@ -18,6 +18,7 @@ import { connectToMaster } from "../src/index/index-client.ts";
 import { MsgType, Role } from "../src/index/messages.ts";
 import { ImpairmentRelay } from "../test/support/impairment-relay.ts";
 import { RedisProcess } from "../test/support/redis-process.ts";
+import { waitForStderr } from "./process-lines.ts";
 
 const quick = process.argv.includes("--quick");
 const cli = resolve(import.meta.dir, "../src/cli.ts");
@@ -32,22 +33,8 @@ function spawnFtx(args: string[]) {
   return p;
 }
 
-async function waitFor(p: ReturnType<typeof spawnFtx>, re: RegExp): Promise<RegExpMatchArray> {
-  const reader = (p.stderr as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`exited before ${re}:\n${text}`);
-    text += new TextDecoder().decode(value);
-    const m = text.match(re);
-    if (m) {
-      // Keep draining so the child never blocks on a full pipe.
-      void (async () => {
-        for (;;) if ((await reader.read()).done) break;
-      })();
-      return m;
-    }
-  }
+function waitFor(p: ReturnType<typeof spawnFtx>, re: RegExp): Promise<RegExpMatchArray> {
+  return waitForStderr(p.stderr as ReadableStream<Uint8Array>, re);
 }
 
 function procStat(pid: number): { cpuSeconds: number; peakRssMiB: number } {

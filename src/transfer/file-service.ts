@@ -6,6 +6,7 @@ import type { Catalog, CatalogEntry } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
+import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { GbnSender } from "./gbn-sender.ts";
 import { verifyRequestMac } from "./request-mac.ts";
 import {
@@ -85,8 +86,7 @@ export class FileService {
   private readonly logger: Logger;
   private readonly dgram = new Uint8Array(HEADER_BYTES + MAX_SEGMENT_BYTES);
   private readonly dview = new DataView(this.dgram.buffer);
-  private timer: Timer | undefined;
-  private timerAt = Infinity;
+  private readonly wake = new DeadlineTimer(() => this.onTimer());
   private readonly maxSessions: number;
   private readonly maxPerAddress: number;
   private readonly idleTimeoutMs: number;
@@ -136,7 +136,7 @@ export class FileService {
   }
 
   stop(): void {
-    clearTimeout(this.timer);
+    this.wake.cancel();
     for (const s of [...this.sessions.values()]) this.close(s);
     this.socket.close();
   }
@@ -352,26 +352,16 @@ export class FileService {
   /** One timer for all sessions, armed for the earliest deadline. */
   private schedule(s: Session, at: number | undefined): void {
     s.wakeAt = at;
-    if (at !== undefined && at < this.timerAt) this.arm(at);
-  }
-
-  private arm(at: number): void {
-    clearTimeout(this.timer);
-    this.timerAt = at;
-    this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - performance.now()));
+    if (at !== undefined) this.wake.wakeBy(at);
   }
 
   private onTimer(): void {
-    this.timerAt = Infinity;
     const now = performance.now();
-    let next = Infinity;
     for (const s of [...this.sessions.values()]) {
       if (s.wakeAt !== undefined && s.wakeAt <= now + 0.25) {
         s.sender.handleTimeout(now);
-        this.pump(s, now);
-      }
-      if (this.sessions.has(s.key) && s.wakeAt !== undefined && s.wakeAt < next) next = s.wakeAt;
+        this.pump(s, now); // re-schedules s
+      } else if (s.wakeAt !== undefined) this.wake.wakeBy(s.wakeAt);
     }
-    if (next < this.timerAt) this.arm(next);
   }
 }

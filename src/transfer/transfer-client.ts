@@ -4,6 +4,7 @@ import { FtxError, ProtocolError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { unmapIPv4 } from "../net/address.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
+import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { Download, type DownloadSpec } from "./download.ts";
 import type { PartFile } from "./part-file.ts";
 import { readHeader } from "./wire.ts";
@@ -33,8 +34,7 @@ interface Active {
  */
 export class TransferClient {
   private readonly active = new Map<Download, Active>();
-  private timer: Timer | undefined;
-  private timerAt = Infinity;
+  private readonly wake = new DeadlineTimer(() => this.onTimer());
   readonly counters = { dropped: 0 };
 
   constructor(
@@ -126,19 +126,11 @@ export class TransferClient {
       const t = a.lingerUntil ?? a.download.pollTimeout();
       if (t !== undefined && t < next) next = t;
     }
-    if (next === Infinity) {
-      clearTimeout(this.timer);
-      this.timerAt = Infinity;
-      return;
-    }
-    if (next >= this.timerAt) return;
-    clearTimeout(this.timer);
-    this.timerAt = next;
-    this.timer = setTimeout(() => this.onTimer(), Math.max(0, next - performance.now()));
+    if (next === Infinity) this.wake.cancel();
+    else this.wake.wakeBy(next);
   }
 
   private onTimer(): void {
-    this.timerAt = Infinity;
     const now = performance.now();
     for (const a of [...this.active.values()]) {
       if (a.lingerUntil !== undefined) {
@@ -155,7 +147,7 @@ export class TransferClient {
   }
 
   close(): void {
-    clearTimeout(this.timer);
+    this.wake.cancel();
     for (const a of this.active.values()) {
       a.download.cancel("cancelled");
       a.socket.close();
