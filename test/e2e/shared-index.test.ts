@@ -30,15 +30,30 @@ describe.skipIf(!haveRedis)("masters sharing one index through Redis", () => {
     const d = tempDir();
     try {
       writeFileSync(join(d.path, "shared.txt"), "through redis");
+      const other = tempDir();
+      writeFileSync(join(other.path, "other.txt"), "a second server");
       const a = await startSharedMaster(redis, ["--heartbeat-timeout", "2"]);
       const b = await startSharedMaster(redis, ["--heartbeat-timeout", "2"]);
       const { server } = await startServer(d.path, `${a.address},${b.address}`);
+      const second = await startServer(other.path, a.address);
       await server.waitFor(new RegExp(`registered with master ${a.address.replace(/\./g, "\\.")}`));
-      await eventually(async () => (await lsJson(b.address)).length === 1, 3000, "listed via B");
-      expect((await lsJson(b.address))[0]!.name).toBe("shared.txt");
+      await eventually(async () => (await lsJson(b.address)).length === 2, 3000, "both listed via B");
+      expect((await lsJson(a.address)).map((f) => f.name)).toEqual(["other.txt", "shared.txt"]);
 
+      // A file server killed while both masters are up leaves both lists.
+      await second.server.stop("SIGKILL");
+      other.cleanup();
+      const left = await eventually(
+        async () => (await lsJson(a.address)).length === 1 && (await lsJson(b.address)).length === 1,
+        5000,
+        "killed server gone from A and B",
+      );
+      expect(left).toBeLessThan(2000 + 2000);
+
+      const killedAt = performance.now();
       await a.master.stop("SIGKILL");
       await server.waitFor(new RegExp(`registered with master ${b.address.replace(/\./g, "\\.")}`), 6000);
+      expect(performance.now() - killedAt).toBeLessThan(5000);
       // Listed throughout through B, and with one address, not two.
       for (let i = 0; i < 6; i++) {
         const listed = await lsJson(b.address);
