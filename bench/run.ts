@@ -11,13 +11,13 @@
  *
  * Timings on a shared machine are noisy: each transfer runs 3 times and the median is reported.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connectToMaster } from "../src/index/index-client.ts";
 import { MsgType, Role } from "../src/index/messages.ts";
 import { ImpairmentRelay } from "../test/support/impairment-relay.ts";
-import { RedisProcess } from "../test/support/redis-process.ts";
+import { freePort, RedisProcess } from "../test/support/redis-process.ts";
 import { waitForStderr } from "./process-lines.ts";
 
 const quick = process.argv.includes("--quick");
@@ -249,15 +249,157 @@ async function benchShared(): Promise<void> {
   }
 }
 
+/** nginx serving a folder on a free port (sendfile on), for curl to fetch from; undefined if absent. */
+async function startNginx(root: string): Promise<{ port: number; stop: () => void } | undefined> {
+  if (!Bun.which("nginx") && process.getuid?.() === 0) {
+    console.error("  (installing nginx-light with apt for the curl ← nginx comparison)");
+    Bun.spawnSync(["apt-get", "install", "-y", "nginx-light"], { stdout: "ignore", stderr: "ignore" });
+  }
+  if (!Bun.which("nginx") || !Bun.which("curl")) {
+    console.error("  (nginx or curl not available: curl ← nginx comparison skipped)");
+    return undefined;
+  }
+  // nginx's workers run as an unprivileged user: the (mkdtemp, 0700) work folder must be readable.
+  chmodSync(work, 0o755);
+  const prefix = join(work, "nginx");
+  mkdirSync(join(prefix, "logs"), { recursive: true });
+  const port = await freePort();
+  writeFileSync(
+    join(prefix, "nginx.conf"),
+    `worker_processes 1; daemon off; pid ${prefix}/nginx.pid; error_log ${prefix}/logs/error.log;
+events { worker_connections 1024; }
+http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000;
+  server { listen 127.0.0.1:${port}; root ${root}; } }`,
+  );
+  const p = Bun.spawn(["nginx", "-p", prefix, "-c", join(prefix, "nginx.conf")], { stdout: "ignore", stderr: "ignore" });
+  procs.push(p);
+  for (let i = 0; i < 50; i++) {
+    try {
+      const c = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+      c.end();
+      return { port, stop: () => p.kill("SIGTERM") };
+    } catch {
+      await Bun.sleep(50);
+    }
+  }
+  return undefined;
+}
+
+async function timeCommand(argv: string[]): Promise<{ seconds: number; cpuSeconds: number; maxRssMiB: number; ok: boolean }> {
+  Bun.spawnSync(["sync"]);
+  const timeFile = join(work, "time-peer.txt");
+  const t0 = performance.now();
+  const p = Bun.spawn(["/usr/bin/time", "-o", timeFile, "-f", "%U %S %M", ...argv], { stdout: "ignore", stderr: "pipe" });
+  const [, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+  const seconds = (performance.now() - t0) / 1000;
+  const [user, sys, maxKiB] = readFileSync(timeFile, "utf8").trim().split(/\s+/).slice(-3).map(Number);
+  return { seconds, cpuSeconds: user! + sys!, maxRssMiB: maxKiB! / 1024, ok: code === 0 };
+}
+
+/**
+ * ftx against the tool a user would pick instead, in the same run: curl ← nginx (HTTP over TCP) for one
+ * large file with 0 %, 1 % and 5 % loss (nftables, both directions of each server's port), and for 100
+ * files of 1 MiB in one process; plus 20 concurrent ftx clients on distinct files.
+ */
+async function benchPeers(): Promise<void> {
+  const size = quick ? 64 << 20 : 256 << 20;
+  const mib = size / (1 << 20);
+  const dir = join(work, "peers");
+  mkdirSync(join(dir, "many"), { recursive: true });
+  const big = Buffer.alloc(size);
+  for (let i = 0; i < size; i += 4) big.writeUInt32LE((i * 2246822519) >>> 0, i);
+  writeFileSync(join(dir, "big.bin"), big);
+  for (let i = 0; i < 100; i++) writeFileSync(join(dir, "many", `${i}.bin`), big.subarray(i << 20, (i + 1) << 20));
+  const clients = 20;
+  const each = quick ? 4 << 20 : 50 << 20;
+  mkdirSync(join(dir, "conc"), { recursive: true });
+  for (let i = 0; i < clients; i++) writeFileSync(join(dir, "conc", `${i}.bin`), Buffer.concat([Buffer.from(`client ${i}`), big.subarray(0, each - 9)]));
+
+  const master = await startMaster();
+  const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
+  const udpPort = Number((await waitFor(server, /over UDP on 127\.0\.0\.1:(\d+)/))[1]);
+  while (lsCount(master.address) < 1 + 100 + clients) await Bun.sleep(200);
+  const nginx = await startNginx(dir);
+  const out = join(work, "peer-out");
+  const peerResults: Record<string, unknown> = {};
+
+  for (const permille of [0, 10, 50]) {
+    const label = permille === 0 ? "no loss" : `${permille / 10}% loss`;
+    const ftxLoss = permille ? nftLoss(udpPort, permille) : undefined;
+    const tcpLoss = permille && nginx ? nftLoss(nginx.port, permille, "tcp") : undefined;
+    if (permille && !ftxLoss) {
+      console.error(`  (${label}: nftables unavailable, skipped)`);
+      continue;
+    }
+    try {
+      const ftx = [];
+      const curl = [];
+      for (let r = 0; r < (quick ? 1 : 3); r++) {
+        rmSync(out, { recursive: true, force: true });
+        ftx.push(await timeCommand(["bun", cli, "fetch", master.address, "big.bin", "-o", out]));
+        if (nginx) {
+          rmSync(out, { recursive: true, force: true });
+          mkdirSync(out, { recursive: true });
+          curl.push(await timeCommand(["curl", "-sf", "-o", join(out, "big.bin"), `http://127.0.0.1:${nginx.port}/big.bin`]));
+        }
+      }
+      const f = median(ftx.map((x) => size / 1e6 / x.seconds));
+      if (curl.some((x) => !x.ok)) throw new Error("curl failed: the comparison would be meaningless");
+      const c = curl.length ? median(curl.map((x) => size / 1e6 / x.seconds)) : NaN;
+      peerResults[label] = { ftxMBps: f, curlMBps: c, ratio: f / c, ftxIntact: ftx.every((x) => x.ok) };
+      rows.push([`${mib} MiB, ${label}: ftx vs curl←nginx`, `${f.toFixed(0)} vs ${c.toFixed(0)} MB/s`, `ratio ${(f / c).toFixed(2)}`]);
+    } finally {
+      ftxLoss?.remove();
+      tcpLoss?.remove();
+    }
+  }
+
+  // 100 × 1 MiB in one process each.
+  const names = Array.from({ length: 100 }, (_, i) => `many/${i}.bin`);
+  rmSync(out, { recursive: true, force: true });
+  const ftxMany = await timeCommand(["bun", cli, "fetch", master.address, ...names, "-o", out]);
+  let curlMany: Awaited<ReturnType<typeof timeCommand>> | undefined;
+  if (nginx) {
+    rmSync(out, { recursive: true, force: true });
+    mkdirSync(join(out, "many"), { recursive: true });
+    curlMany = await timeCommand(["curl", "-sf", ...names.flatMap((n) => ["-o", join(out, n), `http://127.0.0.1:${nginx.port}/${n}`])]);
+    if (!curlMany.ok) throw new Error("curl failed on the 100 files");
+  }
+  const manyRatio = curlMany ? curlMany.seconds / ftxMany.seconds : NaN;
+  peerResults.hundredFiles = { ftxSeconds: ftxMany.seconds, curlSeconds: curlMany?.seconds, ratio: manyRatio };
+  rows.push(["100 × 1 MiB in one process", `ftx ${ftxMany.seconds.toFixed(2)} s vs curl ${curlMany?.seconds.toFixed(2) ?? "-"} s`, `ratio ${manyRatio.toFixed(2)}`]);
+
+  // 20 concurrent clients, distinct files.
+  rmSync(out, { recursive: true, force: true });
+  const t0 = performance.now();
+  const runs = await Promise.all(
+    Array.from({ length: clients }, async (_, i) => {
+      const t = performance.now();
+      const p = Bun.spawn(["bun", cli, "fetch", master.address, `conc/${i}.bin`, "-o", join(out, String(i))], { stdout: "ignore", stderr: "ignore" });
+      const code = await p.exited;
+      return { seconds: (performance.now() - t) / 1000, ok: code === 0 };
+    }),
+  );
+  const wall = (performance.now() - t0) / 1000;
+  const aggregate = (clients * each) / 1e6 / wall;
+  const rates = runs.map((r) => each / 1e6 / r.seconds);
+  const fairness = Math.min(...rates) / Math.max(...rates);
+  peerResults.concurrent = { clients, fileMiB: each / (1 << 20), aggregateMBps: aggregate, slowestOverFastest: fairness, allIntact: runs.every((r) => r.ok) };
+  rows.push([`${clients} concurrent clients × ${each / (1 << 20)} MiB`, `aggregate ${aggregate.toFixed(0)} MB/s, all ok: ${runs.every((r) => r.ok)}`, `slowest/fastest ${fairness.toFixed(2)}`]);
+  results.peers = peerResults;
+  nginx?.stop();
+  server.kill("SIGTERM");
+}
+
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
-/** Random loss on one UDP port, both directions, with nftables; undefined when nft is unavailable. */
-function nftLoss(port: number, permille: number): { remove: () => void } | undefined {
-  const table = `ftx_bench_${process.pid}`;
+/** Random loss on one port, both directions, with nftables; undefined when nft is unavailable. */
+function nftLoss(port: number, permille: number, proto: "udp" | "tcp" = "udp"): { remove: () => void } | undefined {
+  const table = `ftx_bench_${process.pid}_${port}`;
   const rules = [
     `add table inet ${table}`,
     `add chain inet ${table} input { type filter hook input priority 0 ; policy accept ; }`,
-    `add rule inet ${table} input udp dport ${port} numgen random mod 1000 < ${permille} drop`,
-    `add rule inet ${table} input udp sport ${port} numgen random mod 1000 < ${permille} drop`,
+    `add rule inet ${table} input ${proto} dport ${port} numgen random mod 1000 < ${permille} drop`,
+    `add rule inet ${table} input ${proto} sport ${port} numgen random mod 1000 < ${permille} drop`,
   ].join("\n");
   const r = Bun.spawnSync(["nft", "-f", "-"], { stdin: Buffer.from(rules), stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) {
@@ -272,6 +414,7 @@ try {
   if (!only || only === "registration") await benchRegistration();
   if (!only || only === "transfer") await benchTransfer();
   if (!only || only === "shared") await benchShared();
+  if (!only || only === "peers") await benchPeers();
 } finally {
   for (const p of procs) p.kill("SIGKILL");
   rmSync(work, { recursive: true, force: true });
