@@ -46,8 +46,6 @@ export class Registration {
   private unsubscribe: (() => void) | undefined;
   private wake: (() => void) | undefined;
   readonly display: string;
-  /** Resolves each time a registration completes (tests and logs use it). */
-  registrations = 0;
 
   constructor(private readonly opts: RegistrationOptions) {
     this.logger = opts.logger ?? silentLogger;
@@ -170,7 +168,6 @@ export class Registration {
       this.pendingAdds.clear();
       this.pendingRemoves.clear();
       this.sendAdds(this.opts.catalog.files());
-      this.registrations++;
       this.logger.info(`registered with master ${session.master} as ${formatAddress(host, this.opts.advertisePort)} (${this.opts.catalog.size} files so far)`);
     });
   }
