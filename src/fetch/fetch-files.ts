@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from "../log.ts";
 import { parseHostPort, resolveHost, type HostPort } from "../net/address.ts";
 import type { Download } from "../transfer/download.ts";
 import { PartFile } from "../transfer/part-file.ts";
-import { TransferClient } from "../transfer/transfer-client.ts";
+import { TransferClient, windowFor } from "../transfer/transfer-client.ts";
 import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 
 export interface FetchOptions {
@@ -43,8 +43,11 @@ export interface ProgressSink {
 
 /** 1400-byte datagrams fit the common 1500-byte MTU with room for IPv6 and tunnels. */
 export const INTERNET_SEGMENT_BYTES = 1400 - 26;
-/** Loopback has a 64 KiB MTU: large segments cost far fewer syscalls and ACKs per byte. */
-export const LOOPBACK_SEGMENT_BYTES = 16 * 1024;
+/**
+ * Loopback has a 64 KiB MTU: large segments cost far fewer syscalls and ACKs per byte. Measured with
+ * 256 MiB: 16 KiB → ~460 MiB/s, 32 KiB → ~520 MiB/s, 64 KiB no better; at 5 % loss 100 → 140 MiB/s.
+ */
+export const LOOPBACK_SEGMENT_BYTES = 32 * 1024;
 
 /** A busy server is asked again this many times, about this far apart, before the next server is tried. */
 const BUSY_RETRIES = 40;
@@ -142,7 +145,7 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
     const tick = opts.progress ? setInterval(() => download && opts.progress!.update(name, download.bytesDone), 100) : undefined;
     try {
       download = await client.start(
-        { name, size: entry.size, sha256: entry.sha256, ip, port, display: server, token: opts.token, segmentBytes, windowSegments: 64, ackEvery: 2, idleTimeoutMs: opts.idleTimeoutMs ?? 10_000 },
+        { name, size: entry.size, sha256: entry.sha256, ip, port, display: server, token: opts.token, segmentBytes, windowSegments: windowFor(segmentBytes), ackEvery: 2, idleTimeoutMs: opts.idleTimeoutMs ?? 10_000 },
         part,
       );
       await download.finished;

@@ -45,6 +45,14 @@ const ACK_DELAY_MS = 2;
  * the network is faster than the disk.
  */
 const WRITE_BACKLOG_HIGH_BYTES = 4 << 20;
+/**
+ * When nothing arrives for this long, the ACK is sent again (doubling up to PROBE_MAX_MS). Without it
+ * a session could deadlock: a server still bound by the anti-amplification limit whose ACKs with the
+ * cookie were all lost may not send, and a client that has everything sent so far has no reason to
+ * (RFC 9002 §6.2.2.1 makes QUIC clients probe for the same reason).
+ */
+const PROBE_FIRST_MS = 50;
+const PROBE_MAX_MS = 1000;
 
 export type DownloadState = "requesting" | "receiving" | "done" | "failed";
 
@@ -63,6 +71,8 @@ export class Download {
   private attempts = 0;
   private nextRequestAt: number;
   private lastHeardAt: number;
+  private probeDelayMs = PROBE_FIRST_MS;
+  private nextProbeAt = Infinity;
   private readonly ackBuf = new Uint8Array(ACK_BYTES);
   private readonly ackView = new DataView(this.ackBuf.buffer);
   private readonly startOffset: number;
@@ -99,12 +109,6 @@ export class Download {
 
   private baseWindow: number;
 
-  /** Flow control: the owner shares its receive budget between active downloads. */
-  setWindow(segments: number): void {
-    this.baseWindow = segments;
-    this.updateWindow();
-  }
-
   private updateWindow(): void {
     if (!this.receiver) return;
     const throttled = this.part.backlogBytes > WRITE_BACKLOG_HIGH_BYTES;
@@ -123,6 +127,8 @@ export class Download {
       return;
     }
     this.lastHeardAt = now;
+    this.probeDelayMs = PROBE_FIRST_MS;
+    this.nextProbeAt = now + PROBE_FIRST_MS;
     switch (header.type) {
       case PacketType.Accept:
         return this.onAccept(decodeAccept(data), header.timestampUs, now);
@@ -158,7 +164,10 @@ export class Download {
     this.receiver = new GbnReceiver({
       totalSegments: Math.ceil(a.length / a.segmentBytes),
       windowSegments: this.spec.windowSegments,
-      ackEvery: this.spec.ackEvery,
+      // A large window of small segments would flood the server's one socket with ACKs: acknowledge
+      // about four times per window (growth counts segments, so fewer ACKs do not slow it), and never
+      // less often than every 16 segments; the delayed-ACK timer covers the tail.
+      ackEvery: Math.max(this.spec.ackEvery, Math.min(16, Math.floor(this.spec.windowSegments / 4))),
       ackDelayMs: ACK_DELAY_MS,
     });
     this.receiver.noteEcho(acceptTimestampUs, now);
@@ -235,6 +244,11 @@ export class Download {
     if (now - this.lastHeardAt >= this.spec.idleTimeoutMs) {
       return this.fail(new FtxError("E_TIMEOUT", `file server ${this.spec.display} went silent for ${(this.spec.idleTimeoutMs / 1000).toFixed(0)}s`));
     }
+    if (now >= this.nextProbeAt) {
+      this.receiver?.requestAck();
+      this.probeDelayMs = Math.min(PROBE_MAX_MS, this.probeDelayMs * 2);
+      this.nextProbeAt = now + this.probeDelayMs;
+    }
     this.flushAcks(now);
   }
 
@@ -243,6 +257,6 @@ export class Download {
     if (this.state !== "receiving") return undefined;
     const ackAt = this.receiver?.pollTimeout();
     const idleAt = this.lastHeardAt + this.spec.idleTimeoutMs;
-    return ackAt !== undefined && ackAt < idleAt ? ackAt : idleAt;
+    return Math.min(ackAt ?? Infinity, idleAt, this.nextProbeAt);
   }
 }

@@ -87,6 +87,7 @@ export class FileService {
   private readonly dgram = new Uint8Array(HEADER_BYTES + MAX_SEGMENT_BYTES);
   private readonly dview = new DataView(this.dgram.buffer);
   private readonly wake = new DeadlineTimer(() => this.onTimer());
+  private sendBlocked = false;
   private readonly maxSessions: number;
   private readonly maxPerAddress: number;
   private readonly idleTimeoutMs: number;
@@ -113,6 +114,9 @@ export class FileService {
         socket: {
           data(_s, data, port, address) {
             service?.onDatagram(data, port, address);
+          },
+          drain() {
+            service?.onDrain();
           },
           error(first, second) {
             // ICMP errors from clients that went away: expected, and never fatal to the service.
@@ -195,8 +199,10 @@ export class FileService {
    */
   private send(bytes: Uint8Array, port: number, address: string): boolean {
     try {
-      this.socket.send(bytes, port, address);
-      return true;
+      if (this.socket.send(bytes, port, address)) return true;
+      // The socket's send buffer is full: stop pumping until Bun says it drained.
+      this.sendBlocked = true;
+      return false;
     } catch (err) {
       this.logger.debug(`send to ${formatAddress(unmapIPv4(address), port)} failed: ${(err as Error).message}`);
       return false;
@@ -282,13 +288,28 @@ export class FileService {
     this.send(bytes, s.port, s.address);
   }
 
+  /** The send buffer has room again: every session gets its turn, in order. */
+  private onDrain(): void {
+    this.sendBlocked = false;
+    const now = performance.now();
+    for (const s of [...this.sessions.values()]) {
+      if (this.sendBlocked) break;
+      this.pump(s, now);
+    }
+  }
+
   private pump(s: Session, now: number): void {
     const full = HEADER_BYTES + s.segmentBytes;
-    for (;;) {
+    while (!this.sendBlocked) {
       if (!s.validated && s.bytesSent + full > AMPLIFICATION_FACTOR * s.bytesReceived) break;
       const seq = s.sender.pollTransmit(now);
       if (seq === undefined) break;
-      if (!this.sendSegment(s, seq, now)) return;
+      const sent = this.sendSegment(s, seq, now);
+      if (!this.sessions.has(s.key)) return; // aborted
+      if (!sent) {
+        s.sender.unsend(seq);
+        break;
+      }
     }
     for (let ev = s.sender.pollEvent(); ev; ev = s.sender.pollEvent()) {
       if (ev.type === "completed") {
@@ -326,9 +347,10 @@ export class FileService {
     writeHeader(this.dgram, this.dview, PacketType.Data, 0, s.sessionId, seq, s.sender.stamp(now));
     const total = HEADER_BYTES + length;
     seal(this.dgram, this.dview, total);
+    if (!this.send(this.dgram.subarray(0, total), s.port, s.address)) return false;
     s.bytesSent += total;
     this.counters.bytesSent += total;
-    return this.send(this.dgram.subarray(0, total), s.port, s.address);
+    return true;
   }
 
   private abort(s: Session, code: TransferErrorCode, text: string): false {

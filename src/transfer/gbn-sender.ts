@@ -139,6 +139,19 @@ export class GbnSender {
     return seq;
   }
 
+  /**
+   * The shell could not send the segment `pollTransmit` just gave it (the socket's send buffer is full):
+   * take it back, so it goes out next time instead of being treated as lost.
+   */
+  unsend(seq: number): void {
+    if (seq !== this.nextSeq - 1) return;
+    this.nextSeq--;
+    this.counters.sent--;
+    if (seq < this.highestSent - 1) this.counters.retransmitted--;
+    else this.highestSent = seq;
+    this.tokens += 1;
+  }
+
   /** The timestamp to stamp on a datagram sent at `now` (echoed back in ACKs for RTT). */
   stamp(now: number): number {
     return timestampUs(now);

@@ -48,6 +48,35 @@ describe("file server safety", () => {
     }
   });
 
+  test("a session whose first ACKs are all lost does not deadlock at the anti-amplification limit", async () => {
+    const share = tempDir();
+    const out = tempDir();
+    try {
+      const content = Buffer.from(new Rng(31).bytes(4 << 20));
+      writeFileSync(join(share.path, "f.bin"), content);
+      const { address } = await startMaster();
+      const s = await startServer(share.path, address);
+      const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: s.udpPort });
+      await s.server.stop();
+      await startServer(share.path, address, ["--port", String(s.udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
+      await eventually(async () => (await lsJson(address))[0]?.servers[0] === `127.0.0.1:${relay.port}`, 5000, "listed via relay");
+      // Lose the first four ACKs (42 bytes each): the server, unvalidated, may send only ~3× the
+      // REQUEST, and the client has everything it was sent. Only the client's ACK probe unblocks it.
+      let acksDropped = 0;
+      relay.dropToServer = (d) => d.byteLength === HEADER_BYTES + 16 && acksDropped++ < 4;
+      const t0 = performance.now();
+      const r = await runFtx(["fetch", address, "f.bin", "-o", out.path, "--segment-size", "1024"]);
+      expect(r.exitCode).toBe(0);
+      expect(acksDropped).toBeGreaterThanOrEqual(4);
+      expect(performance.now() - t0).toBeLessThan(5000); // not the 10 s idle timeout
+      expect(sha256Hex(readFileSync(join(out.path, "f.bin")))).toBe(sha256Hex(content));
+      relay.close();
+    } finally {
+      share.cleanup();
+      out.cleanup();
+    }
+  });
+
   test("requests for a changed or unknown file, or without the token's MAC, get typed errors", async () => {
     const share = tempDir();
     try {

@@ -233,6 +233,7 @@ describe("many sessions at once", () => {
         ),
       );
       runs.forEach((r, c) => {
+        if (r.exitCode !== 0) console.error(r.stderr.split("\n").filter((l) => l.includes("ftx:")).slice(0, 5).join("\n"));
         expect(r.exitCode).toBe(0);
         for (const name of names.slice(c * 20, c * 20 + 20)) expect(hashOf(join(s.out.path, String(c), name))).toBe(s.hashes[name]!);
       });

@@ -41,6 +41,8 @@ export class ImpairmentRelay {
   private readonly down: Direction;
   readonly counters: RelayCounters = { toServer: 0, toClient: 0, dropped: 0, duplicated: 0, corrupted: 0, reordered: 0, bytesToServer: 0, bytesToClient: 0 };
   private closed = false;
+  /** Drop client→server datagrams this predicate picks (on top of the random impairments). */
+  dropToServer: ((bytes: Uint8Array) => boolean) | undefined;
 
   private constructor(
     private readonly serverHost: string,
@@ -101,6 +103,10 @@ export class ImpairmentRelay {
       this.upstream.set(key, socket);
     }
     const s = socket;
+    if (this.dropToServer?.(data)) {
+      this.counters.dropped++;
+      return;
+    }
     this.impair(this.up, data, (bytes) => {
       if (this.closed) return;
       this.counters.toServer++;
