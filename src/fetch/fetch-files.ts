@@ -149,6 +149,7 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
         part,
       );
       await download.finished;
+      logger.debug(`${name} from ${server}: ${JSON.stringify(download.stats())}`);
       const sha256 = await part.commit(entry.sha256);
       opts.progress?.update(name, entry.size);
       return { bytes: entry.size, sha256 };

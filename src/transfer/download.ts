@@ -103,6 +103,11 @@ export class Download {
     this.onTimer(now);
   }
 
+  /** Counters for `--verbose`: datagrams, throttling, and the receiver's own. */
+  stats(): Record<string, number> {
+    return { ...this.counters, ...(this.receiver?.counters ?? {}) };
+  }
+
   get bytesDone(): number {
     return this.part.size;
   }
@@ -205,7 +210,6 @@ export class Download {
   }
 
   private complete(now: number): void {
-    if (process.env.FTX_DEBUG_DOWNLOAD) console.error(JSON.stringify({ ...this.counters, receiver: this.receiver?.counters }));
     this.flushAcks(now);
     this.send(encodeFin(this.sessionId, timestampUs(now)));
     this.state = "done";
