@@ -47,7 +47,7 @@ export default defineCommand({
     } finally {
       progress.stop();
     }
-    for (const r of results) if (!r.ok) process.stderr.write(`ftx: ${r.error}\n`);
+    for (const r of new Set(results)) if (!r.ok) process.stderr.write(`ftx: ${r.error}\n`);
     if (args.json) process.stdout.write(JSON.stringify(results) + "\n");
     process.exitCode = results.every((r) => r.ok) ? 0 : 1;
   },

@@ -69,7 +69,7 @@ function patternFor(name: string): string {
 /**
  * `ftx fetch`: ask the index where each file is, then download them all at once, each from one of
  * the servers holding its content, moving on to the next server when one fails. Results come back
- * in the order the names were given (a name given twice, once).
+ * one per name as given, in that order (a name given twice is fetched once).
  */
 export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
   const logger = opts.logger ?? silentLogger;
@@ -108,7 +108,8 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
     client.close();
   }
   logger.debug(`fetched ${names.length} file(s) in ${((performance.now() - started) / 1000).toFixed(2)}s`);
-  return names.map((n) => results.get(n)!);
+  // One result per FILE as given (a name given twice was fetched once and is reported twice).
+  return opts.files.map((n) => results.get(n)!);
 }
 
 async function fetchOne(client: TransferClient, name: string, entries: ListEntry[], outDirReal: string, opts: FetchOptions, logger: Logger): Promise<{ bytes: number; sha256: string }> {

@@ -126,8 +126,10 @@ describe("fetch over the UDP transfer protocol", () => {
         ["/etc/passwd", false],
         ["a/../../x", false],
         ["missing.txt", false],
+        ["good.txt", true], // named twice: fetched once, reported for each time it was named
       ]);
-      for (const bad of results.slice(1)) {
+      expect(results[5]).toEqual(results[0]!);
+      for (const bad of results.slice(1, 5)) {
         expect(bad.bytes).toBeNull();
         expect(bad.sha256).toBeNull();
         expect(r.stderr).toContain(bad.error!);
