@@ -62,7 +62,7 @@ describe("master + file servers + ls, as real processes", () => {
     try {
       populate(d.path, { "keep.txt": "keep", "change.txt": "v1", "remove.txt": "bye" });
       const { address } = await startMaster();
-      await startServer(d.path, address);
+      const { server } = await startServer(d.path, address);
       await eventually(async () => (await lsJson(address)).length === 3, 5000, "initial listing");
       const t0 = performance.now();
       populate(d.path, { "new/added.txt": "hello" });
@@ -77,6 +77,7 @@ describe("master + file servers + ls, as real processes", () => {
         "changes listed",
       );
       expect(performance.now() - t0).toBeLessThan(3000);
+      expect(await server.stop("SIGTERM")).toBe(0); // the contract: SIGTERM ends a file server with exit 0
     } finally {
       d.cleanup();
     }
