@@ -47,7 +47,8 @@ export default defineCommand({
     } finally {
       progress.stop();
     }
-    for (const r of new Set(results)) if (!r.ok) process.stderr.write(`ftx: ${r.error}\n`);
+    // One line per distinct problem: an unreachable master is said once, not once per FILE.
+    for (const error of new Set(results.filter((r) => !r.ok).map((r) => r.error))) process.stderr.write(`ftx: ${error}\n`);
     if (args.json) process.stdout.write(JSON.stringify(results) + "\n");
     process.exitCode = results.every((r) => r.ok) ? 0 : 1;
   },

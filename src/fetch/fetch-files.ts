@@ -83,7 +83,14 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
     if (reason) failNow(name, `${JSON.stringify(name)} is not a safe name (${reason})`);
     return !reason;
   });
-  const answers = safe.length > 0 ? (await queryMaster(opts.masters, safe.map(patternFor), opts.token)).map((a) => a.entries) : [];
+  let answers: ListEntry[][];
+  try {
+    answers = safe.length > 0 ? (await queryMaster(opts.masters, safe.map(patternFor), opts.token)).map((a) => a.entries) : [];
+  } catch (err) {
+    // No index, no downloads: every FILE fails with the reason (and --json still reports each one).
+    for (const name of safe) failNow(name, errorMessage(err));
+    return opts.files.map((n) => results.get(n)!);
+  }
   const outDirReal = await prepareOutputDir(opts.outDir);
   const client = new TransferClient(logger, opts.bindHost);
   const queue = safe.map((name, i) => ({ name, entries: answers[i]!.filter((e) => e.name === name) }));

@@ -175,6 +175,13 @@ describe("usage and errors", () => {
     const refused = await runFtx(["ls", "127.0.0.1:1"]);
     expect(refused.exitCode).not.toBe(0);
     expect(refused.stderr).toContain("127.0.0.1:1");
+    const fetch = await runFtx(["fetch", "127.0.0.1:1", "a", "b", "--json", "-o", "/tmp/ftx-never-written"]);
+    expect(fetch.exitCode).toBe(1);
+    expect(fetch.stderr.trim().split("\n")).toEqual(["ftx: cannot reach master 127.0.0.1:1: connection refused (is `ftx master` running there?)"]);
+    expect(JSON.parse(fetch.stdout).map((r: { name: string; ok: boolean }) => [r.name, r.ok])).toEqual([
+      ["a", false],
+      ["b", false],
+    ]);
     // A listener that accepts and never answers: our handshake deadline.
     const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
