@@ -3,7 +3,8 @@
  * source tree beside it, and ignores .env / bunfig.toml in the folder it runs from.
  */
 const result = await Bun.build({
-  entrypoints: ["./src/cli.ts"],
+  // The part-file writer runs in a Worker: it must be bundled as an entry point of its own.
+  entrypoints: ["./src/cli.ts", "./src/transfer/part-writer.worker.ts"],
   compile: {
     outfile: "./dist/ftx",
     autoloadDotenv: false,

@@ -147,7 +147,7 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
       continue;
     }
     const segmentBytes = clampSegment(opts.segmentBytes ?? (isLoopback(ip) ? LOOPBACK_SEGMENT_BYTES : INTERNET_SEGMENT_BYTES));
-    const part = PartFile.open(dest, entry.size);
+    const part = await PartFile.open(dest, entry.size);
     if (part.resumedFrom > 0) logger.info(`${name}: resuming from ${part.resumedFrom} of ${entry.size} bytes`);
     let download: Download | undefined;
     const tick = opts.progress ? setInterval(() => download && opts.progress!.update(name, download.bytesDone), 100) : undefined;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eventually, ftxEnv, REPO, stopAll, tempDir } from "../support/ftx-process.ts";
 
@@ -54,6 +54,10 @@ test("the executable runs on its own and ignores .env in its working folder", as
     const server = Bun.spawn([exe, "serve", "share", "--master", `127.0.0.1:${port}`, "--token", "from-dotenv"], { cwd: empty, env, stderr: "pipe", stdout: "ignore" });
     try {
       await eventually(() => run(["ls", `127.0.0.1:${port}`, "--json", "--token", "from-dotenv"], empty).stdout.toString().includes("f.txt"), 5000, "listed via the executable");
+      // A download exercises the part-file writer thread, a second entry point of the bundle.
+      const fetched = run(["fetch", `127.0.0.1:${port}`, "f.txt", "-o", "got", "--token", "from-dotenv"], empty);
+      expect(fetched.exitCode).toBe(0);
+      expect(readFileSync(join(empty, "got", "f.txt"), "utf8")).toBe("binary");
     } finally {
       server.kill("SIGKILL");
       await server.exited;
