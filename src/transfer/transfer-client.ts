@@ -52,8 +52,10 @@ export class TransferClient {
   async start(spec: DownloadSpec, part: PartFile): Promise<Download> {
     const family = isIP(spec.ip) === 6 ? 6 : 4;
     let download: Download | undefined;
-    const portGone = (detail: string) =>
+    const portGone = (detail: string) => {
+      this.logger.debug(`${spec.name}: socket error from ${spec.display}: ${detail}`);
       download?.fail(new FtxError("E_UNREACHABLE", `file server ${spec.display} is gone (${detail})`));
+    };
     const socket = await Bun.udpSocket({
       hostname: this.bindHost ?? (family === 6 ? "::" : "0.0.0.0"),
       port: 0,
