@@ -8,7 +8,8 @@ import { parseHostPort, resolveHost, type HostPort } from "../net/address.ts";
 import type { Download } from "../transfer/download.ts";
 import { PartFile } from "../transfer/part-file.ts";
 import { TransferClient, windowFor } from "../transfer/transfer-client.ts";
-import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
+import { MAX_USEFUL_SEGMENT_BYTES, probeDatagramSize } from "../transfer/path-probe.ts";
+import { HEADER_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 
 export interface FetchOptions {
   masters: HostPort[];
@@ -42,23 +43,33 @@ export interface ProgressSink {
 }
 
 /** 1400-byte datagrams fit the common 1500-byte MTU with room for IPv6 and tunnels. */
-export const INTERNET_SEGMENT_BYTES = 1400 - 26;
-/**
- * Loopback has a 64 KiB MTU: large segments cost far fewer syscalls and ACKs per byte. Measured with
- * 256 MiB: 16 KiB → ~460 MiB/s, 32 KiB → ~520 MiB/s, 64 KiB no better; at 5 % loss 100 → 140 MiB/s.
- */
-export const LOOPBACK_SEGMENT_BYTES = 32 * 1024;
-
+export const INTERNET_SEGMENT_BYTES = 1400 - HEADER_BYTES;
 /** A busy server is asked again this many times, about this far apart, before the next server is tried. */
 const BUSY_RETRIES = 40;
 const BUSY_RETRY_MS = 250;
 
-function isLoopback(ip: string): boolean {
-  return ip.startsWith("127.") || ip === "::1" || ip.startsWith("::ffff:127.");
-}
-
 export function clampSegment(bytes: number): number {
   return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
+}
+
+/** Probed segment sizes by server, for this process: every file from one server uses one probe. */
+const probed = new Map<string, Promise<number>>();
+
+/**
+ * The segment size for a server: the largest datagram the path delivered in a probe, less our header,
+ * capped where larger stopped paying off; the internet-safe size when no probe came back.
+ */
+function segmentFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger): Promise<number> {
+  let result = probed.get(server);
+  if (!result) {
+    result = probeDatagramSize(ip, port, bindHost).then((largest) => {
+      const segment = largest === undefined ? INTERNET_SEGMENT_BYTES : Math.min(MAX_USEFUL_SEGMENT_BYTES, largest - HEADER_BYTES);
+      logger.debug(`path to ${server}: ${largest === undefined ? "no probe answered" : `datagrams of ${largest} bytes arrive`}; ${segment}-byte segments`);
+      return segment;
+    });
+    probed.set(server, result);
+  }
+  return result;
 }
 
 /** Glob characters would make the master treat a name as a pattern: ask for everything and filter. */
@@ -146,7 +157,7 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
       lastError = new FtxError("E_UNREACHABLE", `${name}: cannot use server ${server}: ${errorMessage(err)}`);
       continue;
     }
-    const segmentBytes = clampSegment(opts.segmentBytes ?? (isLoopback(ip) ? LOOPBACK_SEGMENT_BYTES : INTERNET_SEGMENT_BYTES));
+    const segmentBytes = clampSegment(opts.segmentBytes ?? (await segmentFor(server, ip, port, opts.bindHost, logger)));
     const part = await PartFile.open(dest, entry.size);
     if (part.resumedFrom > 0) logger.info(`${name}: resuming from ${part.resumedFrom} of ${entry.size} bytes`);
     let download: Download | undefined;

@@ -1,5 +1,5 @@
 import { ProtocolError } from "../errors.ts";
-import { ByteReader, ByteWriter } from "../util/bytes.ts";
+import { ByteReader, ByteWriter, truncateUtf8 } from "../util/bytes.ts";
 import {
   INDEX_MAGIC,
   MAC_BYTES,
@@ -255,11 +255,4 @@ export class FrameDecoder {
     if (this.start === this.end) this.start = this.end = 0;
     return decodeBody(body);
   }
-}
-
-function truncateUtf8(s: string, maxBytes: number): string {
-  if (Buffer.byteLength(s) <= maxBytes) return s;
-  let out = s.slice(0, maxBytes);
-  while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);
-  return out;
 }

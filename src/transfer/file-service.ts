@@ -14,7 +14,9 @@ import {
   decodeRequest,
   encodeAccept,
   encodeError,
+  encodeProbeAck,
   HEADER_BYTES,
+  MIN_PROBE_BYTES,
   MAX_SEGMENT_BYTES,
   MIN_SEGMENT_BYTES,
   PacketType,
@@ -176,6 +178,10 @@ export class FileService {
           this.pump(session, now);
           return;
         }
+        case PacketType.Probe:
+          // Stateless: say how big the datagram that arrived was. The answer is 30 bytes, the probe ≥ 1200.
+          if (data.byteLength >= MIN_PROBE_BYTES) this.send(encodeProbeAck(header.sessionId, data.byteLength, timestampUs(now)), port, address);
+          return;
         case PacketType.Fin:
         case PacketType.Error:
           if (session) {

@@ -1,4 +1,5 @@
 import { ProtocolError } from "../errors.ts";
+import { truncateUtf8 } from "../util/bytes.ts";
 
 /**
  * The transfer protocol's datagrams (docs/PROTOCOL.md has the byte layout). Every datagram starts
@@ -27,6 +28,10 @@ export enum PacketType {
   Data = 4,
   Ack = 5,
   Fin = 6,
+  /** Client → server: a padded datagram of the size being tried (path MTU discovery, RFC 8899-style). */
+  Probe = 7,
+  /** Server → client: "a datagram of this many bytes arrived"; always far smaller than the probe. */
+  ProbeAck = 8,
 }
 
 export const FLAG_HAS_MAC = 0x01;
@@ -123,7 +128,7 @@ export function readHeader(buf: Uint8Array): Header {
   view.setUint32(CHECKSUM_AT, claimed);
   if (claimed !== actual) throw new ProtocolError("checksum mismatch");
   const type = buf[3]!;
-  if (type < PacketType.Request || type > PacketType.Fin) throw new ProtocolError(`unknown packet type ${type}`);
+  if (type < PacketType.Request || type > PacketType.ProbeAck) throw new ProtocolError(`unknown packet type ${type}`);
   if (buf[5] !== 0) throw new ProtocolError("reserved byte is not zero");
   const hi = view.getUint32(10);
   if (hi > 0x1fffff) throw new ProtocolError("sequence number out of range");
@@ -282,11 +287,7 @@ export function encodeAccept(sessionId: number, body: AcceptBody, timestampUs: n
 }
 
 export function encodeError(sessionId: number, body: ErrorBody, timestampUs: number): Uint8Array {
-  let text = encoder.encode(body.text);
-  if (text.byteLength > MAX_ERROR_TEXT_BYTES) text = text.subarray(0, MAX_ERROR_TEXT_BYTES);
-  // Cut at a character boundary so the text stays valid UTF-8.
-  while (text.byteLength > 0 && (text[text.byteLength - 1]! & 0xc0) === 0x80) text = text.subarray(0, text.byteLength - 1);
-  if (text.byteLength > 0 && text[text.byteLength - 1]! >= 0xc0) text = text.subarray(0, text.byteLength - 1);
+  const text = encoder.encode(truncateUtf8(body.text, MAX_ERROR_TEXT_BYTES));
   const buf = new Uint8Array(HEADER_BYTES + 1 + 2 + text.byteLength);
   const view = new DataView(buf.buffer);
   writeHeader(buf, view, PacketType.Error, 0, sessionId, 0, timestampUs);
@@ -303,6 +304,33 @@ export function encodeFin(sessionId: number, timestampUs: number): Uint8Array {
   writeHeader(buf, view, PacketType.Fin, 0, sessionId, 0, timestampUs);
   seal(buf, view, buf.byteLength);
   return buf;
+}
+
+/** A probe is never smaller than a padded REQUEST, so answering it can never amplify. */
+export const MIN_PROBE_BYTES = MIN_REQUEST_BYTES;
+export const PROBE_ACK_BYTES = HEADER_BYTES + 4;
+
+export function encodeProbe(probeId: number, datagramBytes: number, timestampUs: number): Uint8Array {
+  if (datagramBytes < MIN_PROBE_BYTES || datagramBytes > MAX_DATAGRAM_BYTES) throw new RangeError(`probe size ${datagramBytes} out of range`);
+  const buf = new Uint8Array(datagramBytes);
+  const view = new DataView(buf.buffer);
+  writeHeader(buf, view, PacketType.Probe, 0, probeId, 0, timestampUs);
+  seal(buf, view, buf.byteLength);
+  return buf;
+}
+
+export function encodeProbeAck(probeId: number, datagramBytes: number, timestampUs: number): Uint8Array {
+  const buf = new Uint8Array(PROBE_ACK_BYTES);
+  const view = new DataView(buf.buffer);
+  writeHeader(buf, view, PacketType.ProbeAck, 0, probeId, 0, timestampUs);
+  view.setUint32(HEADER_BYTES, datagramBytes);
+  seal(buf, view, buf.byteLength);
+  return buf;
+}
+
+export function decodeProbeAck(buf: Uint8Array): number {
+  if (buf.byteLength !== PROBE_ACK_BYTES) throw new ProtocolError("PROBE_ACK of the wrong length");
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(HEADER_BYTES);
 }
 
 /** ACKs are built into a buffer the caller reuses. */

@@ -151,3 +151,18 @@ export class ByteWriter {
 export function utf8ByteLength(s: string): number {
   return Buffer.byteLength(s, "utf8");
 }
+
+/** The longest prefix of `s` whose UTF-8 encoding fits in `maxBytes` (never a broken character). */
+export function truncateUtf8(s: string, maxBytes: number): string {
+  if (Buffer.byteLength(s) <= maxBytes) return s;
+  let lo = 0;
+  let hi = Math.min(s.length, maxBytes);
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (Buffer.byteLength(s.slice(0, mid)) <= maxBytes) lo = mid;
+    else hi = mid - 1;
+  }
+  // Do not split a surrogate pair.
+  const code = s.charCodeAt(lo - 1);
+  return code >= 0xd800 && code <= 0xdbff ? s.slice(0, lo - 1) : s.slice(0, lo);
+}

@@ -15,6 +15,8 @@ export interface Impairment {
   delayMs?: number;
   jitterMs?: number;
   bytesPerSecond?: number;
+  /** Datagrams larger than this are dropped, as a link with that MTU would (IP and UDP headers aside). */
+  mtu?: number;
 }
 
 interface Direction {
@@ -31,6 +33,13 @@ export interface RelayCounters {
   reordered: number;
   bytesToServer: number;
   bytesToClient: number;
+}
+
+/** Bun's send() throws a queued ICMP error (a peer that went away): for a relay, just a lost datagram. */
+function trySend(send: () => unknown): void {
+  try {
+    send();
+  } catch {}
 }
 
 export class ImpairmentRelay {
@@ -94,7 +103,7 @@ export class ImpairmentRelay {
               if (this.closed) return;
               this.counters.toClient++;
               this.counters.bytesToClient += bytes.byteLength;
-              this.front.send(bytes, port, address);
+              trySend(() => this.front.send(bytes, port, address));
             });
           },
           error: () => {}, // the server went away (a test killed it): expected
@@ -111,12 +120,16 @@ export class ImpairmentRelay {
       if (this.closed) return;
       this.counters.toServer++;
       this.counters.bytesToServer += bytes.byteLength;
-      s.send(bytes, this.serverPort, this.serverHost);
+      trySend(() => s.send(bytes, this.serverPort, this.serverHost));
     });
   }
 
   private impair(dir: Direction, data: Uint8Array, deliver: (b: Uint8Array) => void): void {
     const imp = dir.imp;
+    if (imp.mtu !== undefined && data.byteLength > imp.mtu) {
+      this.counters.dropped++;
+      return;
+    }
     if (this.rng.chance(imp.loss ?? 0)) {
       this.counters.dropped++;
       return;
