@@ -4,9 +4,8 @@ import { join } from "node:path";
 import { connectToMaster } from "../../src/index/index-client.ts";
 import { MsgType, Role } from "../../src/index/messages.ts";
 import { decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/wire.ts";
-import { ImpairmentRelay } from "../support/impairment-relay.ts";
 import { mutate, Rng } from "../support/random.ts";
-import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, stopAll, tempDir } from "../support/ftx-process.ts";
+import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
 
 afterAll(stopAll);
 
@@ -55,11 +54,8 @@ describe("file server safety", () => {
       const content = Buffer.from(new Rng(31).bytes(4 << 20));
       writeFileSync(join(share.path, "f.bin"), content);
       const { address } = await startMaster();
-      const s = await startServer(share.path, address);
-      const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: s.udpPort });
-      await s.server.stop();
-      await startServer(share.path, address, ["--port", String(s.udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
-      await eventually(async () => (await lsJson(address))[0]?.servers[0] === `127.0.0.1:${relay.port}`, 5000, "listed via relay");
+      const { relay, advertised } = await startServerBehindRelay(share.path, address);
+      await eventually(async () => (await lsJson(address))[0]?.servers[0] === advertised, 5000, "listed via relay");
       // Lose the first four ACKs (42 bytes each): the server, unvalidated, may send only ~3× the
       // REQUEST, and the client has everything it was sent. Only the client's ACK probe unblocks it.
       let acksDropped = 0;
@@ -162,11 +158,8 @@ describe("file server safety", () => {
       const v2 = Buffer.from(new Rng(22).bytes(12 << 20));
       writeFileSync(join(share.path, "moving.bin"), v1);
       const { address } = await startMaster();
-      const s = await startServer(share.path, address);
-      const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: s.udpPort }, { toClient: { bytesPerSecond: 6e6 } });
-      await s.server.stop();
-      await startServer(share.path, address, ["--port", String(s.udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
-      await eventually(async () => (await lsJson(address))[0]?.servers[0] === `127.0.0.1:${relay.port}`, 5000, "listed via relay");
+      const { relay, advertised } = await startServerBehindRelay(share.path, address, { toClient: { bytesPerSecond: 6e6 } });
+      await eventually(async () => (await lsJson(address))[0]?.servers[0] === advertised, 5000, "listed via relay");
       const fetching = runFtx(["fetch", address, "moving.bin", "-o", out.path], { timeoutMs: 60_000 });
       await eventually(() => relay.counters.bytesToClient > 1 << 20, 10_000, "transfer under way");
       writeFileSync(join(share.path, "moving.bin"), v2); // same inode, new bytes
@@ -218,14 +211,9 @@ describe("file server safety", () => {
       writeFileSync(join(b.path, "shared.bin"), content);
       const { address } = await startMaster();
       // Both servers sit behind rate-capped relays so the transfer takes a few seconds.
-      const sa = await startServer(a.path, address);
-      const sb = await startServer(b.path, address);
-      const ra = await ImpairmentRelay.start({ host: "127.0.0.1", port: sa.udpPort }, { toClient: { bytesPerSecond: 8e6 } });
-      const rb = await ImpairmentRelay.start({ host: "127.0.0.1", port: sb.udpPort }, { toClient: { bytesPerSecond: 8e6 } });
-      await sa.server.stop();
-      await sb.server.stop();
-      const va = await startServer(a.path, address, ["--port", String(sa.udpPort), "--advertise", `127.0.0.1:${ra.port}`]);
-      const vb = await startServer(b.path, address, ["--port", String(sb.udpPort), "--advertise", `127.0.0.1:${rb.port}`]);
+      const va = await startServerBehindRelay(a.path, address, { toClient: { bytesPerSecond: 8e6 } });
+      const vb = await startServerBehindRelay(b.path, address, { toClient: { bytesPerSecond: 8e6 } });
+      const [ra, rb] = [va.relay, vb.relay];
       await eventually(async () => (await lsJson(address))[0]?.servers.length === 2, 5000, "both listed");
       const fetching = runFtx(["fetch", address, "shared.bin", "-o", out.path, "--json", "--idle-timeout", "2"], { timeoutMs: 90_000 });
       // Kill whichever server is sending once the transfer is under way.

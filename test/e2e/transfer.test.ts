@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { ImpairmentRelay, type Impairment } from "../support/impairment-relay.ts";
+import type { Impairment } from "../support/impairment-relay.ts";
 import { Rng } from "../support/random.ts";
-import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, stopAll, tempDir } from "../support/ftx-process.ts";
+import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
 
 afterAll(stopAll);
 
@@ -187,16 +187,15 @@ describe("path probing", () => {
     try {
       const hashes = makeFiles(share.path, { "p.bin": 3 << 20 }, 5);
       const { address } = await startMaster();
-      const { server, udpPort } = await startServer(share.path, address);
+      const { server } = await startServer(share.path, address);
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
       const direct = await runFtx(["fetch", address, "p.bin", "-o", join(out.path, "direct"), "--verbose"]);
       expect(direct.exitCode).toBe(0);
       expect(direct.stderr).toContain("datagrams of 65507 bytes arrive; 32768-byte segments");
 
-      const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: udpPort }, { both: { mtu: 1500 } });
       await server.stop();
-      await startServer(share.path, address, ["--port", String(udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
-      await eventually(async () => (await lsJson(address))[0]?.servers[0] === `127.0.0.1:${relay.port}`, 5000, "listed via relay");
+      const { relay, advertised } = await startServerBehindRelay(share.path, address, { both: { mtu: 1500 } });
+      await eventually(async () => (await lsJson(address))[0]?.servers[0] === advertised, 5000, "listed via relay");
       const narrow = await runFtx(["fetch", address, "p.bin", "-o", join(out.path, "narrow"), "--verbose"]);
       expect(narrow.exitCode).toBe(0);
       expect(narrow.stderr).toContain("datagrams of 1400 bytes arrive; 1374-byte segments");
@@ -224,15 +223,9 @@ describe("through the impairment relay", () => {
       const out = tempDir("ftx-out-");
       const hashes = makeFiles(share.path, { "f.bin": size }, size);
       const { address } = await startMaster();
-      // The server's real port is known only after it starts; the relay forwards to it, and the server
-      // advertises the relay's address. Start the relay on a placeholder first, then point it.
-      const { server, udpPort } = await startServer(share.path, address);
-      const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: udpPort }, { both: impairment, seed: 42 });
+      const { relay, advertised } = await startServerBehindRelay(share.path, address, { both: impairment, seed: 42 });
       try {
-        await server.stop();
-        const relayed = await startServer(share.path, address, ["--port", String(udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
-        expect(relayed.udpPort).toBe(udpPort);
-        await eventually(async () => (await lsJson(address))[0]?.servers[0] === `127.0.0.1:${relay.port}`, 5000, "listed via relay");
+        await eventually(async () => (await lsJson(address))[0]?.servers[0] === advertised, 5000, "listed via relay");
         const r = await runFtx(["fetch", address, "f.bin", "-o", out.path, "--json"], { timeoutMs: 90_000 });
         expect(r.exitCode).toBe(0);
         expect(hashOf(join(out.path, "f.bin"))).toBe(hashes["f.bin"]!);

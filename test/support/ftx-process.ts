@@ -2,6 +2,7 @@ import type { Subprocess } from "bun";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { ImpairmentRelay } from "./impairment-relay.ts";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const CLI = join(REPO, "src/cli.ts");
@@ -160,4 +161,29 @@ export function tempDir(prefix = "ftx-test-"): { path: string; cleanup: () => vo
 
 export function sha256Hex(data: string | Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+}
+
+/** A UDP port free right now (the caller binds it next; a race only with other tests of ours). */
+export async function freeUdpPort(): Promise<number> {
+  const s = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+  const port = s.port;
+  s.close();
+  return port;
+}
+
+/**
+ * A file server whose clients reach it through an impairment relay: it binds a known port, the relay
+ * forwards to that port, and the server advertises the relay's address to the master.
+ */
+export async function startServerBehindRelay(
+  dir: string,
+  masterAddress: string,
+  impairments: Parameters<typeof ImpairmentRelay.start>[1] = {},
+  extraArgs: string[] = [],
+): Promise<{ server: FtxProcess; udpPort: number; relay: ImpairmentRelay; advertised: string }> {
+  const udpPort = await freeUdpPort();
+  const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: udpPort }, impairments);
+  const advertised = `127.0.0.1:${relay.port}`;
+  const { server } = await startServer(dir, masterAddress, ["--port", String(udpPort), "--advertise", advertised, ...extraArgs]);
+  return { server, udpPort, relay, advertised };
 }
