@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from "../log.ts";
 import { parseHostPort, resolveHost, type HostPort } from "../net/address.ts";
 import type { Download } from "../transfer/download.ts";
 import { PartFile } from "../transfer/part-file.ts";
-import { TransferClient, windowFor } from "../transfer/transfer-client.ts";
+import { TransferClient } from "../transfer/transfer-client.ts";
 import { MAX_USEFUL_SEGMENT_BYTES, probeDatagramSize } from "../transfer/path-probe.ts";
 import { HEADER_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 
@@ -164,7 +164,7 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
     const tick = opts.progress ? setInterval(() => download && opts.progress!.update(name, download.bytesDone), 100) : undefined;
     try {
       download = await client.start(
-        { name, size: entry.size, sha256: entry.sha256, ip, port, display: server, token: opts.token, segmentBytes, windowSegments: windowFor(segmentBytes), ackEvery: 2, idleTimeoutMs: opts.idleTimeoutMs ?? 10_000 },
+        { name, size: entry.size, sha256: entry.sha256, ip, port, display: server, token: opts.token, segmentBytes, ackEvery: 2, idleTimeoutMs: opts.idleTimeoutMs ?? 10_000 },
         part,
       );
       await download.finished;

@@ -50,7 +50,6 @@ export class Catalog {
   private rescanTimer: Timer | undefined;
   private debounceTimer: Timer | undefined;
   private settleTimer: Timer | undefined;
-  private firstScan: Promise<void> | undefined;
 
   private constructor(
     readonly root: string,
@@ -76,7 +75,7 @@ export class Catalog {
   }
 
   private start(): void {
-    this.firstScan = this.scan();
+    void this.scan();
     if (this.opts.watch !== false) {
       try {
         this.watcher = watch(this.root, { recursive: true }, () => this.scheduleScan(WATCH_DEBOUNCE_MS));
@@ -86,12 +85,6 @@ export class Catalog {
       }
     }
     this.rescanTimer = setInterval(() => this.requestScan(), this.opts.rescanIntervalMs ?? 2000);
-  }
-
-  /** Resolves when the first walk is done and every file it found has been hashed (or dropped). */
-  async ready(): Promise<void> {
-    await this.firstScan;
-    while (this.pending.size > 0 || this.hashing) await Bun.sleep(20);
   }
 
   stop(): void {

@@ -87,7 +87,6 @@ export class Download {
     now: number,
   ) {
     this.sessionId = (randomBytes(4).readUInt32BE(0) || 1) >>> 0;
-    this.baseWindow = spec.windowSegments;
     this.startOffset = part.size;
     const sha = Buffer.from(spec.sha256, "hex");
     const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, this.startOffset, 0, sha, spec.name) : undefined;
@@ -112,13 +111,11 @@ export class Download {
     return this.part.size;
   }
 
-  private baseWindow: number;
-
   private updateWindow(): void {
     if (!this.receiver) return;
     const throttled = this.part.backlogBytes > WRITE_BACKLOG_HIGH_BYTES;
     if (throttled) this.counters.throttled++;
-    this.receiver.windowSegments = throttled ? 1 : this.baseWindow;
+    this.receiver.windowSegments = throttled ? 1 : this.spec.windowSegments;
   }
 
   get segmentBytes(): number {
@@ -143,10 +140,7 @@ export class Download {
         const e = decodeError(data);
         const code =
           e.code === TransferErrorCode.Forbidden ? "E_AUTH" : e.code === TransferErrorCode.NotFound ? "E_NOT_FOUND" : e.code === TransferErrorCode.Busy ? "E_LIMIT" : "E_IO";
-        this.state = "failed"; // the server already dropped the session: no need to tell it
-        this.failure = new FtxError(code, `file server ${this.spec.display}: ${e.text}`);
-        this.settle.reject(this.failure);
-        return;
+        return this.fail(new FtxError(code, `file server ${this.spec.display}: ${e.text}`), false);
       }
       default:
         throw new ProtocolError(`unexpected packet type ${header.type} from the server`);
@@ -204,7 +198,7 @@ export class Download {
     const receiver = this.receiver;
     if (!receiver || !this.accept) return;
     for (let ack = receiver.pollAck(now); ack; ack = receiver.pollAck(now)) {
-      writeAck(this.ackBuf, this.ackView, this.sessionId, ack.cumulative, { ...ack, cookie: this.accept.cookie }, timestampUs(now));
+      writeAck(this.ackBuf, this.ackView, this.sessionId, ack.cumulative, ack, this.accept.cookie, timestampUs(now));
       this.send(this.ackBuf);
     }
   }
@@ -216,10 +210,10 @@ export class Download {
     this.settle.resolve();
   }
 
-  fail(err: FtxError): void {
+  /** Ends the session; unless the server ended it itself, tell it (best effort) so it frees the session now. */
+  fail(err: FtxError, tellServer = true): void {
     if (this.state === "done" || this.state === "failed") return;
-    // Tell the server (best effort) so it frees the session now rather than after its idle timeout.
-    this.send(encodeError(this.sessionId, { code: TransferErrorCode.Cancelled, text: err.message }, timestampUs(performance.now())));
+    if (tellServer) this.send(encodeError(this.sessionId, { code: TransferErrorCode.Cancelled, text: err.message }, timestampUs(performance.now())));
     this.state = "failed";
     this.failure = err;
     this.settle.reject(err);

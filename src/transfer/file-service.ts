@@ -137,10 +137,6 @@ export class FileService {
     return this.socket.port;
   }
 
-  get activeSessions(): number {
-    return this.sessions.size;
-  }
-
   stop(): void {
     this.wake.cancel();
     for (const s of [...this.sessions.values()]) this.close(s);

@@ -49,7 +49,9 @@ export class TransferClient {
     private readonly bindHost?: string,
   ) {}
 
-  async start(spec: DownloadSpec, part: PartFile): Promise<Download> {
+  /** Starts a download; its receive window is decided here, where the sockets are. */
+  async start(request: Omit<DownloadSpec, "windowSegments">, part: PartFile): Promise<Download> {
+    const spec: DownloadSpec = { ...request, windowSegments: windowFor(request.segmentBytes) };
     const family = isIP(spec.ip) === 6 ? 6 : 4;
     let download: Download | undefined;
     const portGone = (detail: string) => {
@@ -76,7 +78,7 @@ export class TransferClient {
         queueMicrotask(() => portGone((err as { code?: string }).code ?? (err as Error).message));
       }
     };
-    download = new Download({ ...spec, windowSegments: Math.min(spec.windowSegments, windowFor(spec.segmentBytes)) }, part, send, performance.now());
+    download = new Download(spec, part, send, performance.now());
     const started = download;
     this.active.set(started, { download: started, socket });
     started.finished.then(
@@ -108,7 +110,9 @@ export class TransferClient {
       // A failure while handling this download (disk full, a bug) fails this download, not the process.
       else d.fail(err instanceof FtxError ? err : new FtxError("E_IO", (err as Error).message));
     }
-    this.reschedule();
+    // Only this download's deadline can have moved earlier; the timer re-scans everyone when it fires.
+    const t = d.pollTimeout();
+    if (t !== undefined) this.wake.wakeBy(t);
   }
 
   private reschedule(): void {

@@ -335,12 +335,13 @@ export function decodeProbeAck(buf: Uint8Array): number {
 
 /** ACKs are built into a buffer the caller reuses. */
 export const ACK_BYTES = HEADER_BYTES + 16;
-export function writeAck(buf: Uint8Array, view: DataView, sessionId: number, cumulative: number, body: AckBody, timestampUs: number): void {
+/** The receiver's ACK fields and the session cookie are passed apart, so the hot path builds no object. */
+export function writeAck(buf: Uint8Array, view: DataView, sessionId: number, cumulative: number, body: Omit<AckBody, "cookie">, cookie: number, timestampUs: number): void {
   writeHeader(buf, view, PacketType.Ack, 0, sessionId, cumulative, timestampUs);
   view.setUint32(HEADER_BYTES, body.windowSegments);
   view.setUint32(HEADER_BYTES + 4, body.echoTimestampUs >>> 0);
   view.setUint32(HEADER_BYTES + 8, body.ackDelayUs >>> 0);
-  view.setUint32(HEADER_BYTES + 12, body.cookie >>> 0);
+  view.setUint32(HEADER_BYTES + 12, cookie >>> 0);
   seal(buf, view, ACK_BYTES);
 }
 

@@ -62,7 +62,7 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
       forward.send(dgram.subarray(0, HEADER_BYTES + payload.byteLength), now);
     }
     for (let ack = receiver.pollAck(now); ack; ack = receiver.pollAck(now)) {
-      writeAck(ackBuf, ackView, 7, ack.cumulative, { windowSegments: ack.windowSegments, echoTimestampUs: ack.echoTimestampUs, ackDelayUs: ack.ackDelayUs, cookie: 0 }, 0);
+      writeAck(ackBuf, ackView, 7, ack.cumulative, ack, 0, 0);
       backward.send(ackBuf, now);
     }
     event = sender.pollEvent();

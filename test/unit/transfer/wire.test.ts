@@ -26,7 +26,7 @@ const sha = new Uint8Array(32).fill(0xab);
 
 function ack(): Uint8Array {
   const buf = new Uint8Array(ACK_BYTES);
-  writeAck(buf, new DataView(buf.buffer), 9, 2 ** 40 + 5, { windowSegments: 64, echoTimestampUs: 123, ackDelayUs: 7, cookie: 0xdeadbeef }, 99);
+  writeAck(buf, new DataView(buf.buffer), 9, 2 ** 40 + 5, { windowSegments: 64, echoTimestampUs: 123, ackDelayUs: 7 }, 0xdeadbeef, 99);
   return buf;
 }
 
