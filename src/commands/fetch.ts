@@ -19,7 +19,8 @@ export default defineCommand({
     "segment-size": { type: "string", valueHint: "BYTES", description: `Pin the datagram payload size (${MIN_SEGMENT_BYTES}–${MAX_SEGMENT_BYTES})` },
     parallel: { type: "string", default: "8", valueHint: "N", description: "Files downloaded at the same time" },
     bind: { type: "string", valueHint: "HOST", description: "Source address to send from (multi-homed hosts)" },
-    "idle-timeout": { type: "string", default: "10", valueHint: "SECONDS", description: "Give up on a server silent this long (then try another)" },
+    "idle-timeout": { type: "string", default: "10", valueHint: "SECONDS", description: "Give up on a server silent this long (the others take over its share)" },
+    "retry-for": { type: "string", default: "15", valueHint: "SECONDS", description: "With no server able to deliver a file, keep asking the master this long before failing it" },
     ...logArgs,
   },
   async run({ args }) {
@@ -28,6 +29,7 @@ export default defineCommand({
     const segmentBytes = args["segment-size"] === undefined ? undefined : parseIntArg(args["segment-size"], "--segment-size", MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
     const concurrency = parseIntArg(args.parallel, "--parallel", 1, 256);
     const idleTimeoutMs = Math.round(parseSeconds(args["idle-timeout"], "--idle-timeout") * 1000);
+    const retryForMs = Math.round(parseSeconds(args["retry-for"], "--retry-for") * 1000);
     const logger = createLogger(args, "fetch");
     const progress = new FetchProgress(process.stderr, process.stderr.isTTY === true && !args.quiet, args.quiet === true);
     let results;
@@ -41,6 +43,7 @@ export default defineCommand({
         segmentBytes: segmentBytes === undefined ? undefined : clampSegment(segmentBytes),
         concurrency,
         idleTimeoutMs,
+        retryForMs,
         progress,
         bindHost: args.bind === undefined ? undefined : parseBindHost(args.bind, "--bind"),
       });

@@ -4,9 +4,8 @@ import { unsafeNameReason } from "../files/safe-name.ts";
 import { queryMaster } from "../index/index-client.ts";
 import type { ListEntry } from "../index/messages.ts";
 import { silentLogger, type Logger } from "../log.ts";
-import { parseHostPort, resolveHost, type HostPort } from "../net/address.ts";
-import type { Download } from "../transfer/download.ts";
-import { PartFile } from "../transfer/part-file.ts";
+import type { HostPort } from "../net/address.ts";
+import { FileFetch } from "./file-fetch.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
 import { MAX_USEFUL_SEGMENT_BYTES, probeDatagramSize } from "../transfer/path-probe.ts";
 import { HEADER_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
@@ -21,6 +20,8 @@ export interface FetchOptions {
   segmentBytes?: number;
   concurrency?: number;
   idleTimeoutMs?: number;
+  /** How long to keep looking for a server when none can deliver a file (default 15 s). */
+  retryForMs?: number;
   progress?: ProgressSink;
   /** Source address for the UDP socket. */
   bindHost?: string;
@@ -44,9 +45,8 @@ export interface ProgressSink {
 
 /** 1400-byte datagrams fit the common 1500-byte MTU with room for IPv6 and tunnels. */
 export const INTERNET_SEGMENT_BYTES = 1400 - HEADER_BYTES;
-/** A busy server is asked again this many times, about this far apart, before the next server is tried. */
-const BUSY_RETRIES = 40;
-const BUSY_RETRY_MS = 250;
+/** With no server able to deliver a file, the index is asked again for this long before the file fails. */
+const DEFAULT_RETRY_FOR_MS = 15_000;
 
 export function clampSegment(bytes: number): number {
   return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
@@ -78,8 +78,8 @@ function patternFor(name: string): string {
 }
 
 /**
- * `ftx fetch`: ask the index where each file is, then download them all at once, each from one of
- * the servers holding its content, moving on to the next server when one fails. Results come back
+ * `ftx fetch`: ask the index where each file is, then download them all at once, each from all of
+ * the servers holding its content (FileFetch), carrying on with the others when one fails. Results come back
  * one per name as given, in that order (a name given twice is fetched once).
  */
 export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
@@ -134,68 +134,48 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
   if (entries.length === 0) throw new FtxError("E_NOT_FOUND", `${name}: not listed by the master (see \`ftx ls\`)`);
   const contents = new Set(entries.map((e) => e.sha256));
   if (contents.size > 1) throw new FtxError("E_AMBIGUOUS", `${name}: listed with ${contents.size} different contents; refusing to guess which one`);
-  const entry = entries[0]!;
-  const servers = [...new Set(entries.flatMap((e) => e.servers))];
+  const entry = trustedEntry(name, entries, logger);
   const dest = await destinationFor(outDirReal, name);
   opts.progress?.begin(name, entry.size, 0);
-
-  // Spread clients over the servers that hold the content; move on to the next one on failure.
-  const first = Math.floor(Math.random() * servers.length);
-  const order = servers.map((_, i) => servers[(first + i) % servers.length]!);
-  let lastError: FtxError | undefined;
-  let restartedFromZero = false;
-  let busyRetries = 0;
-  for (let i = 0; i < order.length; i++) {
-    const server = order[i]!;
-    let ip: string;
-    let port: number;
-    try {
-      const hp = parseHostPort(server, "server address");
-      ip = await resolveHost(hp.host);
-      port = hp.port;
-    } catch (err) {
-      lastError = new FtxError("E_UNREACHABLE", `${name}: cannot use server ${server}: ${errorMessage(err)}`);
-      continue;
-    }
-    const segmentBytes = clampSegment(opts.segmentBytes ?? (await segmentFor(server, ip, port, opts.bindHost, logger)));
-    const part = await PartFile.open(dest, entry.size);
-    if (part.resumedFrom > 0) logger.info(`${name}: resuming from ${part.resumedFrom} of ${entry.size} bytes`);
-    let download: Download | undefined;
-    const tick = opts.progress ? setInterval(() => download && opts.progress!.update(name, download.bytesDone), 100) : undefined;
-    try {
-      download = await client.start(
-        { name, size: entry.size, sha256: entry.sha256, ip, port, display: server, token: opts.token, segmentBytes, ackEvery: 2, idleTimeoutMs: opts.idleTimeoutMs ?? 10_000 },
-        part,
-      );
-      await download.finished;
-      logger.debug(`${name} from ${server}: ${JSON.stringify(download.stats())}`);
-      const sha256 = await part.commit(entry.sha256);
-      opts.progress?.update(name, entry.size);
-      return { bytes: entry.size, sha256 };
-    } catch (err) {
-      const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
-      await part.close();
-      if (e.code === "E_LIMIT" && busyRetries < BUSY_RETRIES) {
-        // The server is at its session cap: wait a moment and ask again rather than give up on it.
-        busyRetries++;
-        await Bun.sleep(BUSY_RETRY_MS * (0.5 + Math.random()));
-        i--;
-        lastError = e;
-        continue;
-      }
-      if (e.code === "E_INTEGRITY" && !restartedFromZero) {
-        // The part held bytes of another version, or a server sent bad data: start over, once.
-        logger.warn(`${name}: ${e.message}; starting over`);
-        restartedFromZero = true;
-        i--;
-        lastError = e;
-        continue;
-      }
-      logger.warn(`${name}: ${e.message}${i + 1 < order.length ? "; trying another server" : ""}`);
-      lastError = e;
-    } finally {
-      clearInterval(tick);
-    }
+  // Start with the servers in a random order, so that many clients spread over them.
+  const servers = [...entry.servers].sort(() => Math.random() - 0.5);
+  const fetch = new FileFetch(
+    {
+      client,
+      logger,
+      token: opts.token,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
+      retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
+      segmentFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve(clampSegment(opts.segmentBytes)) : segmentFor(server, ip, port, opts.bindHost, logger).then(clampSegment)),
+      lookup: async () => (await queryMaster(opts.masters, [patternFor(name)], opts.token))[0]!.entries.filter((e) => e.name === name),
+      progress: opts.progress ? (bytes) => opts.progress!.update(name, bytes) : undefined,
+    },
+    name,
+    entry,
+    servers,
+    dest,
+  );
+  try {
+    return await fetch.run();
+  } catch (err) {
+    const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
+    const kept = e.code === "E_INTEGRITY" && /SHA-256 mismatch/.test(e.message) ? "" : ` (what arrived is kept in ${name}.ftx-part; run the same fetch again to resume)`;
+    throw new FtxError(e.code, `${name}: ${e.message.replace(`${name}: `, "")}${kept}`);
   }
-  throw new FtxError(lastError?.code ?? "E_IO", `${name}: ${lastError?.message.replace(`${name}: `, "") ?? "no server could deliver it"} (what arrived is kept in ${name}.ftx-part; run the same fetch again to resume)`);
+}
+
+/**
+ * One content, possibly announced with different pieces roots (a broken or lying server): the root
+ * most servers agree on is trusted, and the servers that disagree are left out.
+ */
+function trustedEntry(name: string, entries: ListEntry[], logger: Logger): ListEntry {
+  const byRoot = new Map<string | undefined, ListEntry>();
+  for (const e of entries) {
+    const known = byRoot.get(e.piecesRoot);
+    byRoot.set(e.piecesRoot, known ? { ...known, servers: [...new Set([...known.servers, ...e.servers])] } : e);
+  }
+  const ranked = [...byRoot.values()].sort((a, b) => b.servers.length - a.servers.length || (a.piecesRoot === undefined ? 1 : 0) - (b.piecesRoot === undefined ? 1 : 0));
+  const chosen = ranked[0]!;
+  for (const other of ranked.slice(1)) logger.warn(`${name}: not using ${other.servers.join(", ")}: they describe its pieces differently from the other servers`);
+  return chosen;
 }

@@ -3,12 +3,10 @@ import { realpath, stat } from "node:fs/promises";
 import { FtxError } from "../errors.ts";
 import type { FileRecord } from "../index/messages.ts";
 import { silentLogger, type Logger } from "../log.ts";
-import { sha256File } from "./hash-file.ts";
+import { hashFile, type FileHashes } from "./hash-file.ts";
 import { walkFolder, type Candidate } from "./walk.ts";
 
-export interface CatalogEntry extends Candidate {
-  sha256: string;
-}
+export interface CatalogEntry extends Candidate, FileHashes {}
 
 export interface CatalogListener {
   added(file: FileRecord): void;
@@ -201,9 +199,9 @@ export class Catalog {
   }
 
   private async hashOne(c: Candidate): Promise<void> {
-    let sha256: string;
+    let hashes: FileHashes;
     try {
-      sha256 = await sha256File(c.path);
+      hashes = await hashFile(c.path, c.size);
       const after = await stat(c.path);
       if (after.size !== c.size || after.mtimeMs !== c.mtimeMs || after.ino !== c.ino) {
         this.requestScan(); // changed while we read it: the hash is already stale
@@ -214,7 +212,7 @@ export class Catalog {
       return;
     }
     if (this.stopped) return;
-    const entry: CatalogEntry = { ...c, sha256 };
+    const entry: CatalogEntry = { ...c, ...hashes };
     this.entries.set(c.name, entry);
     const record = toRecord(entry);
     for (const l of this.listeners) l.added(record);
@@ -222,5 +220,5 @@ export class Catalog {
 }
 
 function toRecord(e: CatalogEntry): FileRecord {
-  return { name: e.name, size: e.size, sha256: e.sha256 };
+  return { name: e.name, size: e.size, sha256: e.sha256, piecesRoot: e.piecesRoot };
 }

@@ -1,11 +1,18 @@
 import { createReadStream } from "node:fs";
+import { PieceHasher } from "./pieces.ts";
 
 const READ_CHUNK_BYTES = 1 << 20;
 
-/** SHA-256 of a file, streamed in 1 MiB reads: constant memory whatever the size. */
-export async function sha256File(path: string): Promise<string> {
-  const hasher = new Bun.CryptoHasher("sha256");
+export interface FileHashes {
+  sha256: string;
+  piecesRoot: string;
+  pieceHashes: Uint8Array;
+}
+
+/** SHA-256 of a file and of each of its pieces, streamed in 1 MiB reads: constant memory whatever the size. */
+export async function hashFile(path: string, size: number): Promise<FileHashes> {
+  const hasher = new PieceHasher(size);
   const stream = createReadStream(path, { highWaterMark: READ_CHUNK_BYTES });
   for await (const chunk of stream) hasher.update(chunk as Buffer);
-  return hasher.digest("hex");
+  return { ...hasher.finish(), pieceHashes: hasher.pieceHashes };
 }

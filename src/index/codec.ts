@@ -20,7 +20,7 @@ import {
 /** Frame header: u32 length of (type byte + payload). */
 const LENGTH_PREFIX_BYTES = 4;
 /** Smallest encodings, used to reject counts that the frame cannot possibly hold before allocating. */
-const MIN_FILE_RECORD_BYTES = 2 + 8 + SHA256_BYTES;
+const MIN_FILE_RECORD_BYTES = 2 + 8 + 2 * SHA256_BYTES;
 const MIN_NAME_BYTES = 2;
 const MIN_LIST_ENTRY_BYTES = MIN_FILE_RECORD_BYTES + 2;
 
@@ -97,14 +97,18 @@ export function encodeMessage(msg: IndexMessage): Uint8Array {
 }
 
 function writeFileRecord(w: ByteWriter, f: FileRecord): void {
-  w.string(2, f.name, MAX_NAME_BYTES).u64(f.size).hex(f.sha256, SHA256_BYTES);
+  w.string(2, f.name, MAX_NAME_BYTES).u64(f.size).hex(f.sha256, SHA256_BYTES).hex(f.piecesRoot ?? UNKNOWN_ROOT, SHA256_BYTES);
 }
+
+/** All zeros on the wire: the sender did not give a pieces root. */
+const UNKNOWN_ROOT = "0".repeat(64);
 
 function readFileRecord(r: ByteReader): FileRecord {
   const name = r.string(2, MAX_NAME_BYTES, "file name");
   const size = r.u64("file size");
   const sha256 = r.hex(SHA256_BYTES, "sha256");
-  return { name, size, sha256 };
+  const piecesRoot = r.hex(SHA256_BYTES, "pieces root");
+  return piecesRoot === UNKNOWN_ROOT ? { name, size, sha256 } : { name, size, sha256, piecesRoot };
 }
 
 function readCount(r: ByteReader, minEntryBytes: number, what: string): number {

@@ -2,7 +2,7 @@ import type { FileRecord, ListEntry } from "./messages.ts";
 import type { RegistryStore } from "./store.ts";
 
 /**
- * One entry per distinct (name, sha256). Servers' file maps point at these shared entries rather than
+ * One entry per distinct (name, sha256, size, pieces root). Servers' file maps point at these shared entries rather than
  * holding records of their own, and a name usually has exactly one content, so the index costs a few
  * hundred bytes per file (1,000 servers × 100 files ≈ 40 MiB of heap).
  */
@@ -10,6 +10,7 @@ interface ContentEntry {
   name: string;
   size: number;
   sha256: string;
+  piecesRoot: string | undefined;
   holders: number[]; // peer ids; small, so an array beats a Set
 }
 
@@ -51,16 +52,16 @@ export class MemoryStore implements RegistryStore {
     const server = this.servers.get(peerId);
     if (!server) return;
     const previous = server.files.get(file.name);
-    if (previous && previous.sha256 === file.sha256 && previous.size === file.size) return;
+    if (previous && sameContent(previous, file)) return;
     if (previous) this.deleteFile(peerId, file.name);
     let contents = this.byName.get(file.name);
     if (!contents) {
       contents = [];
       this.byName.set(file.name, contents);
     }
-    let entry = contents.find((e) => e.sha256 === file.sha256 && e.size === file.size);
+    let entry = contents.find((e) => sameContent(e, file));
     if (!entry) {
-      entry = { name: file.name, size: file.size, sha256: file.sha256, holders: [] };
+      entry = { name: file.name, size: file.size, sha256: file.sha256, piecesRoot: file.piecesRoot, holders: [] };
       contents.push(entry);
     }
     entry.holders.push(peerId);
@@ -87,7 +88,7 @@ export class MemoryStore implements RegistryStore {
   /** Every file of one server (a shared store publishes them). */
   filesOf(peerId: number): FileRecord[] {
     const server = this.servers.get(peerId);
-    return server ? [...server.files.values()].map((e) => ({ name: e.name, size: e.size, sha256: e.sha256 })) : [];
+    return server ? [...server.files.values()].map(toRecord) : [];
   }
 
   addressOf(peerId: number): string | undefined {
@@ -100,7 +101,7 @@ export class MemoryStore implements RegistryStore {
 
   getFile(peerId: number, name: string): FileRecord | undefined {
     const entry = this.servers.get(peerId)?.files.get(name);
-    return entry && { name: entry.name, size: entry.size, sha256: entry.sha256 };
+    return entry && toRecord(entry);
   }
 
   names(match: (name: string) => boolean): string[] {
@@ -120,7 +121,15 @@ export class MemoryStore implements RegistryStore {
       }
       // A server that re-registered through another master can briefly appear twice: list it once.
       const unique = [...new Set(servers)].sort();
-      return { name: e.name, size: e.size, sha256: e.sha256, servers: unique };
+      return { ...toRecord(e), servers: unique };
     });
   }
+}
+
+function sameContent(e: ContentEntry, f: FileRecord): boolean {
+  return e.sha256 === f.sha256 && e.size === f.size && e.piecesRoot === f.piecesRoot;
+}
+
+function toRecord(e: ContentEntry): FileRecord {
+  return e.piecesRoot === undefined ? { name: e.name, size: e.size, sha256: e.sha256 } : { name: e.name, size: e.size, sha256: e.sha256, piecesRoot: e.piecesRoot };
 }

@@ -3,7 +3,7 @@
  * docs/PROTOCOL.md describes each one byte by byte; codec.ts is the only code that reads or writes them.
  */
 export const INDEX_MAGIC = 0x46545849; // "FTXI"
-export const INDEX_VERSION = 1;
+export const INDEX_VERSION = 2;
 /** A frame is at most this long (type + payload), so one peer cannot make us buffer without bound. */
 export const MAX_FRAME_BYTES = 1 << 20;
 export const MAX_NAME_BYTES = 4096;
@@ -49,6 +49,8 @@ export interface FileRecord {
   name: string;
   size: number;
   sha256: string; // 64 lowercase hex
+  /** SHA-256 of the file's piece hashes (src/files/pieces.ts), 64 hex; absent when the server did not say. */
+  piecesRoot?: string;
 }
 
 export interface ListEntry extends FileRecord {

@@ -19,7 +19,7 @@ import type { RegistryStore } from "./store.ts";
 const KEY_PREFIX = "ftx:";
 const LIVE_KEY = `${KEY_PREFIX}live`; // zset: server id → lease expiry (epoch ms)
 const serverKey = (id: string) => `${KEY_PREFIX}srv:${id}`; // hash: addr, v (version)
-const filesKey = (id: string) => `${KEY_PREFIX}files:${id}`; // hash: name → "size:sha256"
+const filesKey = (id: string) => `${KEY_PREFIX}files:${id}`; // hash: name → "size:sha256[:piecesRoot]"
 
 const REFRESH_MS = 500;
 /** With Redis unreachable this long, what others registered is dropped from our answers. */
@@ -156,11 +156,11 @@ export class RedisStore implements RegistryStore {
         } else {
           if (p.full) {
             commands.push(["DEL", [filesKey(id)]]);
-            const fields = this.own.filesOf(peerId).flatMap((f) => [f.name, `${f.size}:${f.sha256}`]);
+            const fields = this.own.filesOf(peerId).flatMap((f) => [f.name, encodeFileValue(f)]);
             for (let i = 0; i < fields.length; i += 2000) commands.push(["HSET", [filesKey(id), ...fields.slice(i, i + 2000)]]);
             commands.push(["HSET", [serverKey(id), "addr", this.own.addressOf(peerId) ?? ""]]);
           } else {
-            const fields = [...p.adds.values()].flatMap((f) => [f.name, `${f.size}:${f.sha256}`]);
+            const fields = [...p.adds.values()].flatMap((f) => [f.name, encodeFileValue(f)]);
             for (let i = 0; i < fields.length; i += 2000) commands.push(["HSET", [filesKey(id), ...fields.slice(i, i + 2000)]]);
             if (p.removes.size > 0) commands.push(["HDEL", [filesKey(id), ...p.removes]]);
           }
@@ -253,10 +253,8 @@ export class RedisStore implements RegistryStore {
     this.remote.set(id, entry);
     this.view.addServer(entry.localId, addr);
     for (const [name, value] of Object.entries(files)) {
-      const colon = value.indexOf(":");
-      const size = Number(value.slice(0, colon));
-      const sha256 = value.slice(colon + 1);
-      if (Number.isSafeInteger(size) && /^[0-9a-f]{64}$/.test(sha256)) this.view.putFile(entry.localId, { name, size, sha256 });
+      const file = decodeFileValue(name, value);
+      if (file) this.view.putFile(entry.localId, file);
     }
   }
 
@@ -313,4 +311,18 @@ async function probe(url: string): Promise<void> {
 
 function redactUrl(url: string): string {
   return url.replace(/\/\/[^@/]*@/, "//***@");
+}
+
+function encodeFileValue(f: FileRecord): string {
+  return f.piecesRoot === undefined ? `${f.size}:${f.sha256}` : `${f.size}:${f.sha256}:${f.piecesRoot}`;
+}
+
+/** Another master wrote it, perhaps another version of ftx: anything malformed is skipped, not trusted. */
+function decodeFileValue(name: string, value: string): FileRecord | undefined {
+  const [sizeText, sha256, piecesRoot] = value.split(":");
+  const size = Number(sizeText);
+  const hex = /^[0-9a-f]{64}$/;
+  if (!Number.isSafeInteger(size) || size < 0 || !sha256 || !hex.test(sha256)) return undefined;
+  if (piecesRoot !== undefined && !hex.test(piecesRoot)) return undefined;
+  return piecesRoot === undefined ? { name, size, sha256 } : { name, size, sha256, piecesRoot };
 }

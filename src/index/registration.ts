@@ -198,7 +198,7 @@ export class Registration {
     let batch: FileRecord[] = [];
     let bytes = 0;
     for (const f of files) {
-      const size = 44 + Buffer.byteLength(f.name);
+      const size = 2 + 8 + 32 + 32 + Buffer.byteLength(f.name); // a file record on the wire
       if (batch.length > 0 && bytes + size > BATCH_BYTES) {
         this.session!.send({ type: MsgType.FilesAdd, files: batch });
         batch = [];

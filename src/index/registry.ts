@@ -134,5 +134,6 @@ function validateFile(file: FileRecord): string | undefined {
   if (nameReason) return nameReason;
   if (!Number.isSafeInteger(file.size) || file.size < 0) return "invalid size";
   if (!SHA256_HEX.test(file.sha256)) return "invalid sha256";
+  if (file.piecesRoot !== undefined && !SHA256_HEX.test(file.piecesRoot)) return "invalid pieces root";
   return undefined;
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { FtxError, ProtocolError } from "../errors.ts";
 import { GbnReceiver } from "./gbn-receiver.ts";
-import type { PartFile } from "./part-file.ts";
+import type { DownloadSink } from "./part-file.ts";
 import { requestMac } from "./request-mac.ts";
 import {
   ACK_BYTES,
@@ -21,7 +21,13 @@ import {
 
 export interface DownloadSpec {
   name: string;
+  /** Size of what is asked for: the file, or its piece-hash list. */
   size: number;
+  /** The range wanted: `length` bytes from `offset`. */
+  offset: number;
+  length: number;
+  /** Ask for the file's piece hashes rather than its bytes. */
+  pieceHashes?: boolean;
   sha256: string;
   /** The server, already resolved to an IP (Bun's UDP send does no DNS). */
   ip: string;
@@ -75,24 +81,36 @@ export class Download {
   private nextProbeAt = Infinity;
   private readonly ackBuf = new Uint8Array(ACK_BYTES);
   private readonly ackView = new DataView(this.ackBuf.buffer);
-  private readonly startOffset: number;
+  /** Bytes received (and handed to the sink), from `spec.offset`. */
+  received = 0;
+  /** The session ends once this many bytes have arrived (lowered when another server takes the tail). */
+  private limit: number;
   private settle!: { resolve: () => void; reject: (e: FtxError) => void };
   readonly finished: Promise<void>;
   readonly counters = { datagrams: 0, badLength: 0, throttled: 0 };
 
   constructor(
     readonly spec: DownloadSpec,
-    readonly part: PartFile,
+    private readonly sink: DownloadSink,
     private readonly send: (bytes: Uint8Array) => void,
     now: number,
   ) {
     this.sessionId = (randomBytes(4).readUInt32BE(0) || 1) >>> 0;
-    this.startOffset = part.size;
+    this.limit = spec.length;
     const sha = Buffer.from(spec.sha256, "hex");
-    const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, this.startOffset, 0, sha, spec.name) : undefined;
+    const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, spec.offset, spec.length, sha, spec.name) : undefined;
     this.request = encodeRequest(
       this.sessionId,
-      { offset: this.startOffset, length: 0, segmentBytes: spec.segmentBytes, windowSegments: spec.windowSegments, sha256: sha, name: spec.name, mac },
+      {
+        offset: spec.offset,
+        length: spec.length,
+        segmentBytes: spec.segmentBytes,
+        windowSegments: spec.windowSegments,
+        sha256: sha,
+        name: spec.name,
+        mac,
+        pieceHashes: spec.pieceHashes,
+      },
       timestampUs(now),
     );
     this.finished = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
@@ -107,13 +125,20 @@ export class Download {
     return { ...this.counters, ...(this.receiver?.counters ?? {}) };
   }
 
-  get bytesDone(): number {
-    return this.part.size;
+  /** The range now ends `length` bytes from its start: what lies beyond went to another session. */
+  shorten(length: number): void {
+    if (length >= this.limit) return;
+    this.limit = Math.max(length, this.received);
+    if (this.state === "receiving" && this.received >= this.limit) this.complete(performance.now());
+  }
+
+  get wanted(): number {
+    return this.limit;
   }
 
   private updateWindow(): void {
     if (!this.receiver) return;
-    const throttled = this.part.backlogBytes > WRITE_BACKLOG_HIGH_BYTES;
+    const throttled = this.sink.backlogBytes > WRITE_BACKLOG_HIGH_BYTES;
     if (throttled) this.counters.throttled++;
     this.receiver.windowSegments = throttled ? 1 : this.spec.windowSegments;
   }
@@ -156,7 +181,7 @@ export class Download {
     }
     if (Buffer.from(a.sha256).toString("hex") !== this.spec.sha256 || a.fileSize !== this.spec.size)
       return this.fail(new FtxError("E_INTEGRITY", `file server ${this.spec.display} offers different content for ${this.spec.name}`));
-    if (a.offset !== this.startOffset || a.offset + a.length !== this.spec.size || a.segmentBytes === 0 || a.segmentBytes > this.spec.segmentBytes)
+    if (a.offset !== this.spec.offset || a.length !== this.spec.length || a.segmentBytes === 0 || a.segmentBytes > this.spec.segmentBytes)
       return this.fail(new FtxError("E_PROTOCOL", `file server ${this.spec.display} answered with a range or segment size we did not ask for`));
     this.accept = a;
     this.state = "receiving";
@@ -172,7 +197,7 @@ export class Download {
     this.receiver.noteEcho(acceptTimestampUs, now);
     this.receiver.requestAck(); // proves our address (echoes the cookie) so the server may speed up
     this.flushAcks(now);
-    if (this.receiver.complete) this.complete(now);
+    if (this.receiver.complete || this.limit === 0) this.complete(now);
   }
 
   private onData(header: Header, data: Uint8Array, now: number): void {
@@ -187,11 +212,15 @@ export class Download {
       return;
     }
     if (receiver.handleData(header.seq, header.timestampUs, now)) {
-      this.part.append(data.subarray(HEADER_BYTES));
+      const take = Math.min(expected, this.limit - this.received);
+      if (take > 0) {
+        this.sink.append(take === expected ? data.subarray(HEADER_BYTES) : data.subarray(HEADER_BYTES, HEADER_BYTES + take));
+        this.received += take;
+      }
       this.updateWindow();
     }
     this.flushAcks(now);
-    if (receiver.complete) this.complete(now);
+    if (receiver.complete || this.received >= this.limit) this.complete(now);
   }
 
   private flushAcks(now: number): void {

@@ -54,6 +54,8 @@ interface Session {
   peer: string; // formatted, for logs
   entry: CatalogEntry;
   fd: number;
+  /** Set when the session carries the piece-hash list (from memory) rather than the file. */
+  pieceHashes: Uint8Array | undefined;
   offset: number;
   segmentBytes: number;
   totalSegments: number;
@@ -227,9 +229,12 @@ export class FileService {
     if (!entry) return this.refuse(sessionId, address, port, TransferErrorCode.NotFound, `${req.name} is not served here`);
     if (entry.sha256 !== wantedSha)
       return this.refuse(sessionId, address, port, TransferErrorCode.Changed, `${req.name} has changed since it was listed`);
-    const end = req.length === 0 ? entry.size : req.offset + req.length;
-    if (req.offset > entry.size || end > entry.size || end < req.offset)
-      return this.refuse(sessionId, address, port, TransferErrorCode.BadRequest, `range ${req.offset}+${req.length} is outside ${req.name} (${entry.size} bytes)`);
+    const pieceHashes = req.pieceHashes ? entry.pieceHashes : undefined;
+    const size = pieceHashes ? pieceHashes.byteLength : entry.size;
+    const what = pieceHashes ? `the piece hashes of ${req.name}` : req.name;
+    const end = req.length === 0 ? size : req.offset + req.length;
+    if (req.offset > size || end > size || end < req.offset)
+      return this.refuse(sessionId, address, port, TransferErrorCode.BadRequest, `range ${req.offset}+${req.length} is outside ${what} (${size} bytes)`);
     if (this.sessions.size >= this.maxSessions)
       return this.refuse(sessionId, address, port, TransferErrorCode.Busy, "server busy: too many transfers, try again");
     if ((this.perAddress.get(address) ?? 0) >= this.maxPerAddress)
@@ -252,7 +257,7 @@ export class FileService {
     const segmentBytes = Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, req.segmentBytes));
     const totalSegments = Math.ceil((end - req.offset) / segmentBytes);
     const cookie = randomBytes(4).readUInt32BE(0);
-    const accept = encodeAccept(sessionId, { fileSize: entry.size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256 }, timestampUs(now));
+    const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256 }, timestampUs(now));
     const session: Session = {
       key,
       sessionId,
@@ -261,6 +266,7 @@ export class FileService {
       peer,
       entry,
       fd,
+      pieceHashes,
       offset: req.offset,
       segmentBytes,
       totalSegments,
@@ -278,7 +284,7 @@ export class FileService {
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     this.counters.sessions++;
     if (this.sessions.size > this.counters.peakConcurrent) this.counters.peakConcurrent = this.sessions.size;
-    this.logger.debug(`${peer} requests ${req.name} from byte ${req.offset} (${end - req.offset} bytes, ${segmentBytes}-byte segments)`);
+    this.logger.debug(`${peer} requests ${what} from byte ${req.offset} (${end - req.offset} bytes, ${segmentBytes}-byte segments)`);
     this.sendControl(session, accept);
     this.pump(session, now);
   }
@@ -341,7 +347,10 @@ export class FileService {
     }
     let read: number;
     try {
-      read = readSync(s.fd, this.dgram, HEADER_BYTES, length, position);
+      if (s.pieceHashes) {
+        this.dgram.set(s.pieceHashes.subarray(position, position + length), HEADER_BYTES);
+        read = length;
+      } else read = readSync(s.fd, this.dgram, HEADER_BYTES, length, position);
     } catch (err) {
       return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.entry.name}: ${(err as Error).message}`);
     }

@@ -1,10 +1,12 @@
 import { renameSync, unlinkSync } from "node:fs";
 import { FtxError } from "../errors.ts";
 import { PART_SUFFIX } from "../files/safe-name.ts";
+import { pieceBytesFor, pieceCountFor } from "../files/pieces.ts";
+import { hasBit } from "./part-trailer.ts";
 import type { WriterReply, WriterRequest } from "./part-writer-protocol.ts";
 
 /**
- * In-order bytes are gathered into blocks of this size and handed to the writer thread, which writes
+ * A session's in-order bytes are gathered into blocks of this size and handed to the writer thread, which writes
  * and hashes them: a synchronous write into the page cache can take milliseconds, and hashing costs a
  * quarter of the receiving thread's time at full rate — long enough, either of them, for the socket's
  * fixed receive buffer to overflow.
@@ -67,42 +69,70 @@ function workerUrl(): string {
 
 let nextPartId = 1;
 
+/** Where the bytes of one download session go: appended in order from the session's first offset. */
+export interface DownloadSink {
+  append(bytes: Uint8Array): void;
+  /** Received bytes not yet on their way to disk; the session shrinks its window when this grows. */
+  readonly backlogBytes: number;
+}
+
 /**
- * A download in progress: `<name>.ftx-part` beside the final name. Bytes are appended in order and
- * hashed as they are written (no second pass), off the receiving thread; `commit` checks the SHA-256
- * and renames atomically, so the final name only ever holds verified content. Reopening resumes from
- * what the part holds.
+ * A download in progress: `<name>.ftx-part` beside the final name, the file's full size plus a small
+ * trailer recording which pieces are verified (part-trailer.ts). Several ranges can be written at once
+ * (one `RangeSink` each); the writer thread checks each piece as it completes and reports it through
+ * `onPieces`. `commit` checks the whole file's SHA-256 and renames atomically, so the final name only
+ * ever holds verified content. Reopening resumes from the pieces the trailer records.
  */
 export class PartFile {
   private readonly id = nextPartId++;
   private readonly writer = WriterThread.get();
   private readonly free: Uint8Array<ArrayBuffer>[] = [];
-  private block: Uint8Array<ArrayBuffer> = new Uint8Array(BLOCK_BYTES);
-  private blockUsed = 0;
-  private queued = 0; // bytes handed to the writer (done or in flight)
   private inFlight = 0;
+  private buffered = 0;
   private writeError: string | undefined;
   private waiting: { op: string; resolve: (msg: WriterReply) => void } | undefined;
   private closed = false;
-  resumedFrom = 0;
+  readonly pieceBytes: number;
+  readonly pieceCount: number;
+  /** One bit per piece: verified and written (the writer's view, as last reported). */
+  verified: Uint8Array = new Uint8Array(0);
+  /** The part held bytes without a trustworthy record; they were checked piece by piece. */
+  rescued = false;
+  onPieces: ((verified: number[], failed: number[]) => void) | undefined;
 
   private constructor(
     readonly finalPath: string,
     readonly partPath: string,
+    readonly size: number,
   ) {
+    this.pieceBytes = pieceBytesFor(size);
+    this.pieceCount = pieceCountFor(size);
     this.writer.listen(this.id, (msg) => this.onReply(msg));
   }
 
-  /** Opens (or creates) the part file; resumes from its length if it is not longer than `expectedSize`. */
-  static async open(finalPath: string, expectedSize: number): Promise<PartFile> {
-    const part = new PartFile(finalPath, finalPath + PART_SUFFIX);
-    const reply = await part.request({ op: "open", id: part.id, path: part.partPath, expectedSize });
+  /** Opens (or creates) the part file for this content; `pieceHashes` are trusted (checked against the index). */
+  static async open(finalPath: string, size: number, sha256: string, pieceHashes: Uint8Array): Promise<PartFile> {
+    const part = new PartFile(finalPath, finalPath + PART_SUFFIX, size);
+    const hashes = pieceHashes.slice().buffer as ArrayBuffer;
+    const reply = await part.request({ op: "open", id: part.id, path: part.partPath, size, sha256, pieceBytes: part.pieceBytes, pieceHashes: hashes });
     if (reply.op !== "opened") {
       part.writer.forget(part.id);
       throw new FtxError("E_IO", `cannot write ${part.partPath}: ${reply.op === "error" ? reply.message : "unexpected reply"}`);
     }
-    part.queued = part.resumedFrom = reply.existing;
+    part.verified = reply.verified;
+    part.rescued = reply.rescued;
     return part;
+  }
+
+  isVerified(piece: number): boolean {
+    return hasBit(this.verified, piece);
+  }
+
+  /** Bytes in verified pieces. */
+  get verifiedBytes(): number {
+    let n = 0;
+    for (let i = 0; i < this.pieceCount; i++) if (this.isVerified(i)) n += Math.min(this.pieceBytes, this.size - i * this.pieceBytes);
+    return n;
   }
 
   private request(req: WriterRequest): Promise<WriterReply> {
@@ -119,6 +149,10 @@ export class PartFile {
     if (msg.op === "written" || (msg.op === "error" && msg.request === "write")) {
       this.inFlight--;
       if (msg.buffer && this.free.length < POOL_BLOCKS) this.free.push(new Uint8Array(msg.buffer));
+      if (msg.op === "written" && (msg.verified.length > 0 || msg.failed.length > 0)) {
+        for (const i of msg.verified) this.verified[i >> 3] = this.verified[i >> 3]! | (1 << (i & 7));
+        this.onPieces?.(msg.verified, msg.failed);
+      } else if (msg.op === "error") this.onPieces?.([], []);
       return;
     }
     const waiting = this.waiting;
@@ -126,42 +160,42 @@ export class PartFile {
     waiting?.resolve(msg);
   }
 
-  /** Bytes received so far (written, in flight or buffered). */
-  get size(): number {
-    return this.queued + this.blockUsed;
-  }
-
-  /** Bytes waiting for the disk: the receiver shrinks its window when this grows (flow control). */
+  /** Bytes waiting for the disk, over every range being written. */
   get backlogBytes(): number {
-    return this.inFlight * BLOCK_BYTES + this.blockUsed;
+    return this.inFlight * BLOCK_BYTES + this.buffered;
   }
 
-  append(bytes: Uint8Array): void {
+  /** Why writing failed, if it did. */
+  get failure(): string | undefined {
+    return this.writeError;
+  }
+
+  /** A sink for one session's bytes, starting at `offset`. */
+  stream(offset: number): RangeSink {
+    return new RangeSink(this, offset);
+  }
+
+  /** @internal for RangeSink */
+  takeBlock(): Uint8Array<ArrayBuffer> {
+    return this.free.pop() ?? new Uint8Array(BLOCK_BYTES);
+  }
+
+  /** @internal for RangeSink */
+  noteBuffered(delta: number): void {
+    this.buffered += delta;
+  }
+
+  /** @internal for RangeSink */
+  post(offset: number, block: Uint8Array<ArrayBuffer>, length: number): void {
     if (this.writeError) throw new FtxError("E_IO", `cannot write ${this.partPath}: ${this.writeError}`);
-    let from = 0;
-    while (from < bytes.byteLength) {
-      const n = Math.min(bytes.byteLength - from, this.block.byteLength - this.blockUsed);
-      this.block.set(bytes.subarray(from, from + n), this.blockUsed);
-      this.blockUsed += n;
-      from += n;
-      if (this.blockUsed === this.block.byteLength) this.flushBlock();
-    }
-  }
-
-  private flushBlock(): void {
-    if (this.blockUsed === 0 || this.closed) return;
-    const buffer = this.block.buffer as ArrayBuffer;
-    const length = this.blockUsed;
-    this.queued += length;
-    this.blockUsed = 0;
-    this.block = this.free.pop() ?? new Uint8Array(BLOCK_BYTES);
+    if (this.closed) return;
     this.inFlight++;
-    this.writer.post({ op: "write", id: this.id, buffer, length }, [buffer]);
+    const buffer = block.buffer as ArrayBuffer;
+    this.writer.post({ op: "write", id: this.id, offset, buffer, length }, [buffer]);
   }
 
-  /** Flush, verify and rename into place. Returns the hash; throws E_INTEGRITY (and discards the part) on mismatch. */
+  /** Verify the whole file and rename into place. Returns the hash; throws E_INTEGRITY (and discards the part) on mismatch. */
   async commit(expectedSha256: string): Promise<string> {
-    this.flushBlock();
     const reply = await this.request({ op: "commit", id: this.id });
     this.finish();
     if (reply.op !== "committed" || this.writeError) {
@@ -177,10 +211,9 @@ export class PartFile {
     return reply.sha256;
   }
 
-  /** Keep what arrived so a later run resumes from it. */
+  /** Record what is verified and keep it, so a later run resumes from it. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.flushBlock();
     await this.request({ op: "close", id: this.id });
     this.finish();
   }
@@ -188,5 +221,53 @@ export class PartFile {
   private finish(): void {
     this.closed = true;
     this.writer.forget(this.id);
+  }
+}
+
+/**
+ * One session's bytes, gathered into blocks and handed to the writer thread with their offset. The
+ * owner calls `flush` when the session ends, so the piece it was in the middle of is written too.
+ */
+export class RangeSink implements DownloadSink {
+  private block: Uint8Array<ArrayBuffer> | undefined;
+  private blockUsed = 0;
+  private blockOffset: number;
+  /** Bytes appended so far. */
+  received = 0;
+
+  constructor(
+    private readonly part: PartFile,
+    readonly offset: number,
+  ) {
+    this.blockOffset = offset;
+  }
+
+  get backlogBytes(): number {
+    return this.part.backlogBytes;
+  }
+
+  append(bytes: Uint8Array): void {
+    let from = 0;
+    while (from < bytes.byteLength) {
+      this.block ??= this.part.takeBlock();
+      const n = Math.min(bytes.byteLength - from, this.block.byteLength - this.blockUsed);
+      this.block.set(bytes.subarray(from, from + n), this.blockUsed);
+      this.blockUsed += n;
+      from += n;
+      this.part.noteBuffered(n);
+      if (this.blockUsed === this.block.byteLength) this.flush();
+    }
+    this.received += bytes.byteLength;
+  }
+
+  flush(): void {
+    if (!this.block || this.blockUsed === 0) return;
+    const block = this.block;
+    const length = this.blockUsed;
+    this.part.noteBuffered(-length);
+    this.block = undefined;
+    this.blockUsed = 0;
+    this.part.post(this.blockOffset, block, length);
+    this.blockOffset += length;
   }
 }

@@ -6,7 +6,7 @@ import { unmapIPv4 } from "../net/address.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { Download, type DownloadSpec } from "./download.ts";
-import type { PartFile } from "./part-file.ts";
+import type { DownloadSink } from "./part-file.ts";
 import { readHeader } from "./wire.ts";
 
 /** How long a finished session keeps its socket, to answer the server's late datagrams with FIN. */
@@ -50,7 +50,7 @@ export class TransferClient {
   ) {}
 
   /** Starts a download; its receive window is decided here, where the sockets are. */
-  async start(request: Omit<DownloadSpec, "windowSegments">, part: PartFile): Promise<Download> {
+  async start(request: Omit<DownloadSpec, "windowSegments">, sink: DownloadSink): Promise<Download> {
     const spec: DownloadSpec = { ...request, windowSegments: windowFor(request.segmentBytes) };
     const family = isIP(spec.ip) === 6 ? 6 : 4;
     let download: Download | undefined;
@@ -78,7 +78,7 @@ export class TransferClient {
         queueMicrotask(() => portGone((err as { code?: string }).code ?? (err as Error).message));
       }
     };
-    download = new Download(spec, part, send, performance.now());
+    download = new Download(spec, sink, send, performance.now());
     const started = download;
     this.active.set(started, { download: started, socket });
     started.finished.then(

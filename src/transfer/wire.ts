@@ -35,6 +35,8 @@ export enum PacketType {
 }
 
 export const FLAG_HAS_MAC = 0x01;
+/** REQUEST: send the file's piece hashes (32 bytes per piece, src/files/pieces.ts) instead of its bytes. */
+export const FLAG_PIECE_HASHES = 0x02;
 
 export enum TransferErrorCode {
   NotFound = 1,
@@ -63,6 +65,8 @@ export interface RequestBody {
   sha256: Uint8Array;
   name: string;
   mac: Uint8Array | undefined;
+  /** What the session carries: the file's bytes, or its list of piece hashes. */
+  pieceHashes?: boolean;
 }
 
 export interface AcceptBody {
@@ -207,7 +211,7 @@ export function decodeRequest(buf: Uint8Array, header: Header): RequestBody {
   const name = r.string(MAX_NAME_BYTES, "name");
   const mac = header.flags & FLAG_HAS_MAC ? r.bytes(MAC_BYTES, "mac") : undefined;
   // The rest is padding (anti-amplification): ignored.
-  return { offset, length, segmentBytes, windowSegments, sha256, name, mac };
+  return { offset, length, segmentBytes, windowSegments, sha256, name, mac, pieceHashes: (header.flags & FLAG_PIECE_HASHES) !== 0 };
 }
 
 export function decodeAccept(buf: Uint8Array): AcceptBody {
@@ -250,7 +254,8 @@ export function encodeRequest(sessionId: number, body: RequestBody, timestampUs:
   const used = HEADER_BYTES + 8 + 8 + 2 + 4 + SHA256_BYTES + 2 + nameBytes.byteLength + (body.mac ? MAC_BYTES : 0);
   const buf = new Uint8Array(Math.max(MIN_REQUEST_BYTES, used));
   const view = new DataView(buf.buffer);
-  writeHeader(buf, view, PacketType.Request, body.mac ? FLAG_HAS_MAC : 0, sessionId, 0, timestampUs);
+  const flags = (body.mac ? FLAG_HAS_MAC : 0) | (body.pieceHashes ? FLAG_PIECE_HASHES : 0);
+  writeHeader(buf, view, PacketType.Request, flags, sessionId, 0, timestampUs);
   let at = HEADER_BYTES;
   view.setUint32(at, Math.floor(body.offset / 4294967296));
   view.setUint32(at + 4, body.offset >>> 0);

@@ -88,7 +88,7 @@ describe("master (in process)", () => {
       if (m.type === MsgType.FileRejected) refusals.push(m.reason);
     };
     session.send({ type: MsgType.Announce, host: "127.0.0.1", port: 9 });
-    const batch = 15_000;
+    const batch = 10_000;
     for (let start = 0; start < 1_000_000; start += batch) {
       session.send({ type: MsgType.FilesAdd, files: Array.from({ length: batch }, (_, i) => ({ name: `million/${start + i}`, size: 1, sha256: SHA })) });
       while (session.pendingBytes > 0) await Bun.sleep(1);
