@@ -137,12 +137,19 @@ export class FileFetch {
     this.bytesAtOpen = part.verifiedBytes;
     if (this.bytesAtOpen > 0) this.ctx.logger.info(`${this.name}: resuming with ${this.bytesAtOpen} of ${this.entry.size} bytes already verified`);
     part.onPieces = (verified, failed) => this.onPieces(verified, failed);
+    this.updateVerifyMode();
     try {
-      await this.transfer(planner, part);
-      this.stopAll();
-      const sha256 = await part.commit(this.entry.sha256);
-      this.ctx.progress?.(this.entry.size);
-      return { bytes: this.entry.size, sha256 };
+      for (;;) {
+        await this.transfer(planner, part);
+        this.stopAll();
+        const result = await part.commit(this.entry.sha256);
+        if ("sha256" in result) {
+          this.ctx.progress?.(this.entry.size);
+          return { bytes: this.entry.size, sha256: result.sha256 };
+        }
+        // The whole-file hash was wrong: the audit named the bad pieces; blame their senders, fetch them again.
+        this.onPieces([], result.badPieces, true);
+      }
     } catch (err) {
       this.stopAll();
       await part.close().catch(() => {});
@@ -340,20 +347,23 @@ export class FileFetch {
     source.banned = why;
     this.lastError = new FtxError("E_INTEGRITY", `file server ${source.server} ${why}`);
     this.ctx.logger.warn(`${this.name}: not using file server ${source.server} for this file: ${why}`);
+    this.updateVerifyMode();
     if (source.range) this.endRange(source, this.lastError);
   }
 
-  /** Verdicts from the writer thread. */
-  private onPieces(verified: number[], failed: number[]): void {
+  /** Verdicts from the writer thread (or from the commit's audit). */
+  private onPieces(verified: number[], failed: number[], audited = false): void {
     const planner = this.planner;
     if (!planner) return;
     for (const i of verified) planner.pieceVerified(i);
     for (const i of failed) {
+      if (audited) planner.pieceUnverified(i);
       const source = this.sourceById(planner.supplierOf(i));
       if (source) this.ban(source, `sent bad data: piece ${i} does not match its SHA-256 (its copy changed or is damaged)`);
       planner.pieceFailed(i);
     }
     if (verified.length > 0) this.lastProgressAt = performance.now();
+    this.updateVerifyMode();
     this.notify();
   }
 
@@ -388,6 +398,18 @@ export class FileFetch {
         this.ctx.logger.debug(`${this.name}: ${server} now holds it too`);
         this.addSource(server);
       }
+    this.updateVerifyMode();
+  }
+
+  /**
+   * With one server there is nobody to fetch a bad piece from instead, so pieces arriving in order are
+   * left to the whole-file check (one SHA-256 pass, not two); with several, each is checked at once.
+   */
+  private updateVerifyMode(): void {
+    if (!this.part) return;
+    let candidates = 0;
+    for (const s of this.sources.values()) if (!s.banned && s.listed) candidates++;
+    this.part.verifyEachPiece = candidates > 1;
   }
 
   private stopAll(): void {

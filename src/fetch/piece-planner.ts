@@ -197,6 +197,13 @@ export class PiecePlanner {
     this.verifiedCount++;
   }
 
+  /** A piece taken for good turned out bad (found by the whole-file check): it is pending its failure. */
+  pieceUnverified(piece: number): void {
+    if (this.state[piece] !== Piece.Verified) return;
+    this.state[piece] = Piece.Pending;
+    this.verifiedCount--;
+  }
+
   /** The piece's bytes were wrong: it is missing again (the caller deals with its supplier). */
   pieceFailed(piece: number): void {
     if (this.state[piece] === Piece.Pending) this.state[piece] = Piece.Missing;

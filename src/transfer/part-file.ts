@@ -99,6 +99,11 @@ export class PartFile {
   /** The part held bytes without a trustworthy record; they were checked piece by piece. */
   rescued = false;
   onPieces: ((verified: number[], failed: number[]) => void) | undefined;
+  /**
+   * Check every piece the moment it completes. Without it, pieces arriving in order are checked by the
+   * whole file's hash alone (a second SHA-256 pass saved), and a bad one is found by `commit`.
+   */
+  verifyEachPiece = true;
 
   private constructor(
     readonly finalPath: string,
@@ -191,12 +196,20 @@ export class PartFile {
     if (this.closed) return;
     this.inFlight++;
     const buffer = block.buffer as ArrayBuffer;
-    this.writer.post({ op: "write", id: this.id, offset, buffer, length }, [buffer]);
+    this.writer.post({ op: "write", id: this.id, offset, buffer, length, verify: this.verifyEachPiece }, [buffer]);
   }
 
-  /** Verify the whole file and rename into place. Returns the hash; throws E_INTEGRITY (and discards the part) on mismatch. */
-  async commit(expectedSha256: string): Promise<string> {
-    const reply = await this.request({ op: "commit", id: this.id });
+  /**
+   * Verify the whole file and rename into place; returns the hash. If the hash is wrong and some pieces
+   * prove bad, returns those pieces instead (the part stays open: fetch them again, commit again). If
+   * no piece can be blamed, throws E_INTEGRITY and discards the part.
+   */
+  async commit(expectedSha256: string): Promise<{ sha256: string } | { badPieces: number[] }> {
+    const reply = await this.request({ op: "commit", id: this.id, sha256: expectedSha256 });
+    if (reply.op === "audited") {
+      for (const i of reply.failed) this.verified[i >> 3] = this.verified[i >> 3]! & ~(1 << (i & 7));
+      return { badPieces: reply.failed };
+    }
     this.finish();
     if (reply.op !== "committed" || this.writeError) {
       throw new FtxError("E_IO", `cannot write ${this.partPath}: ${this.writeError ?? (reply.op === "error" ? reply.message : "unexpected reply")}`);
@@ -208,7 +221,7 @@ export class PartFile {
       throw new FtxError("E_INTEGRITY", `SHA-256 mismatch (got ${reply.sha256.slice(0, 12)}…, index says ${expectedSha256.slice(0, 12)}…)`);
     }
     renameSync(this.partPath, this.finalPath);
-    return reply.sha256;
+    return { sha256: reply.sha256 };
   }
 
   /** Record what is verified and keep it, so a later run resumes from it. */

@@ -1,13 +1,21 @@
 /**
  * The part-file writer thread. Blocks arrive tagged with their offset (several ranges of one file can
- * be arriving at once, from several servers); each is written where it belongs and fed to the hash of
- * the piece it belongs to. A piece is checked the moment its last byte is written, so a server's bad
- * bytes are caught at the piece. Verified pieces are then read back, in file order, into the whole
- * file's SHA-256 (from the page cache: a copy, not a disk read), which is what `commit` checks.
+ * be arriving at once, from several servers); each is written where it belongs and hashed.
+ *
+ * Two hashes matter: each piece's (against the trusted piece list) and the whole file's (against the
+ * index, checked by `commit`). SHA-256 costs ~0.6 CPU-s per GiB here, so bytes are hashed twice only
+ * where that buys something:
+ * - bytes that arrive at the hash frontier (the first byte not yet in the whole-file hash) go straight
+ *   into it; with `verify` they also go into their piece's hash, so a bad piece is caught at once;
+ * - bytes beyond the frontier are checked per piece as they complete, and read back (a page-cache
+ *   copy) into the whole-file hash when the frontier reaches them.
+ * A fetch from one server sends `verify: false`: a bad piece there is found when `commit` sees the
+ * whole file's hash is wrong and audits every piece, which names the pieces to fetch again.
  *
  * Crash safety: every second or so the data is fdatasync'd and only then is a trailer slot written
- * that marks the pieces verified before that sync (part-trailer.ts). A fetch killed at any instant
- * resumes from the last slot and never trusts bytes that were not on disk when they were recorded.
+ * that records the pieces complete before that sync (part-trailer.ts). On reopening, the recorded
+ * pieces are read back and checked against their hashes, so neither a crash nor a damaged part file
+ * can bring a wrong byte into the result.
  */
 import { closeSync, constants, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { decodeSlot, encodeSlot, hasBit, newBitmap, setBit, SLOT_BYTES, TRAILER_BYTES } from "./part-trailer.ts";
@@ -19,7 +27,7 @@ const PIECE_HASH_BYTES = 32;
 const CHECKPOINT_EVERY_MS = 1000;
 
 interface PartialPiece {
-  hasher: Bun.CryptoHasher;
+  hasher: Bun.CryptoHasher | undefined; // undefined: at the frontier without verify, the whole-file hash is its check
   filled: number;
 }
 
@@ -30,14 +38,18 @@ interface OpenPart {
   count: number;
   sha256: Uint8Array;
   hashes: Uint8Array;
-  verified: Uint8Array; // bitmap
+  /** Pieces complete on disk: checked against their hash, or (at the frontier without verify) accepted pending the commit check. */
+  done: Uint8Array;
   partial: Map<number, PartialPiece>;
   whole: Bun.CryptoHasher;
-  frontier: number; // pieces [0, frontier) are in `whole`
+  /** Bytes [0, wholeBytes) are in `whole`. */
+  wholeBytes: number;
+  /** `whole` as it was at the start of the frontier piece: a piece that fails or restarts is taken back out. */
+  wholeAtPiece: Bun.CryptoHasher;
   generation: number;
   lastCheckpoint: number;
   dirty: boolean;
-  /** Opened without a trustworthy record: what it held was checked piece by piece. */
+  /** Opened with bytes but no trustworthy record: they were checked piece by piece. */
   rescued: boolean;
 }
 
@@ -53,11 +65,11 @@ function pieceLength(p: OpenPart, i: number): number {
 }
 
 /** Hash `length` bytes of the file from `offset` into `hasher` (and `also`), through the scratch buffer. */
-function hashRange(fd: number, offset: number, length: number, hasher: Bun.CryptoHasher, also?: Bun.CryptoHasher): void {
+function hashRange(fd: number, offset: number, length: number, hasher: Bun.CryptoHasher | undefined, also?: Bun.CryptoHasher): void {
   for (let at = 0; at < length; ) {
     const n = readSync(fd, scratch, 0, Math.min(scratch.byteLength, length - at), offset + at);
     if (n <= 0) throw new Error("part file is shorter than expected");
-    hasher.update(scratch.subarray(0, n));
+    hasher?.update(scratch.subarray(0, n));
     also?.update(scratch.subarray(0, n));
     at += n;
   }
@@ -67,72 +79,82 @@ function pieceMatches(p: OpenPart, i: number, digest: Uint8Array): boolean {
   return Buffer.from(digest).equals(Buffer.from(p.hashes.subarray(i * PIECE_HASH_BYTES, (i + 1) * PIECE_HASH_BYTES)));
 }
 
+function checkPiece(p: OpenPart, i: number, alsoWhole: boolean): boolean {
+  const hasher = new Bun.CryptoHasher("sha256");
+  hashRange(p.fd, i * p.pieceBytes, pieceLength(p, i), hasher, alsoWhole ? p.whole : undefined);
+  return pieceMatches(p, i, hasher.digest() as Uint8Array);
+}
+
 function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
   const fd = openSync(req.path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
-  const count = Math.ceil(req.size / req.pieceBytes);
   const p: OpenPart = {
     fd,
     size: req.size,
     pieceBytes: req.pieceBytes,
-    count,
+    count: Math.ceil(req.size / req.pieceBytes),
     sha256: Buffer.from(req.sha256, "hex"),
     hashes: new Uint8Array(req.pieceHashes),
-    verified: newBitmap(),
+    done: newBitmap(),
     partial: new Map(),
     whole: new Bun.CryptoHasher("sha256"),
-    frontier: 0,
+    wholeBytes: 0,
+    wholeAtPiece: new Bun.CryptoHasher("sha256"),
     generation: 0,
     lastCheckpoint: performance.now(),
     dirty: false,
     rescued: false,
   };
   const length = fstatSync(fd).size;
-  let best: ReturnType<typeof decodeSlot>;
+  let record: ReturnType<typeof decodeSlot>;
   if (length === req.size + TRAILER_BYTES) {
     for (let slot = 0; slot < 2; slot++) {
       const bytes = new Uint8Array(SLOT_BYTES);
       readSync(fd, bytes, 0, SLOT_BYTES, req.size + slot * SLOT_BYTES);
       const state = decodeSlot(bytes, req.size, req.pieceBytes, p.sha256);
-      if (state && (!best || state.generation > best.generation)) best = state;
+      if (state && (!record || state.generation > record.generation)) record = state;
     }
   }
-  if (best) {
-    p.verified = best.verified;
-    p.generation = best.generation;
-  } else {
-    // No trustworthy record (an older part, a crash before the first checkpoint, a hand-made file):
-    // keep whichever whole pieces of what is there hash right, and start the record afresh.
-    // One read per piece: while the good pieces are contiguous from the start, the whole-file hash
-    // takes the same bytes (a sparse 4 GiB part costs one pass, not two).
-    const have = Math.min(length, req.size);
-    let whole: Bun.CryptoHasher | undefined = new Bun.CryptoHasher("sha256");
-    for (let i = 0; i < count && i * req.pieceBytes + pieceLength(p, i) <= have; i++) {
-      const hasher = new Bun.CryptoHasher("sha256");
-      const wholeBefore: Bun.CryptoHasher | undefined = whole?.copy();
-      hashRange(fd, i * req.pieceBytes, pieceLength(p, i), hasher, whole);
-      const good = pieceMatches(p, i, hasher.digest() as Uint8Array);
-      setBit(p.verified, i, good);
-      if (whole && good) p.frontier = i + 1;
-      else if (whole) {
-        p.whole = wholeBefore!; // this piece is not part of the file yet: take it back out
-        whole = undefined;
-      }
-    }
-    if (whole) p.whole = whole;
+  if (record) p.generation = record.generation;
+  else {
     ftruncateSync(fd, req.size + TRAILER_BYTES);
     p.rescued = length > 0;
-    // Until the first checkpoint there is no slot, and a crash leads back here: nothing is lost.
-    p.dirty = p.verified.some((b) => b !== 0);
-    checkpoint(p);
   }
+  // Check what the part holds: the recorded pieces, or (no record: an older part, a crash before the
+  // first checkpoint, a hand-made file) every whole piece within its length. One read per piece:
+  // while the good pieces run from the start, the whole-file hash takes the same bytes.
+  const have = Math.min(length, req.size);
+  let contiguous = true;
+  for (let i = 0; i < p.count; i++) {
+    const candidate = record ? hasBit(record.verified, i) : i * p.pieceBytes + pieceLength(p, i) <= have;
+    if (!candidate) {
+      contiguous = false;
+      continue;
+    }
+    const before = contiguous ? p.whole.copy() : undefined;
+    const good = checkPiece(p, i, contiguous);
+    setBit(p.done, i, good);
+    if (contiguous && good) p.wholeBytes += pieceLength(p, i);
+    else if (contiguous) {
+      p.whole = before!;
+      contiguous = false;
+    }
+    if (record && !good) p.dirty = true;
+  }
+  if (!record) p.dirty = p.done.some((b) => b !== 0); // until the first checkpoint a crash leads back here: nothing is lost
+  p.wholeAtPiece = p.whole.copy();
+  checkpoint(p);
   advanceFrontier(p);
   return p;
 }
 
+/** Read back the done pieces that the frontier has reached into the whole-file hash. */
 function advanceFrontier(p: OpenPart): void {
-  while (p.frontier < p.count && hasBit(p.verified, p.frontier)) {
-    hashRange(p.fd, p.frontier * p.pieceBytes, pieceLength(p, p.frontier), p.whole);
-    p.frontier++;
+  for (;;) {
+    const i = p.wholeBytes / p.pieceBytes;
+    if (!Number.isInteger(i) || i >= p.count || !hasBit(p.done, i) || p.partial.has(i)) return;
+    hashRange(p.fd, p.wholeBytes, pieceLength(p, i), undefined, p.whole);
+    p.wholeBytes += pieceLength(p, i);
+    p.wholeAtPiece = p.whole.copy();
   }
 }
 
@@ -141,46 +163,94 @@ function checkpoint(p: OpenPart): void {
   if (!p.dirty) return;
   fdatasyncSync(p.fd);
   p.generation++;
-  const slot = encodeSlot({ generation: p.generation, size: p.size, pieceBytes: p.pieceBytes, sha256: p.sha256, verified: p.verified });
+  const slot = encodeSlot({ generation: p.generation, size: p.size, pieceBytes: p.pieceBytes, sha256: p.sha256, verified: p.done });
   writeSync(p.fd, slot, 0, SLOT_BYTES, p.size + (p.generation % 2) * SLOT_BYTES);
   p.dirty = false;
   p.lastCheckpoint = performance.now();
 }
 
-function write(p: OpenPart, offset: number, data: Uint8Array, verified: number[], failed: number[]): void {
+function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, verified: number[], failed: number[]): void {
   if (offset + data.byteLength > p.size) throw new Error(`write past the end of the file (${offset}+${data.byteLength} > ${p.size})`);
   for (let off = 0; off < data.byteLength; ) off += writeSync(p.fd, data, off, data.byteLength - off, offset + off);
   for (let at = 0; at < data.byteLength; ) {
     const i = Math.floor((offset + at) / p.pieceBytes);
-    const within = offset + at - i * p.pieceBytes;
+    const pieceStart = i * p.pieceBytes;
+    const within = offset + at - pieceStart;
     const length = pieceLength(p, i);
     const n = Math.min(data.byteLength - at, length - within);
     const chunk = data.subarray(at, at + n);
     at += n;
-    if (hasBit(p.verified, i)) continue;
+    if (hasBit(p.done, i)) continue;
+    const frontierPiece = p.wholeBytes >= pieceStart && p.wholeBytes < pieceStart + length;
     let partial = p.partial.get(i);
     if (within === 0) {
-      partial = { hasher: new Bun.CryptoHasher("sha256"), filled: 0 };
+      if (frontierPiece && p.wholeBytes > pieceStart) {
+        // The frontier piece starts over (its first sender failed): take its bytes back out.
+        p.whole = p.wholeAtPiece.copy();
+        p.wholeBytes = pieceStart;
+      }
+      partial = { hasher: frontierPiece && !verify ? undefined : new Bun.CryptoHasher("sha256"), filled: 0 };
       p.partial.set(i, partial);
     } else if (!partial || partial.filled !== within) {
       p.partial.delete(i); // not contiguous with what we hashed: this piece starts over when it is sent again
       continue;
     }
-    partial.hasher.update(chunk);
+    partial.hasher?.update(chunk);
+    if (frontierPiece && p.wholeBytes === offset + at - n) {
+      p.whole.update(chunk);
+      p.wholeBytes += n;
+    }
     partial.filled += n;
-    if (partial.filled === length) {
-      p.partial.delete(i);
-      if (pieceMatches(p, i, partial.hasher.digest() as Uint8Array)) {
-        setBit(p.verified, i, true);
-        p.dirty = true;
-        verified.push(i);
-      } else failed.push(i);
+    if (partial.filled < length) continue;
+    p.partial.delete(i);
+    const good = partial.hasher ? pieceMatches(p, i, partial.hasher.digest() as Uint8Array) : true;
+    if (good) {
+      setBit(p.done, i, true);
+      p.dirty = true;
+      verified.push(i);
+      if (p.wholeBytes === pieceStart + length) p.wholeAtPiece = p.whole.copy();
+    } else {
+      failed.push(i);
+      if (p.wholeBytes > pieceStart && p.wholeBytes <= pieceStart + length) {
+        p.whole = p.wholeAtPiece.copy();
+        p.wholeBytes = pieceStart;
+      }
     }
   }
   if (verified.length > 0) {
     advanceFrontier(p);
     if (performance.now() - p.lastCheckpoint >= CHECKPOINT_EVERY_MS) checkpoint(p);
   }
+}
+
+/**
+ * The whole file's hash is wrong: some piece accepted without its own check was bad. Check every
+ * piece, drop the bad ones, and rebuild the whole-file hash over what is left.
+ */
+function audit(p: OpenPart): number[] {
+  const failed: number[] = [];
+  p.whole = new Bun.CryptoHasher("sha256");
+  p.wholeBytes = 0;
+  let contiguous = true;
+  for (let i = 0; i < p.count; i++) {
+    const good = hasBit(p.done, i) && checkPiece(p, i, contiguous);
+    if (!good && hasBit(p.done, i)) {
+      failed.push(i);
+      setBit(p.done, i, false);
+    }
+    if (good && contiguous) p.wholeBytes += pieceLength(p, i);
+    if (!good) contiguous = false;
+  }
+  // Bytes of the first bad piece may be in `whole`: rebuild it over the good prefix only.
+  p.whole = new Bun.CryptoHasher("sha256");
+  for (let at = 0, i = 0; at < p.wholeBytes; i++) {
+    hashRange(p.fd, at, pieceLength(p, i), undefined, p.whole);
+    at += pieceLength(p, i);
+  }
+  p.wholeAtPiece = p.whole.copy();
+  p.dirty = true;
+  checkpoint(p);
+  return failed;
 }
 
 function closePart(id: number): void {
@@ -196,20 +266,24 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
       case "open": {
         const p = open(req);
         parts.set(req.id, p);
-        return reply({ op: "opened", id: req.id, verified: p.verified.slice(), rescued: p.rescued });
+        return reply({ op: "opened", id: req.id, verified: p.done.slice(), rescued: p.rescued });
       }
       case "write": {
         const p = parts.get(req.id)!;
         const verified: number[] = [];
         const failed: number[] = [];
-        write(p, req.offset, new Uint8Array(req.buffer, 0, req.length), verified, failed);
+        write(p, req.offset, new Uint8Array(req.buffer, 0, req.length), req.verify, verified, failed);
         return reply({ op: "written", id: req.id, buffer: req.buffer, verified, failed }, [req.buffer]);
       }
       case "commit": {
         const p = parts.get(req.id)!;
         advanceFrontier(p);
-        if (p.frontier !== p.count) throw new Error(`only ${p.frontier} of ${p.count} pieces are verified`);
+        if (p.wholeBytes !== p.size) throw new Error(`only ${p.wholeBytes} of ${p.size} bytes are verified`);
         const sha256 = p.whole.digest("hex");
+        if (sha256 !== req.sha256) {
+          const failed = audit(p);
+          if (failed.length > 0) return reply({ op: "audited", id: req.id, failed });
+        }
         ftruncateSync(p.fd, p.size); // the trailer goes; the data stays
         fsyncSync(p.fd);
         closePart(req.id);
