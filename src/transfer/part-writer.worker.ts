@@ -12,10 +12,11 @@
  * A fetch from one server sends `verify: false`: a bad piece there is found when `commit` sees the
  * whole file's hash is wrong and audits every piece, which names the pieces to fetch again.
  *
- * Crash safety: every second or so the data is fdatasync'd and only then is a trailer slot written
- * that records the pieces complete before that sync (part-trailer.ts). On reopening, the recorded
- * pieces are read back and checked against their hashes, so neither a crash nor a damaged part file
- * can bring a wrong byte into the result.
+ * Crash safety: each time pieces complete, a trailer slot (part-trailer.ts) records them, so a fetch
+ * killed at any instant loses nothing it had written; every second or so the data is fdatasync'd
+ * before the slot is written, which bounds what a power cut can take. On reopening, every recorded
+ * piece is read back and checked against its hash before it is trusted, so neither a crash at any
+ * point of any write nor a damaged part file can bring a wrong byte into the result.
  */
 import { closeSync, constants, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { decodeSlot, encodeSlot, hasBit, newBitmap, setBit, SLOT_BYTES, TRAILER_BYTES } from "./part-trailer.ts";
@@ -24,7 +25,7 @@ import type { WriterReply, WriterRequest } from "./part-writer-protocol.ts";
 declare const self: Worker;
 
 const PIECE_HASH_BYTES = 32;
-const CHECKPOINT_EVERY_MS = 1000;
+const SYNC_EVERY_MS = 1000;
 
 interface PartialPiece {
   hasher: Bun.CryptoHasher | undefined; // undefined: at the frontier without verify, the whole-file hash is its check
@@ -47,7 +48,7 @@ interface OpenPart {
   /** `whole` as it was at the start of the frontier piece: a piece that fails or restarts is taken back out. */
   wholeAtPiece: Bun.CryptoHasher;
   generation: number;
-  lastCheckpoint: number;
+  lastSync: number;
   dirty: boolean;
   /** Opened with bytes but no trustworthy record: they were checked piece by piece. */
   rescued: boolean;
@@ -100,7 +101,7 @@ function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
     wholeBytes: 0,
     wholeAtPiece: new Bun.CryptoHasher("sha256"),
     generation: 0,
-    lastCheckpoint: performance.now(),
+    lastSync: performance.now(),
     dirty: false,
     rescued: false,
   };
@@ -158,15 +159,20 @@ function advanceFrontier(p: OpenPart): void {
   }
 }
 
-/** Make the data durable, then record what it holds: never the other way round. */
-function checkpoint(p: OpenPart): void {
+/**
+ * Record the completed pieces in the next trailer slot; with `sync`, make the data durable first (never
+ * the other way round), so the record never runs ahead of the disk by more than one interval.
+ */
+function checkpoint(p: OpenPart, sync = true): void {
   if (!p.dirty) return;
-  fdatasyncSync(p.fd);
+  if (sync) {
+    fdatasyncSync(p.fd);
+    p.lastSync = performance.now();
+  }
   p.generation++;
   const slot = encodeSlot({ generation: p.generation, size: p.size, pieceBytes: p.pieceBytes, sha256: p.sha256, verified: p.done });
   writeSync(p.fd, slot, 0, SLOT_BYTES, p.size + (p.generation % 2) * SLOT_BYTES);
   p.dirty = false;
-  p.lastCheckpoint = performance.now();
 }
 
 function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, verified: number[], failed: number[]): void {
@@ -219,7 +225,7 @@ function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, v
   }
   if (verified.length > 0) {
     advanceFrontier(p);
-    if (performance.now() - p.lastCheckpoint >= CHECKPOINT_EVERY_MS) checkpoint(p);
+    checkpoint(p, performance.now() - p.lastSync >= SYNC_EVERY_MS);
   }
 }
 
