@@ -198,6 +198,56 @@ async function benchTransfer(): Promise<void> {
   relay.close();
 }
 
+/**
+ * Multi-source: one file on two file servers, each behind its own relay capped at 40 MB/s (a stand-in
+ * for two servers on slower links). The same fetch with one server listed, then with both.
+ */
+async function benchMultiSource(): Promise<void> {
+  const size = quick ? 64 << 20 : 256 << 20;
+  const cap = 40e6;
+  const data = Buffer.alloc(size);
+  for (let i = 0; i < size; i += 4) data.writeUInt32LE((i * 2246822519) >>> 0, i);
+  const dirs = [join(work, "multi-a"), join(work, "multi-b")];
+  for (const d of dirs) {
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, "multi.bin"), data);
+  }
+  const master = await startMaster();
+  const relays: ImpairmentRelay[] = [];
+  const startBehindRelay = async (dir: string) => {
+    const probe = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    const udpPort = probe.port;
+    probe.close();
+    const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: udpPort }, { toClient: { bytesPerSecond: cap } });
+    relays.push(relay);
+    const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1", "--port", String(udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
+    await waitFor(server, /registered with master/);
+  };
+  const runs = quick ? 1 : 3;
+  const measure = async (servers: number) => {
+    while (true) {
+      const r = Bun.spawnSync(["bun", cli, "ls", master.address, "--json"], { stdout: "pipe" });
+      const listed = (JSON.parse(r.stdout.toString() || "[]") as Array<{ servers: string[] }>)[0]?.servers.length ?? 0;
+      if (listed === servers) break;
+      await Bun.sleep(100);
+    }
+    const samples = [];
+    for (let i = 0; i < runs; i++) samples.push(await fetchOnce(master.address, "multi.bin", join(work, "out-multi")));
+    return { medianMBps: size / 1e6 / median(samples.map((x) => x.seconds)), allIntact: samples.every((x) => x.ok) };
+  };
+  await startBehindRelay(dirs[0]!);
+  const one = await measure(1);
+  await startBehindRelay(dirs[1]!);
+  const two = await measure(2);
+  for (const r of relays) r.close();
+  results.multiSource = { sizeMiB: size >> 20, capMBpsPerServer: cap / 1e6, one, two, speedup: two.medianMBps / one.medianMBps };
+  rows.push([
+    `multi-source ${size >> 20} MiB, servers behind 40 MB/s relays`,
+    `1 server ${one.medianMBps.toFixed(1)} MB/s, 2 servers ${two.medianMBps.toFixed(1)} MB/s: ${(two.medianMBps / one.medianMBps).toFixed(2)}× (target ≥ 1.7×)`,
+    `intact: ${one.allIntact && two.allIntact}`,
+  ]);
+}
+
 /** Several masters on one Redis holding N servers × 100 files: ls latency through each, Redis memory. */
 async function benchShared(): Promise<void> {
   if (!RedisProcess.available()) {
@@ -413,6 +463,7 @@ try {
   if (!only || only === "index") await benchIndex();
   if (!only || only === "registration") await benchRegistration();
   if (!only || only === "transfer") await benchTransfer();
+  if (!only || only === "multi") await benchMultiSource();
   if (!only || only === "shared") await benchShared();
   if (!only || only === "peers") await benchPeers();
 } finally {
