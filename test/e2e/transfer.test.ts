@@ -246,7 +246,8 @@ describe("through the impairment relay", () => {
 describe("many sessions at once", () => {
   test("100 concurrent sessions from five client addresses, all intact", async () => {
     const files: Record<string, number> = {};
-    for (let i = 0; i < 100; i++) files[`m/${i}.bin`] = 2 * 1024 * 1024 + i;
+    // One piece each (≤ 1 MiB), so each file is exactly one session (no piece-list session first).
+    for (let i = 0; i < 100; i++) files[`m/${i}.bin`] = 1024 * 1024 - i;
     const s = await setup(files);
     try {
       const names = Object.keys(files);
@@ -254,7 +255,7 @@ describe("many sessions at once", () => {
       const runs = await Promise.all(
         [0, 1, 2, 3, 4].map((c) =>
           // Small segments make each transfer long enough that all 100 overlap.
-          runFtx(["fetch", s.address, ...names.slice(c * 20, c * 20 + 20), "-o", join(s.out.path, String(c)), "--parallel", "20", "--bind", `127.0.0.${c + 2}`, "--segment-size", "1024", "--json"], { timeoutMs: 90_000 }),
+          runFtx(["fetch", s.address, ...names.slice(c * 20, c * 20 + 20), "-o", join(s.out.path, String(c)), "--parallel", "20", "--bind", `127.0.0.${c + 2}`, "--segment-size", "512", "--json"], { timeoutMs: 90_000 }),
         ),
       );
       runs.forEach((r, c) => {
