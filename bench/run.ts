@@ -11,7 +11,7 @@
  *
  * Timings on a shared machine are noisy: each transfer runs 3 times and the median is reported.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connectToMaster } from "../src/index/index-client.ts";
@@ -335,6 +335,60 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000;
   return undefined;
 }
 
+/** The address atftpd binds: its own, so nftables can drop its traffic whatever ephemeral ports TFTP picks. */
+const ATFTP_HOST = "127.0.0.9";
+
+/** atftpd serving a folder (RFC 2348 blksize, RFC 7440 windowsize), for atftp to fetch from; undefined if absent. */
+async function startAtftpd(root: string): Promise<{ port: number; stop: () => void } | undefined> {
+  if ((!Bun.which("atftpd") || !Bun.which("atftp")) && process.getuid?.() === 0) {
+    console.error("  (installing atftp and atftpd with apt for the TFTP comparison)");
+    Bun.spawnSync(["apt-get", "install", "-y", "atftp", "atftpd"], { stdout: "ignore", stderr: "ignore" });
+  }
+  const daemon = Bun.which("atftpd") ?? (existsSync("/usr/sbin/atftpd") ? "/usr/sbin/atftpd" : undefined);
+  if (!daemon || !Bun.which("atftp")) {
+    console.error("  (atftp or atftpd not available: TFTP comparison skipped)");
+    return undefined;
+  }
+  chmodSync(work, 0o755);
+  const probe = await Bun.udpSocket({ hostname: ATFTP_HOST, port: 0 });
+  const port = probe.port;
+  probe.close();
+  const p = Bun.spawn([daemon, "--daemon", "--no-fork", "--user", "nobody", "--group", "nogroup", "--bind-address", ATFTP_HOST, "--port", String(port), "--logfile", "/dev/null", root], {
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  procs.push(p);
+  await Bun.sleep(300);
+  if (p.exitCode !== null) {
+    console.error(`  (atftpd exited with ${p.exitCode}: TFTP comparison skipped)`);
+    return undefined;
+  }
+  return { port, stop: () => p.kill("SIGTERM") };
+}
+
+/** The two atftp set-ups the issue names: big blocks with a small window, MTU-sized blocks with a large one. */
+const ATFTP_CONFIGS = [
+  { label: "atftp 64K×2", blksize: 65464, windowsize: 2 },
+  { label: "atftp 1428×64", blksize: 1428, windowsize: 64 },
+];
+
+/** One atftp download, killed after `limitSeconds` (at loss TFTP may stall for ever); checked against `expected`. */
+async function atftpOnce(port: number, name: string, outPath: string, cfg: (typeof ATFTP_CONFIGS)[number], expected: Uint8Array, limitSeconds: number) {
+  rmSync(outPath, { force: true });
+  Bun.spawnSync(["sync"]);
+  const t0 = performance.now();
+  const p = Bun.spawn(["atftp", "--option", `blksize ${cfg.blksize}`, "--option", `windowsize ${cfg.windowsize}`, "-g", "-r", name, "-l", outPath, ATFTP_HOST, String(port)], {
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  const timer = setTimeout(() => p.kill("SIGKILL"), limitSeconds * 1000);
+  const code = await p.exited;
+  clearTimeout(timer);
+  const seconds = (performance.now() - t0) / 1000;
+  const ok = code === 0 && existsSync(outPath) && readFileSync(outPath).equals(expected);
+  return { seconds, ok, gaveUp: code !== 0 };
+}
+
 async function timeCommand(argv: string[]): Promise<{ seconds: number; cpuSeconds: number; maxRssMiB: number; ok: boolean }> {
   Bun.spawnSync(["sync"]);
   const timeFile = join(work, "time-peer.txt");
@@ -352,7 +406,7 @@ async function timeCommand(argv: string[]): Promise<{ seconds: number; cpuSecond
  * files of 1 MiB in one process; plus 20 concurrent ftx clients on distinct files.
  */
 async function benchPeers(): Promise<void> {
-  const size = quick ? 64 << 20 : 256 << 20;
+  const size = quick ? 64 << 20 : 1 << 30;
   const mib = size / (1 << 20);
   const dir = join(work, "peers");
   mkdirSync(join(dir, "many"), { recursive: true });
@@ -370,6 +424,7 @@ async function benchPeers(): Promise<void> {
   const udpPort = Number((await waitFor(server, /over UDP on 127\.0\.0\.1:(\d+)/))[1]);
   while (lsCount(master.address) < 1 + 100 + clients) await Bun.sleep(200);
   const nginx = await startNginx(dir);
+  const atftpd = await startAtftpd(dir);
   const out = join(work, "peer-out");
   const peerResults: Record<string, unknown> = {};
 
@@ -377,6 +432,7 @@ async function benchPeers(): Promise<void> {
     const label = permille === 0 ? "no loss" : `${permille / 10}% loss`;
     const ftxLoss = permille ? nftLoss(udpPort, permille) : undefined;
     const tcpLoss = permille && nginx ? nftLoss(nginx.port, permille, "tcp") : undefined;
+    const tftpLoss = permille && atftpd ? nftDrop("tftp", [`ip daddr ${ATFTP_HOST} meta l4proto udp`, `ip saddr ${ATFTP_HOST} meta l4proto udp`], permille) : undefined;
     if (permille && !ftxLoss) {
       console.error(`  (${label}: nftables unavailable, skipped)`);
       continue;
@@ -398,9 +454,22 @@ async function benchPeers(): Promise<void> {
       const c = curl.length ? median(curl.map((x) => size / 1e6 / x.seconds)) : NaN;
       peerResults[label] = { ftxMBps: f, curlMBps: c, ratio: f / c, ftxIntact: ftx.every((x) => x.ok) };
       rows.push([`${mib} MiB, ${label}: ftx vs curl←nginx`, `${f.toFixed(0)} vs ${c.toFixed(0)} MB/s`, `ratio ${(f / c).toFixed(2)}`]);
+      if (atftpd) {
+        // TFTP at loss can stall for minutes: each run is cut off at 4× ftx's time (at least 20 s), reported as gave up.
+        const limit = Math.max(20, (4 * size) / 1e6 / f);
+        for (const cfg of ATFTP_CONFIGS) {
+          const samples = [];
+          for (let r = 0; r < (quick || permille ? 1 : 3); r++) samples.push(await atftpOnce(atftpd.port, "big.bin", join(work, "tftp-out.bin"), cfg, big, limit));
+          const good = samples.filter((x) => x.ok);
+          const t = good.length === samples.length ? median(good.map((x) => size / 1e6 / x.seconds)) : NaN;
+          (peerResults[label] as Record<string, unknown>)[cfg.label] = { MBps: t, ratio: f / t, gaveUp: good.length < samples.length };
+          rows.push([`${mib} MiB, ${label}: ftx vs ${cfg.label}`, Number.isNaN(t) ? `${f.toFixed(0)} MB/s vs gave up after ${limit.toFixed(0)} s` : `${f.toFixed(0)} vs ${t.toFixed(0)} MB/s`, Number.isNaN(t) ? "ratio ∞" : `ratio ${(f / t).toFixed(2)}`]);
+        }
+      }
     } finally {
       ftxLoss?.remove();
       tcpLoss?.remove();
+      tftpLoss?.remove();
     }
   }
 
@@ -438,18 +507,51 @@ async function benchPeers(): Promise<void> {
   rows.push([`${clients} concurrent clients × ${each / (1 << 20)} MiB`, `aggregate ${aggregate.toFixed(0)} MB/s, all ok: ${runs.every((r) => r.ok)}`, `slowest/fastest ${fairness.toFixed(2)}`]);
   results.peers = peerResults;
   nginx?.stop();
+  atftpd?.stop();
   server.kill("SIGTERM");
+}
+
+/** Memory whatever the size: a sparse 8 GiB file fetched on loopback; peak RSS of client and server. */
+async function benchSparse(): Promise<void> {
+  if (quick) return;
+  const size = 8 * 2 ** 30;
+  const dir = join(work, "sparse");
+  mkdirSync(dir, { recursive: true });
+  const fd = openSync(join(dir, "sparse8g.bin"), "w");
+  ftruncateSync(fd, size);
+  closeSync(fd);
+  const master = await startMaster();
+  const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
+  await waitFor(server, /over UDP on/);
+  const t0 = performance.now();
+  while (lsCount(master.address) < 1) await Bun.sleep(200);
+  console.error(`  sparse 8 GiB hashed and listed in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const out = join(work, "sparse-out");
+  const r = await fetchOnce(master.address, "sparse8g.bin", out);
+  const srv = procStat(server.pid);
+  rmSync(out, { recursive: true, force: true });
+  server.kill("SIGTERM");
+  results.sparse8GiB = { MBps: size / 1e6 / r.seconds, intact: r.ok, clientPeakRssMiB: r.maxRssMiB, clientCpuSecondsPerGiB: r.cpuSeconds / 8, serverPeakRssMiB: srv.peakRssMiB };
+  rows.push([
+    "fetch 8 GiB (sparse), no loss",
+    `${(size / 1e6 / r.seconds).toFixed(0)} MB/s, intact: ${r.ok}`,
+    `client peak ${r.maxRssMiB.toFixed(0)} MiB, ${(r.cpuSeconds / 8).toFixed(2)} CPU-s/GiB; server peak ${srv.peakRssMiB.toFixed(0)} MiB`,
+  ]);
 }
 
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 /** Random loss on one port, both directions, with nftables; undefined when nft is unavailable. */
 function nftLoss(port: number, permille: number, proto: "udp" | "tcp" = "udp"): { remove: () => void } | undefined {
-  const table = `ftx_bench_${process.pid}_${port}`;
+  return nftDrop(`${proto}_${port}`, [`${proto} dport ${port}`, `${proto} sport ${port}`], permille);
+}
+
+/** Drop `permille`/1000 of the packets matching each nftables expression, in the input hook; undefined if nft fails. */
+function nftDrop(name: string, matches: string[], permille: number): { remove: () => void } | undefined {
+  const table = `ftx_bench_${process.pid}_${name.replace(/[^a-z0-9_]/gi, "_")}`;
   const rules = [
     `add table inet ${table}`,
     `add chain inet ${table} input { type filter hook input priority 0 ; policy accept ; }`,
-    `add rule inet ${table} input ${proto} dport ${port} numgen random mod 1000 < ${permille} drop`,
-    `add rule inet ${table} input ${proto} sport ${port} numgen random mod 1000 < ${permille} drop`,
+    ...matches.map((m) => `add rule inet ${table} input ${m} numgen random mod 1000 < ${permille} drop`),
   ].join("\n");
   const r = Bun.spawnSync(["nft", "-f", "-"], { stdin: Buffer.from(rules), stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) {
@@ -466,6 +568,7 @@ try {
   if (!only || only === "multi") await benchMultiSource();
   if (!only || only === "shared") await benchShared();
   if (!only || only === "peers") await benchPeers();
+  if (!only || only === "sparse") await benchSparse();
 } finally {
   for (const p of procs) p.kill("SIGKILL");
   rmSync(work, { recursive: true, force: true });

@@ -246,8 +246,7 @@ describe("through the impairment relay", () => {
 describe("many sessions at once", () => {
   test("100 concurrent sessions from five client addresses, all intact", async () => {
     const files: Record<string, number> = {};
-    // One piece each (≤ 1 MiB), so each file is exactly one session (no piece-list session first).
-    for (let i = 0; i < 100; i++) files[`m/${i}.bin`] = 1024 * 1024 - i;
+    for (let i = 0; i < 100; i++) files[`m/${i}.bin`] = 3 * 1024 * 1024 + i;
     const s = await setup(files);
     try {
       const names = Object.keys(files);
