@@ -55,8 +55,12 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
         }
       }
       await new Promise<void>((resolve) => {
-        settle = resolve;
-        setTimeout(resolve, ROUND_MS);
+        // Cleared when settled early: a pending timer would hold a finished fetch's process open.
+        const timer = setTimeout(resolve, ROUND_MS);
+        settle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
     }
     return largest;
