@@ -1,4 +1,5 @@
 import { renameSync, unlinkSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { FtxError } from "../errors.ts";
 import { PART_SUFFIX } from "../files/safe-name.ts";
 import { pieceBytesFor, pieceCountFor } from "../files/pieces.ts";
@@ -219,6 +220,15 @@ export class PartFile {
         unlinkSync(this.partPath);
       } catch {}
       throw new FtxError("E_INTEGRITY", `SHA-256 mismatch (got ${reply.sha256.slice(0, 12)}…, index says ${expectedSha256.slice(0, 12)}…)`);
+    }
+    // Durable before it gets its final name, so a power cut cannot leave the name on unwritten bytes.
+    // On the thread pool, not the writer thread: other downloads keep writing meanwhile, and
+    // concurrent syncs share the file system's journal commits.
+    const handle = await open(this.partPath, "r");
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
     }
     renameSync(this.partPath, this.finalPath);
     return { sha256: reply.sha256 };

@@ -18,7 +18,7 @@
  * piece is read back and checked against its hash before it is trusted, so neither a crash at any
  * point of any write nor a damaged part file can bring a wrong byte into the result.
  */
-import { closeSync, constants, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { decodeSlot, encodeSlot, hasBit, newBitmap, setBit, SLOT_BYTES, TRAILER_BYTES } from "./part-trailer.ts";
 import type { WriterReply, WriterRequest } from "./part-writer-protocol.ts";
 
@@ -290,8 +290,7 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
           const failed = audit(p);
           if (failed.length > 0) return reply({ op: "audited", id: req.id, failed });
         }
-        ftruncateSync(p.fd, p.size); // the trailer goes; the data stays
-        fsyncSync(p.fd);
+        ftruncateSync(p.fd, p.size); // the trailer goes; the data stays (made durable by the caller, off this thread)
         closePart(req.id);
         return reply({ op: "committed", id: req.id, sha256 });
       }
