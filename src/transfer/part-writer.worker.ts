@@ -13,12 +13,14 @@
  * whole file's hash is wrong and audits every piece, which names the pieces to fetch again.
  *
  * Crash safety: each time pieces complete, a trailer slot (part-trailer.ts) records them, so a fetch
- * killed at any instant loses nothing it had written; every second or so the data is fdatasync'd
- * before the slot is written, which bounds what a power cut can take. On reopening, every recorded
- * piece is read back and checked against its hash before it is trusted, so neither a crash at any
- * point of any write nor a damaged part file can bring a wrong byte into the result.
+ * killed at any instant loses nothing it had written. A record may run ahead of the disk (the page
+ * cache survives a SIGKILL, not a power cut), which is safe because on reopening every recorded piece
+ * is read back and checked against its hash before it is trusted: neither a crash at any point of any
+ * write nor a damaged part file can bring a wrong byte into the result. Every second or so an
+ * fdatasync runs in the background (the thread pool, not this thread, which keeps writing) to bound
+ * what a power cut can take.
  */
-import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants, fdatasync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { decodeSlot, encodeSlot, hasBit, newBitmap, setBit, SLOT_BYTES, TRAILER_BYTES } from "./part-trailer.ts";
 import type { WriterReply, WriterRequest } from "./part-writer-protocol.ts";
 
@@ -49,6 +51,7 @@ interface OpenPart {
   wholeAtPiece: Bun.CryptoHasher;
   generation: number;
   lastSync: number;
+  syncing: boolean;
   dirty: boolean;
   /** Opened with bytes but no trustworthy record: they were checked piece by piece. */
   rescued: boolean;
@@ -102,6 +105,7 @@ function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
     wholeAtPiece: new Bun.CryptoHasher("sha256"),
     generation: 0,
     lastSync: performance.now(),
+    syncing: false,
     dirty: false,
     rescued: false,
   };
@@ -159,20 +163,23 @@ function advanceFrontier(p: OpenPart): void {
   }
 }
 
-/**
- * Record the completed pieces in the next trailer slot; with `sync`, make the data durable first (never
- * the other way round), so the record never runs ahead of the disk by more than one interval.
- */
-function checkpoint(p: OpenPart, sync = true): void {
+/** Record the completed pieces in the next trailer slot (the other slot stays intact if this write tears). */
+function checkpoint(p: OpenPart): void {
   if (!p.dirty) return;
-  if (sync) {
-    fdatasyncSync(p.fd);
-    p.lastSync = performance.now();
-  }
   p.generation++;
   const slot = encodeSlot({ generation: p.generation, size: p.size, pieceBytes: p.pieceBytes, sha256: p.sha256, verified: p.done });
   writeSync(p.fd, slot, 0, SLOT_BYTES, p.size + (p.generation % 2) * SLOT_BYTES);
   p.dirty = false;
+}
+
+/** Flush the part to disk in the background, at most once a second: this thread keeps writing meanwhile. */
+function backgroundSync(p: OpenPart): void {
+  if (p.syncing || performance.now() - p.lastSync < SYNC_EVERY_MS) return;
+  p.syncing = true;
+  fdatasync(p.fd, () => {
+    p.syncing = false;
+    p.lastSync = performance.now();
+  });
 }
 
 function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, verified: number[], failed: number[]): void {
@@ -225,7 +232,7 @@ function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, v
   }
   if (verified.length > 0) {
     advanceFrontier(p);
-    checkpoint(p, performance.now() - p.lastSync >= SYNC_EVERY_MS);
+    checkpoint(p);
   }
 }
 
@@ -279,6 +286,7 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
         const verified: number[] = [];
         const failed: number[] = [];
         write(p, req.offset, new Uint8Array(req.buffer, 0, req.length), req.verify, verified, failed);
+        backgroundSync(p);
         return reply({ op: "written", id: req.id, buffer: req.buffer, verified, failed }, [req.buffer]);
       }
       case "commit": {
