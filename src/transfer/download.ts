@@ -41,7 +41,10 @@ export interface DownloadSpec {
   idleTimeoutMs: number;
 }
 
-/** REQUEST retransmission: 500 ms doubling; after this many tries the server counts as unreachable. */
+/**
+ * REQUEST retransmission: 500 ms doubling; after this many tries, or once the idle timeout has passed
+ * since the first, the server counts as unreachable.
+ */
 const REQUEST_FIRST_RETRY_MS = 500;
 const REQUEST_ATTEMPTS = 5;
 const ACK_DELAY_MS = 2;
@@ -76,6 +79,7 @@ export class Download {
   private readonly request: Uint8Array;
   private attempts = 0;
   private nextRequestAt: number;
+  private readonly requestDeadline: number;
   private lastHeardAt: number;
   private probeDelayMs = PROBE_FIRST_MS;
   private nextProbeAt = Infinity;
@@ -117,6 +121,7 @@ export class Download {
     this.finished.catch(() => {});
     this.lastHeardAt = now;
     this.nextRequestAt = now;
+    this.requestDeadline = now + spec.idleTimeoutMs;
     this.onTimer(now);
   }
 
@@ -257,8 +262,8 @@ export class Download {
 
   onTimer(now: number): void {
     if (this.state === "requesting") {
-      if (now >= this.nextRequestAt) {
-        if (this.attempts >= REQUEST_ATTEMPTS) {
+      if (now >= this.nextRequestAt || now >= this.requestDeadline) {
+        if (this.attempts >= REQUEST_ATTEMPTS || now >= this.requestDeadline) {
           return this.fail(new FtxError("E_UNREACHABLE", `file server ${this.spec.display} does not answer`));
         }
         this.send(this.request);
@@ -280,7 +285,7 @@ export class Download {
   }
 
   pollTimeout(): number | undefined {
-    if (this.state === "requesting") return this.nextRequestAt;
+    if (this.state === "requesting") return Math.min(this.nextRequestAt, this.requestDeadline);
     if (this.state !== "receiving") return undefined;
     const ackAt = this.receiver?.pollTimeout();
     const idleAt = this.lastHeardAt + this.spec.idleTimeoutMs;

@@ -151,4 +151,49 @@ describe("multi-source fetch", () => {
       out.cleanup();
     }
   }, 120_000);
+
+  test("the only server dies mid-transfer and comes back: the fetch asks the index again and completes; without it, it fails clearly and keeps the part", async () => {
+    const share = tempDir();
+    const out = tempDir();
+    try {
+      const content = Buffer.from(new Rng(36).bytes(16 * MiB));
+      writeFileSync(join(share.path, "back.bin"), content);
+      const { address } = await startMaster();
+      const first = await startServerBehindRelay(share.path, address, { toClient: { bytesPerSecond: 8e6 } });
+      await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
+      const fetching = runFtx(["fetch", address, "back.bin", "-o", out.path, "--idle-timeout", "1", "--retry-for", "15", "--json"], { timeoutMs: 60_000 });
+      await eventually(() => first.relay.counters.bytesToClient > 2 * MiB, 10_000, "transfer under way");
+      await first.server.stop("SIGKILL");
+      await Bun.sleep(2000);
+      // Back on the same port, behind the same relay (it stays up for the second part).
+      await startServer(share.path, address, ["--port", String(first.udpPort), "--advertise", first.advertised]);
+      const r = await fetching;
+      expect(r.exitCode).toBe(0);
+      expect(sha256Hex(readFileSync(join(out.path, "back.bin")))).toBe(sha256Hex(content));
+      expect(r.stderr).toContain(`file server ${first.advertised} went silent`);
+
+      // Gone for good this time: a clear failure after --retry-for; the part keeps what arrived, and
+      // once the server is back a fetch resumes from it.
+      const again = join(out.path, "again");
+      const before = first.relay.counters.bytesToClient;
+      const doomed = runFtx(["fetch", address, "back.bin", "-o", again, "--idle-timeout", "1", "--retry-for", "2"], { timeoutMs: 60_000 });
+      await eventually(() => first.relay.counters.bytesToClient - before > 4 * MiB, 10_000, "second transfer under way");
+      await stopAll(); // the master too: nobody is left to ask
+      const failed = await doomed;
+      expect(failed.exitCode).toBe(1);
+      expect(failed.stderr.trim().split("\n").at(-1)).toMatch(/^ftx: back\.bin: .+ \(what arrived is kept in back\.bin\.ftx-part; run the same fetch again to resume\)$/);
+      expect(existsSync(join(again, "back.bin.ftx-part"))).toBe(true);
+      const { address: restarted } = await startMaster();
+      await startServer(share.path, restarted, ["--port", String(first.udpPort), "--advertise", first.advertised]);
+      await eventually(async () => (await lsJson(restarted)).length === 1, 5000, "listed again");
+      const resumed = await runFtx(["fetch", restarted, "back.bin", "-o", again], { timeoutMs: 60_000 });
+      expect(resumed.exitCode).toBe(0);
+      expect(Number(resumed.stderr.match(/resuming with (\d+) of/)?.[1] ?? 0)).toBeGreaterThan(2 * MiB);
+      expect(sha256Hex(readFileSync(join(again, "back.bin")))).toBe(sha256Hex(content));
+      first.relay.close();
+    } finally {
+      share.cleanup();
+      out.cleanup();
+    }
+  }, 120_000);
 });
