@@ -1,7 +1,8 @@
 /**
  * `bun run demo`: the whole system on this machine — a master on a free port, a file server sharing a
- * folder of generated files, `ftx ls`, then `ftx fetch` of everything, with the hashes checked. Stops
- * every process it started.
+ * folder of generated files and a second one mirroring the largest, `ftx ls`, then `ftx fetch` of
+ * everything (the large file from both servers at once), with the hashes checked. Stops every process
+ * it started.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +19,9 @@ writeFileSync(join(share, "small.bin"), crypto.getRandomValues(new Uint8Array(1 
 const big = Buffer.alloc(64 << 20);
 for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
 writeFileSync(join(share, "sixty-four-mib.bin"), big);
+const mirror = join(work, "mirror");
+mkdirSync(mirror);
+writeFileSync(join(mirror, "sixty-four-mib.bin"), big);
 
 const procs: ReturnType<typeof Bun.spawn>[] = [];
 function start(args: string[]) {
@@ -35,10 +39,12 @@ try {
   const address = `127.0.0.1:${port}`;
   console.log(`master at ${address}`);
   const server = start(["serve", share, "--master", address, "--host", "127.0.0.1"]);
-  await waitFor(server, /registered with master/);
+  const second = start(["serve", mirror, "--master", address, "--host", "127.0.0.1"]);
+  await Promise.all([waitFor(server, /registered with master/), waitFor(second, /registered with master/)]);
   for (let i = 0; i < 50; i++) {
     const r = Bun.spawnSync(["bun", cli, "ls", address, "--json"]);
-    if (JSON.parse(r.stdout.toString()).length === 3) break;
+    const listed = JSON.parse(r.stdout.toString()) as Array<{ servers: string[] }>;
+    if (listed.length === 3 && listed.reduce((n, e) => n + e.servers.length, 0) === 4) break;
     await Bun.sleep(100);
   }
   console.log(`\n$ ftx ls ${address}`);

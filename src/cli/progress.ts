@@ -44,7 +44,8 @@ export class FetchProgress implements ProgressSink {
     if (this.live || this.quiet) return;
     if (result.ok) {
       const rate = result.seconds > 0 ? ` (${humanRate((result.bytes ?? 0) / result.seconds)})` : "";
-      this.out.write(`fetched ${result.name}: ${humanBytes(result.bytes ?? 0)} in ${result.seconds.toFixed(2)}s${rate}\n`);
+      const from = result.servers > 1 ? ` from ${result.servers} servers` : "";
+      this.out.write(`fetched ${result.name}: ${humanBytes(result.bytes ?? 0)} in ${result.seconds.toFixed(2)}s${rate}${from}\n`);
     }
   }
 

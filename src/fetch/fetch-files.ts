@@ -34,6 +34,8 @@ export interface FileResult {
   sha256: string | null;
   seconds: number;
   error: string | null;
+  /** How many file servers delivered bytes of it (0 when it failed); an addition to the contract's keys. */
+  servers: number;
 }
 
 /** What a progress display needs; every method is optional work for the caller. */
@@ -87,7 +89,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
   const names = [...new Set(opts.files)];
   const results = new Map<string, FileResult>();
   const started = performance.now();
-  const failNow = (name: string, message: string) => results.set(name, { name, ok: false, bytes: null, sha256: null, seconds: 0, error: message });
+  const failNow = (name: string, message: string) => results.set(name, { name, ok: false, bytes: null, sha256: null, seconds: 0, error: message, servers: 0 });
 
   const safe = names.filter((name) => {
     const reason = unsafeNameReason(name);
@@ -112,10 +114,10 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
         const t0 = performance.now();
         let result: FileResult;
         try {
-          const { bytes, sha256 } = await fetchOne(client, job.name, job.entries, outDirReal, opts, logger);
-          result = { name: job.name, ok: true, bytes, sha256, seconds: (performance.now() - t0) / 1000, error: null };
+          const { bytes, sha256, servers } = await fetchOne(client, job.name, job.entries, outDirReal, opts, logger);
+          result = { name: job.name, ok: true, bytes, sha256, seconds: (performance.now() - t0) / 1000, error: null, servers };
         } catch (err) {
-          result = { name: job.name, ok: false, bytes: null, sha256: null, seconds: (performance.now() - t0) / 1000, error: errorMessage(err) };
+          result = { name: job.name, ok: false, bytes: null, sha256: null, seconds: (performance.now() - t0) / 1000, error: errorMessage(err), servers: 0 };
         }
         results.set(job.name, result);
         opts.progress?.end(result);
@@ -130,7 +132,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
   return opts.files.map((n) => results.get(n)!);
 }
 
-async function fetchOne(client: TransferClient, name: string, entries: ListEntry[], outDirReal: string, opts: FetchOptions, logger: Logger): Promise<{ bytes: number; sha256: string }> {
+async function fetchOne(client: TransferClient, name: string, entries: ListEntry[], outDirReal: string, opts: FetchOptions, logger: Logger): Promise<{ bytes: number; sha256: string; servers: number }> {
   if (entries.length === 0) throw new FtxError("E_NOT_FOUND", `${name}: not listed by the master (see \`ftx ls\`)`);
   const contents = new Set(entries.map((e) => e.sha256));
   if (contents.size > 1) throw new FtxError("E_AMBIGUOUS", `${name}: listed with ${contents.size} different contents; refusing to guess which one`);

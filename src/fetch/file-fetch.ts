@@ -128,7 +128,7 @@ export class FileFetch {
     });
   }
 
-  async run(): Promise<{ bytes: number; sha256: string }> {
+  async run(): Promise<{ bytes: number; sha256: string; servers: number }> {
     const hashes = await this.pieceHashes();
     const part = await PartFile.open(this.dest, this.entry.size, this.entry.sha256, hashes);
     this.part = part;
@@ -145,7 +145,9 @@ export class FileFetch {
         const result = await part.commit(this.entry.sha256);
         if ("sha256" in result) {
           this.ctx.progress?.(this.entry.size);
-          return { bytes: this.entry.size, sha256: result.sha256 };
+          let servers = 0;
+          for (const s of this.sources.values()) if (s.bytesBefore > 0) servers++;
+          return { bytes: this.entry.size, sha256: result.sha256, servers };
         }
         // The whole-file hash was wrong: the audit named the bad pieces; blame their senders, fetch them again.
         this.onPieces([], result.badPieces, true);

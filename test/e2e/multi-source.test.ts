@@ -50,6 +50,7 @@ describe("multi-source fetch", () => {
       expect(fromFast).toBeGreaterThan(2 * fromSlow);
       // Together they beat the fast one alone (24 MiB at 12 MB/s ≈ 2.1 s): 15 MB/s ≈ 1.7 s, plus set-up.
       expect(JSON.parse(r.stdout)[0].seconds).toBeLessThan(2.1 + 0.3);
+      expect(JSON.parse(r.stdout)[0].servers).toBe(2);
       expect(r.stderr).not.toContain("warn");
       slow.relay.close();
       fast.relay.close();
