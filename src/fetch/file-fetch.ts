@@ -365,6 +365,7 @@ export class FileFetch {
       planner.pieceFailed(i);
     }
     if (verified.length > 0) this.lastProgressAt = performance.now();
+    if (failed.length === 0 && !planner.complete) return; // routine progress: the next tick is soon enough
     this.updateVerifyMode();
     this.notify();
   }
