@@ -142,7 +142,9 @@ export class FileFetch {
       for (;;) {
         await this.transfer(planner, part);
         this.stopAll();
+        const committing = performance.now();
         const result = await part.commit(this.entry.sha256);
+        this.ctx.logger.debug(`${this.name}: whole-file check and sync to disk took ${(performance.now() - committing).toFixed(0)} ms`);
         if ("sha256" in result) {
           this.ctx.progress?.(this.entry.size);
           let servers = 0;
