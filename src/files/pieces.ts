@@ -28,23 +28,30 @@ export function piecesRootOf(pieceHashes: Uint8Array): string {
 
 /**
  * SHA-256 of a whole stream and of each of its pieces, in one pass over the bytes: fed in order, any
- * chunking.
+ * chunking. A file of one piece is hashed once: its piece hash is its own SHA-256.
  */
 export class PieceHasher {
   private readonly whole = new Bun.CryptoHasher("sha256");
-  private piece = new Bun.CryptoHasher("sha256");
+  private piece: Bun.CryptoHasher | undefined;
   private inPiece = 0;
   private index = 0;
   readonly pieceBytes: number;
   readonly pieceHashes: Uint8Array;
+  private readonly count: number;
 
   constructor(readonly size: number) {
     this.pieceBytes = pieceBytesFor(size);
-    this.pieceHashes = new Uint8Array(pieceCountFor(size) * PIECE_HASH_BYTES);
+    this.count = pieceCountFor(size);
+    this.pieceHashes = new Uint8Array(this.count * PIECE_HASH_BYTES);
+    if (this.count > 1) this.piece = new Bun.CryptoHasher("sha256");
   }
 
   update(bytes: Uint8Array): void {
     this.whole.update(bytes);
+    if (!this.piece) {
+      this.inPiece += bytes.byteLength;
+      return;
+    }
     for (let at = 0; at < bytes.byteLength; ) {
       const n = Math.min(bytes.byteLength - at, this.pieceBytes - this.inPiece);
       this.piece.update(bytes.subarray(at, at + n));
@@ -55,7 +62,7 @@ export class PieceHasher {
   }
 
   private endPiece(): void {
-    if (this.index * PIECE_HASH_BYTES < this.pieceHashes.byteLength) this.pieceHashes.set(this.piece.digest() as Uint8Array, this.index * PIECE_HASH_BYTES);
+    if (this.index < this.count) this.pieceHashes.set(this.piece!.digest() as Uint8Array, this.index * PIECE_HASH_BYTES);
     this.index++;
     this.piece = new Bun.CryptoHasher("sha256");
     this.inPiece = 0;
@@ -63,8 +70,14 @@ export class PieceHasher {
 
   /** The file's SHA-256 and its pieces root; throws if the bytes fed were not `size` long. */
   finish(): { sha256: string; piecesRoot: string } {
-    if (this.inPiece > 0) this.endPiece();
-    if (this.index !== this.pieceHashes.byteLength / PIECE_HASH_BYTES) throw new Error(`expected ${this.size} bytes, hashed a different amount`);
-    return { sha256: this.whole.digest("hex"), piecesRoot: piecesRootOf(this.pieceHashes) };
+    const whole = this.whole.digest() as Uint8Array;
+    if (this.count <= 1) {
+      if (this.inPiece !== this.size) throw new Error(`expected ${this.size} bytes, hashed ${this.inPiece}`);
+      this.pieceHashes.set(whole.subarray(0, this.pieceHashes.byteLength));
+    } else {
+      if (this.inPiece > 0) this.endPiece();
+      if (this.index !== this.count) throw new Error(`expected ${this.size} bytes, hashed a different amount`);
+    }
+    return { sha256: Buffer.from(whole).toString("hex"), piecesRoot: piecesRootOf(this.pieceHashes) };
   }
 }
