@@ -238,8 +238,14 @@ export class FileFetch {
       if (assignment.cancelled) {
         const owner = this.sourceById(assignment.cancelled.source);
         if (owner) {
-          this.ctx.logger.debug(`${this.name}: ${owner.server} made no progress; its range goes to ${source.server}`);
-          this.endRange(owner, new FtxError("E_TIMEOUT", `file server ${owner.server} stalled`));
+          const stalled = assignment.cancelledBecause === "stalled";
+          this.ctx.logger.debug(`${this.name}: ${owner.server} ${stalled ? "made no progress" : "is far slower"}; the rest of its range goes to ${source.server}`);
+          this.endRange(owner, new FtxError(stalled ? "E_TIMEOUT" : "E_CLOSED", stalled ? `file server ${owner.server} stalled` : "range taken over by a faster server"));
+          if (stalled) {
+            // Rest it like a failed one, or it would be handed new work at once and stall again.
+            owner.failures++;
+            owner.restUntil = now + Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** (owner.failures - 1));
+          }
         }
       }
       if (assignment.shortened) {

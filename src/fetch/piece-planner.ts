@@ -6,7 +6,9 @@
  * shared out evenly among the servers that are starting; a server that finishes takes work from the
  * range expected to finish last, in proportion to the two servers' rates (work stealing: a slow server
  * ends up with less of the file, and no range holds the whole file back). A range whose server made no
- * progress for `stallMs` is taken over entirely.
+ * progress for `stallMs` is taken over entirely, and so is the last bit of a slow server's range when a
+ * faster one would finish all of it, piece in progress included, well before the slow one would (the
+ * end game: otherwise the slowest server's last piece decides when the file is done).
  */
 export type SourceId = number;
 
@@ -25,9 +27,14 @@ export interface Assignment {
   range: PlannedRange;
   /** A range whose tail was taken: its session must stop at its new end. */
   shortened?: PlannedRange;
-  /** A stalled range taken over whole: its session must be cancelled. */
+  /** A range taken over whole: its session must be cancelled. */
   cancelled?: PlannedRange;
+  /** Why: its server made no progress ("stalled"), or this one will finish its rest sooner ("outpaced"). */
+  cancelledBecause?: "stalled" | "outpaced";
 }
+
+/** A faster source takes over the end of a range only if it would finish it this many times sooner. */
+const OUTPACE_MARGIN = 2;
 
 const enum Piece {
   Missing = 0,
@@ -149,19 +156,27 @@ export class PiecePlanner {
     }
     if (!victim) return undefined;
     const inProgress = victim.first + this.receivedPieces(victim);
-    if (stalled) {
-      // Its server has gone quiet: take all of it, the piece it was in the middle of included.
-      this.close(victim, "reassign");
-      return { range: this.open(source, inProgress, victim.end, now), cancelled: victim };
-    }
+    const takeOver = (because: "stalled" | "outpaced"): Assignment => {
+      // All of it, the piece it was in the middle of included (that piece starts over here).
+      this.close(victim!, "reassign");
+      return { range: this.open(source, inProgress, victim!.end, now), cancelled: victim, cancelledBecause: because };
+    };
+    if (stalled) return takeOver("stalled");
     // The owner keeps the piece it is receiving; the rest is split by rate so both finish together.
-    const stealable = victim.end - (inProgress + 1);
-    if (stealable < 1) return undefined;
     const mine = rateOf(source);
     const theirs = rateOf(victim.source);
+    const stealable = victim.end - (inProgress + 1);
     const share = mine > 0 && theirs > 0 ? mine / (mine + theirs) : 0.5;
-    const take = Math.floor(stealable * share + 1e-9);
-    if (take < 1) return undefined;
+    const take = Math.max(0, Math.floor(stealable * share + 1e-9));
+    if (take < 1) {
+      // The end game: nothing left to split. Take the rest whole if this source would finish it,
+      // from the start of the piece in progress, in well under the time the owner needs.
+      if (mine <= 0 || theirs <= 0) return undefined;
+      const ownerLeftMs = ((this.byteRange(victim).length - victim.received) / theirs) * 1000;
+      const rest = Math.min(this.size, victim.end * this.pieceBytes) - inProgress * this.pieceBytes;
+      const mineMs = (rest / mine) * 1000;
+      return mineMs * OUTPACE_MARGIN < ownerLeftMs ? takeOver("outpaced") : undefined;
+    }
     const first = victim.end - take;
     victim.end = first;
     return { range: this.open(source, first, first + take, now), shortened: victim };

@@ -146,6 +146,32 @@ describe("piece planner", () => {
     expect(planner.pendingCount).toBe(2); // what the stalled source did deliver awaits its verdict
   });
 
+  test("the end game: a much faster source takes over the last piece a slow one is still on", () => {
+    const planner = new PiecePlanner(8 * MiB, MiB, () => false, 10_000);
+    const slow = planner.assign(0, 0, () => 0, 2)!.range; // pieces 0–3
+    const fast = planner.assign(1, 0, () => 0, 1)!.range; // pieces 4–7
+    slow.received = 3 * MiB + 100; // on its last piece
+    fast.received = planner.byteRange(fast).length;
+    planner.close(fast, "done");
+    const rates = new Map([
+      [0, 1_000],
+      [1, 100_000],
+    ]);
+    // At 1 KB/s the slow one needs ~17 min for the rest of its piece; the fast one needs 10 s for all of it.
+    const a = planner.assign(1, 10, (id) => rates.get(id)!)!;
+    expect(a.cancelled).toBe(slow);
+    expect(a.cancelledBecause).toBe("outpaced");
+    expect(planner.byteRange(a.range)).toEqual({ offset: 3 * MiB, length: MiB });
+    // Equal rates: no take-over, the owner finishes its own piece.
+    const p2 = new PiecePlanner(8 * MiB, MiB, () => false, 10_000);
+    const s2 = p2.assign(0, 0, () => 0, 2)!.range;
+    const f2 = p2.assign(1, 0, () => 0, 1)!.range;
+    s2.received = 3 * MiB + 100;
+    f2.received = p2.byteRange(f2).length;
+    p2.close(f2, "done");
+    expect(p2.assign(1, 10, () => 1000)).toBeUndefined();
+  });
+
   test("simulation: 1,000 seeded runs with random rates, deaths and bad sources all complete, never assigning a piece twice", () => {
     const rng = new Rng(2024);
     let fastShare = 0;
