@@ -43,6 +43,8 @@ export interface FileServiceOptions {
 /** RFC 9000 §8.1: until the client proves its address, send at most 3× what it sent. */
 const AMPLIFICATION_FACTOR = 3;
 const MAX_WINDOW_SEGMENTS = 4096;
+/** Segments prepared and handed to the kernel in one sendMany. */
+const SEND_BATCH = 8;
 /** How often (in segments) a session re-checks that its file is unchanged on disk. */
 const CHANGE_CHECK_EVERY = 256;
 
@@ -88,8 +90,11 @@ export class FileService {
   private readonly sessions = new Map<string, Session>();
   private readonly perAddress = new Map<string, number>();
   private readonly logger: Logger;
-  private readonly dgram = new Uint8Array(HEADER_BYTES + MAX_SEGMENT_BYTES);
-  private readonly dview = new DataView(this.dgram.buffer);
+  /** Datagram buffers for one batch, reused: a batch goes out in one sendMany. */
+  private readonly ring = Array.from({ length: SEND_BATCH }, () => new Uint8Array(HEADER_BYTES + MAX_SEGMENT_BYTES));
+  private readonly ringViews = this.ring.map((b) => new DataView(b.buffer));
+  private readonly batch: Array<Uint8Array | number | string> = [];
+  private readonly batchSeqs: number[] = [];
   private readonly wake = new DeadlineTimer(() => this.onTimer());
   private sendBlocked = false;
   private readonly maxSessions: number;
@@ -308,16 +313,33 @@ export class FileService {
 
   private pump(s: Session, now: number): void {
     const full = HEADER_BYTES + s.segmentBytes;
+    const batch = this.batch;
+    const seqs = this.batchSeqs;
     while (!this.sendBlocked) {
-      if (!s.validated && s.bytesSent + full > AMPLIFICATION_FACTOR * s.bytesReceived) break;
-      const seq = s.sender.pollTransmit(now);
-      if (seq === undefined) break;
-      const sent = this.sendSegment(s, seq, now);
-      if (!this.sessions.has(s.key)) return; // aborted
-      if (!sent) {
-        s.sender.unsend(seq);
-        break;
+      // Prepare up to a batch of segments (read, header, checksum), each in its own buffer...
+      batch.length = 0;
+      seqs.length = 0;
+      let bytes = 0;
+      while (seqs.length < SEND_BATCH) {
+        if (!s.validated && s.bytesSent + bytes + full > AMPLIFICATION_FACTOR * s.bytesReceived) break;
+        const seq = s.sender.pollTransmit(now);
+        if (seq === undefined) break;
+        const total = this.prepareSegment(s, seq, now, seqs.length);
+        if (total === 0) return; // aborted: the session is gone
+        batch.push(this.ring[seqs.length]!.subarray(0, total), s.port, s.address);
+        seqs.push(seq);
+        bytes += total;
       }
+      if (seqs.length === 0) break;
+      // ...then hand them to the kernel in one call. What did not fit is taken back, last first.
+      const sent = this.sendBatch(batch, s);
+      for (let i = seqs.length - 1; i >= sent; i--) s.sender.unsend(seqs[i]!);
+      for (let i = 0; i < sent; i++) {
+        const length = (batch[i * 3] as Uint8Array).byteLength;
+        s.bytesSent += length;
+        this.counters.bytesSent += length;
+      }
+      if (sent < seqs.length) break;
     }
     for (let ev = s.sender.pollEvent(); ev; ev = s.sender.pollEvent()) {
       if (ev.type === "completed") {
@@ -337,7 +359,24 @@ export class FileService {
     this.schedule(s, s.sender.pollTimeout(now));
   }
 
-  private sendSegment(s: Session, seq: number, now: number): boolean {
+  /** Sends a batch of datagrams (buffer, port, address, …); returns how many went out. */
+  private sendBatch(batch: Array<Uint8Array | number | string>, s: Session): number {
+    try {
+      const sent = this.socket.sendMany(batch);
+      // Fewer than asked: the socket's send buffer is full; stop pumping until Bun says it drained.
+      if (sent < batch.length / 3) this.sendBlocked = true;
+      return sent;
+    } catch (err) {
+      // An ICMP error queued for the socket (a client that went away): news about one peer only.
+      this.logger.debug(`send to ${s.peer} failed: ${(err as Error).message}`);
+      return 0;
+    }
+  }
+
+  /** Reads segment `seq` into ring buffer `slot` and seals it; returns its length, or 0 if the session was aborted. */
+  private prepareSegment(s: Session, seq: number, now: number, slot: number): number {
+    const dgram = this.ring[slot]!;
+    const view = this.ringViews[slot]!;
     const position = s.offset + seq * s.segmentBytes;
     const length = Math.min(s.segmentBytes, s.end - position);
     if (++s.sinceChangeCheck >= CHANGE_CHECK_EVERY) {
@@ -348,28 +387,25 @@ export class FileService {
     let read: number;
     try {
       if (s.pieceHashes) {
-        this.dgram.set(s.pieceHashes.subarray(position, position + length), HEADER_BYTES);
+        dgram.set(s.pieceHashes.subarray(position, position + length), HEADER_BYTES);
         read = length;
-      } else read = readSync(s.fd, this.dgram, HEADER_BYTES, length, position);
+      } else read = readSync(s.fd, dgram, HEADER_BYTES, length, position);
     } catch (err) {
       return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.entry.name}: ${(err as Error).message}`);
     }
     if (read !== length) return this.abort(s, TransferErrorCode.Changed, `${s.entry.name} changed during the transfer`);
-    writeHeader(this.dgram, this.dview, PacketType.Data, 0, s.sessionId, seq, s.sender.stamp(now));
+    writeHeader(dgram, view, PacketType.Data, 0, s.sessionId, seq, s.sender.stamp(now));
     const total = HEADER_BYTES + length;
-    seal(this.dgram, this.dview, total);
-    if (!this.send(this.dgram.subarray(0, total), s.port, s.address)) return false;
-    s.bytesSent += total;
-    this.counters.bytesSent += total;
-    return true;
+    seal(dgram, view, total);
+    return total;
   }
 
-  private abort(s: Session, code: TransferErrorCode, text: string): false {
+  private abort(s: Session, code: TransferErrorCode, text: string): 0 {
     this.logger.warn(`transfer of ${s.entry.name} to ${s.peer} stopped: ${text}`);
     this.sendControl(s, encodeError(s.sessionId, { code, text }, timestampUs(performance.now())));
     this.counters.failed++;
     this.close(s);
-    return false;
+    return 0;
   }
 
   private close(s: Session): void {
