@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connectToMaster } from "../src/index/index-client.ts";
 import { MsgType, Role } from "../src/index/messages.ts";
+import { freeUdpPort, lsJson } from "../test/support/ftx-process.ts";
 import { ImpairmentRelay } from "../test/support/impairment-relay.ts";
 import { freePort, RedisProcess } from "../test/support/redis-process.ts";
 import { waitForStderr } from "./process-lines.ts";
@@ -56,18 +57,12 @@ async function startMaster(): Promise<{ address: string; port: number; pid: numb
 }
 
 /**
- * `ftx ls --json` as a process, without blocking this one: the shared-index bench keeps 1,000 sessions
- * heartbeating from here, and a blocking spawn per listing starved them until their leases ran out.
+ * How many entries `ftx ls --json` shows, as a process that does not block this one (lsJson from the
+ * test support): the index and shared-index benches keep 1,000 sessions heartbeating from here, and a
+ * blocking spawn per listing starved them until their leases ran out.
  */
-async function lsCountAsync(address: string): Promise<number> {
-  const p = Bun.spawn(["bun", cli, "ls", address, "--json"], { stdout: "pipe", stderr: "pipe" });
-  const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
-  return code === 0 ? (JSON.parse(out) as unknown[]).length : -1;
-}
-
-function lsCount(address: string): number {
-  const r = Bun.spawnSync(["bun", cli, "ls", address, "--json"], { stdout: "pipe", stderr: "pipe" });
-  return r.exitCode === 0 ? (JSON.parse(r.stdout.toString()) as unknown[]).length : -1;
+async function lsCount(address: string): Promise<number> {
+  return (await lsJson(address)).length;
 }
 
 async function benchIndex(): Promise<void> {
@@ -87,14 +82,14 @@ async function benchIndex(): Promise<void> {
     beats.push(setInterval(() => s.send({ type: MsgType.Ping, seq: 1 }), s.welcome.heartbeatIntervalMs));
   }
   const total = servers * filesEach;
-  while (lsCount(master.address) < total) await Bun.sleep(200);
+  while ((await lsCount(master.address)) < total) await Bun.sleep(200);
   const registerSeconds = (performance.now() - t0) / 1000;
   const rssAfterRegistration = Number(readFileSync(`/proc/${master.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)![1]) / 1024;
   console.error(`  master RSS after registration: ${rssAfterRegistration.toFixed(0)} MiB`);
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t = performance.now();
-    const n = lsCount(master.address);
+    const n = await lsCount(master.address);
     times.push(performance.now() - t);
     if (n !== total) throw new Error(`ls returned ${n}, expected ${total}`);
   }
@@ -120,7 +115,7 @@ async function benchRegistration(): Promise<void> {
   const t0 = performance.now();
   const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
   await waitFor(server, /over UDP/);
-  while (lsCount(master.address) < count) await Bun.sleep(100);
+  while ((await lsCount(master.address)) < count) await Bun.sleep(100);
   const seconds = (performance.now() - t0) / 1000;
   const { peakRssMiB } = procStat(server.pid);
   results.registration = { files: count, secondsUntilAllListed: seconds, serverPeakRssMiB: peakRssMiB };
@@ -155,7 +150,7 @@ async function benchTransfer(): Promise<void> {
   const master = await startMaster();
   const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
   const udpPort = Number((await waitFor(server, /over UDP on 127\.0\.0\.1:(\d+)/))[1]);
-  while (lsCount(master.address) < 1) await Bun.sleep(100);
+  while ((await lsCount(master.address)) < 1) await Bun.sleep(100);
   const mib = size / (1 << 20);
   const runs = quick ? 1 : 3;
 
@@ -225,9 +220,7 @@ async function benchMultiSource(): Promise<void> {
   const master = await startMaster();
   const relays: ImpairmentRelay[] = [];
   const startBehindRelay = async (dir: string) => {
-    const probe = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
-    const udpPort = probe.port;
-    probe.close();
+    const udpPort = await freeUdpPort();
     const relay = await ImpairmentRelay.start({ host: "127.0.0.1", port: udpPort }, { toClient: { bytesPerSecond: cap } });
     relays.push(relay);
     const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1", "--port", String(udpPort), "--advertise", `127.0.0.1:${relay.port}`]);
@@ -235,12 +228,7 @@ async function benchMultiSource(): Promise<void> {
   };
   const runs = quick ? 1 : 3;
   const measure = async (servers: number) => {
-    while (true) {
-      const r = Bun.spawnSync(["bun", cli, "ls", master.address, "--json"], { stdout: "pipe" });
-      const listed = (JSON.parse(r.stdout.toString() || "[]") as Array<{ servers: string[] }>)[0]?.servers.length ?? 0;
-      if (listed === servers) break;
-      await Bun.sleep(100);
-    }
+    while (((await lsJson(master.address))[0]?.servers.length ?? 0) !== servers) await Bun.sleep(100);
     const samples = [];
     for (let i = 0; i < runs; i++) samples.push(await fetchOnce(master.address, "multi.bin", join(work, "out-multi")));
     return { medianMBps: size / 1e6 / median(samples.map((x) => x.seconds)), allIntact: samples.every((x) => x.ok) };
@@ -286,11 +274,11 @@ async function benchShared(): Promise<void> {
     }
     const total = servers * filesEach;
     const latency = async (address: string) => {
-      while ((await lsCountAsync(address)) < total) await Bun.sleep(200);
+      while ((await lsCount(address)) < total) await Bun.sleep(200);
       const times: number[] = [];
       for (let i = 0; i < 5; i++) {
         const t = performance.now();
-        if ((await lsCountAsync(address)) !== total) throw new Error("incomplete listing");
+        if ((await lsCount(address)) !== total) throw new Error("incomplete listing");
         times.push(performance.now() - t);
       }
       return median(times);
@@ -433,7 +421,7 @@ async function benchPeers(): Promise<void> {
   const master = await startMaster();
   const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
   const udpPort = Number((await waitFor(server, /over UDP on 127\.0\.0\.1:(\d+)/))[1]);
-  while (lsCount(master.address) < 1 + 100 + clients) await Bun.sleep(200);
+  while ((await lsCount(master.address)) < 1 + 100 + clients) await Bun.sleep(200);
   const nginx = await startNginx(dir);
   const atftpd = await startAtftpd(dir);
   const out = join(work, "peer-out");
@@ -473,8 +461,8 @@ async function benchPeers(): Promise<void> {
       peerResults[label] = { ftxMBps: f, curlMBps: c, ratio: f / c, ftxIntact: ftx.every((x) => x.ok) };
       rows.push([`${mib} MiB, ${label}: ftx vs curl←nginx`, `${f.toFixed(0)} vs ${c.toFixed(0)} MB/s`, `ratio ${(f / c).toFixed(2)}`]);
       if (atftpd) {
-        // TFTP at loss can stall for minutes: each run is cut off at 4× ftx's time (at least 20 s), reported as gave up.
-        const limit = Math.max(20, (4 * size) / 1e6 / f);
+        // TFTP at loss can stall for minutes: each run is cut off at 4× ftx's time (at least 20 s, 5 s with --quick), reported as gave up.
+        const limit = Math.max(quick ? 5 : 20, (4 * size) / 1e6 / f);
         for (const cfg of ATFTP_CONFIGS) {
           const samples = [];
           for (let r = 0; r < (quick || permille ? 1 : 3); r++) samples.push(await atftpOnce(atftpd.port, "big.bin", join(work, "tftp-out.bin"), cfg, big, limit));
@@ -542,7 +530,7 @@ async function benchSparse(): Promise<void> {
   const server = spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
   await waitFor(server, /over UDP on/);
   const t0 = performance.now();
-  while (lsCount(master.address) < 1) await Bun.sleep(200);
+  while ((await lsCount(master.address)) < 1) await Bun.sleep(200);
   console.error(`  sparse 8 GiB hashed and listed in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const out = join(work, "sparse-out");
   const r = await fetchOnce(master.address, "sparse8g.bin", out);

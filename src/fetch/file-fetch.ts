@@ -7,6 +7,7 @@ import type { Download, DownloadSpec } from "../transfer/download.ts";
 import { PartFile, type DownloadSink, type RangeSink } from "../transfer/part-file.ts";
 import type { TransferClient } from "../transfer/transfer-client.ts";
 import { PiecePlanner, type PlannedRange, type SourceId } from "./piece-planner.ts";
+import { InterruptibleSleep } from "../util/interruptible-sleep.ts";
 
 /** What a FileFetch needs from the fetch around it. */
 export interface FileFetchContext {
@@ -78,14 +79,15 @@ class MemorySink implements DownloadSink {
  */
 export class FileFetch {
   private readonly sources = new Map<string, Source>();
-  private nextSourceId = 0;
+  /** The same sources, by id (ids count from 0): the planner names sources by id. */
+  private readonly byId: Source[] = [];
   private planner: PiecePlanner | undefined;
   private part: PartFile | undefined;
   private lastProgressAt = performance.now();
   private lastLookupAt = 0;
   private lookingUp = false;
   private lastError: FtxError | undefined;
-  private wake: (() => void) | undefined;
+  private readonly pause = new InterruptibleSleep();
   private bytesAtOpen = 0;
 
   constructor(
@@ -101,31 +103,20 @@ export class FileFetch {
   private addSource(server: string): Source {
     let s = this.sources.get(server);
     if (!s) {
-      s = { id: this.nextSourceId++, server, listed: true, restUntil: 0, failures: 0, bytesBefore: 0, bytesAtTick: 0, rate: 0 };
+      s = { id: this.byId.length, server, listed: true, restUntil: 0, failures: 0, bytesBefore: 0, bytesAtTick: 0, rate: 0 };
       this.sources.set(server, s);
+      this.byId.push(s);
     }
     return s;
   }
 
   private sourceById(id: SourceId): Source | undefined {
-    for (const s of this.sources.values()) if (s.id === id) return s;
-    return undefined;
+    return this.byId[id];
   }
 
-  private notify = (): void => {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
-  };
-
-  private idle(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+  /** Something changed that the planning loop should act on now, not at its next tick. */
+  private notify(): void {
+    this.pause.wake();
   }
 
   async run(): Promise<{ bytes: number; sha256: string; servers: number }> {
@@ -196,7 +187,7 @@ export class FileFetch {
         await this.waitForSources();
         continue;
       }
-      await this.idle(TICK_MS);
+      await this.pause.sleep(TICK_MS);
     }
   }
 
@@ -241,11 +232,8 @@ export class FileFetch {
           const stalled = assignment.cancelledBecause === "stalled";
           this.ctx.logger.debug(`${this.name}: ${owner.server} ${stalled ? "made no progress" : "is far slower"}; the rest of its range goes to ${source.server}`);
           this.endRange(owner, new FtxError(stalled ? "E_TIMEOUT" : "E_CLOSED", stalled ? `file server ${owner.server} stalled` : "range taken over by a faster server"));
-          if (stalled) {
-            // Rest it like a failed one, or it would be handed new work at once and stall again.
-            owner.failures++;
-            owner.restUntil = now + Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** (owner.failures - 1));
-          }
+          // A stalled one rests like a failed one, or it would be handed new work at once and stall again.
+          if (stalled) this.rest(owner, now);
         }
       }
       if (assignment.shortened) {
@@ -270,6 +258,7 @@ export class FileFetch {
       download.shorten(planner.byteRange(range).length);
       await download.finished;
       if (source.range !== range) return;
+      this.ctx.logger.debug(`${this.name}: bytes ${offset}+${download.received} from ${source.server}: ${JSON.stringify(download.stats())}`);
       source.failures = 0;
       this.finishRange(source, "done");
     } catch (err) {
@@ -338,13 +327,18 @@ export class FileFetch {
         this.ban(source, e.message.replace(`file server ${source.server}: `, ""));
         break;
       default:
-        source.failures++;
-        source.restUntil = now + Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** (source.failures - 1));
+        this.rest(source, now);
         this.ctx.logger.warn(`${this.name}: ${e.message.replace(`${this.name}: `, "")}${this.othersCanHelp(source) ? "; carrying on with the other servers" : ""}`);
         this.lastError = e;
         this.lookupSoon();
     }
     this.notify();
+  }
+
+  /** One more failure in a row: the server is not asked again for a while, longer each time. */
+  private rest(source: Source, now: number): void {
+    source.failures++;
+    source.restUntil = now + Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** (source.failures - 1));
   }
 
   private othersCanHelp(except: Source): boolean {
@@ -382,7 +376,7 @@ export class FileFetch {
   private async waitForSources(): Promise<void> {
     if (performance.now() - this.lastProgressAt > this.ctx.retryForMs) throw this.lastError ?? new FtxError("E_UNREACHABLE", "no server could deliver it");
     this.lookupSoon();
-    await this.idle(TICK_MS * 2);
+    await this.pause.sleep(TICK_MS * 2);
   }
 
   private lookupSoon(): void {

@@ -4,6 +4,7 @@ import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4, type HostPort } from "../net/address.ts";
 import { connectToMaster, errorFromMaster, type IndexSession } from "./index-client.ts";
 import { IndexErrorCode, MsgType, Role, type FileRecord } from "./messages.ts";
+import { InterruptibleSleep } from "../util/interruptible-sleep.ts";
 
 export interface RegistrationOptions {
   /** Tried in turn: registration stays with one until it is lost, then moves to the next. */
@@ -44,7 +45,7 @@ export class Registration {
   private pendingRemoves = new Set<string>();
   private flushTimer: Timer | undefined;
   private unsubscribe: (() => void) | undefined;
-  private wake: (() => void) | undefined;
+  private readonly pause = new InterruptibleSleep();
   readonly display: string;
 
   constructor(private readonly opts: RegistrationOptions) {
@@ -73,7 +74,7 @@ export class Registration {
     this.unsubscribe?.();
     clearTimeout(this.flushTimer);
     this.session?.close();
-    this.wake?.();
+    this.pause.wake();
   }
 
   private async loop(): Promise<void> {
@@ -94,7 +95,7 @@ export class Registration {
         reportedDown = true;
         current++;
         // Back off only once every master has been tried.
-        if (current % masters.length === 0) await this.sleep(backoffMs(attempt++));
+        if (current % masters.length === 0) await this.pause.sleep(backoffMs(attempt++));
         continue;
       }
       if (this.stopped) {
@@ -107,23 +108,13 @@ export class Registration {
       if (this.stopped) return;
       this.logger.warn(`lost master ${session.master} (${reason}); reconnecting`);
       if (masters.length > 1) current++;
-      await this.sleep(backoffMs(0));
+      await this.pause.sleep(backoffMs(0));
     }
   }
 
   private fatal(err: FtxError): void {
     this.stopped = true;
     this.opts.onFatal(err);
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   /** One connected period; resolves with why it ended. */

@@ -137,10 +137,6 @@ export class Download {
     if (this.state === "receiving" && this.received >= this.limit) this.complete(performance.now());
   }
 
-  get wanted(): number {
-    return this.limit;
-  }
-
   private updateWindow(): void {
     if (!this.receiver) return;
     const throttled = this.sink.backlogBytes > WRITE_BACKLOG_HIGH_BYTES;

@@ -97,8 +97,6 @@ export class PartFile {
   readonly pieceCount: number;
   /** One bit per piece: verified and written (the writer's view, as last reported). */
   verified: Uint8Array = new Uint8Array(0);
-  /** The part held bytes without a trustworthy record; they were checked piece by piece. */
-  rescued = false;
   onPieces: ((verified: number[], failed: number[]) => void) | undefined;
   /**
    * Check every piece the moment it completes. Without it, pieces arriving in order are checked by the
@@ -126,7 +124,6 @@ export class PartFile {
       throw new FtxError("E_IO", `cannot write ${part.partPath}: ${reply.op === "error" ? reply.message : "unexpected reply"}`);
     }
     part.verified = reply.verified;
-    part.rescued = reply.rescued;
     return part;
   }
 
@@ -158,7 +155,7 @@ export class PartFile {
       if (msg.op === "written" && (msg.verified.length > 0 || msg.failed.length > 0)) {
         for (const i of msg.verified) this.verified[i >> 3] = this.verified[i >> 3]! | (1 << (i & 7));
         this.onPieces?.(msg.verified, msg.failed);
-      } else if (msg.op === "error") this.onPieces?.([], []);
+      }
       return;
     }
     const waiting = this.waiting;

@@ -7,7 +7,7 @@ export type WriterRequest =
   | { op: "close"; id: number };
 
 export type WriterReply =
-  | { op: "opened"; id: number; verified: Uint8Array; rescued: boolean }
+  | { op: "opened"; id: number; verified: Uint8Array }
   /** A write is done; the pieces it completed are listed, verified against their hashes or not. */
   | { op: "written"; id: number; buffer: ArrayBuffer; verified: number[]; failed: number[] }
   | { op: "committed"; id: number; sha256: string }

@@ -53,8 +53,6 @@ interface OpenPart {
   lastSync: number;
   syncing: boolean;
   dirty: boolean;
-  /** Opened with bytes but no trustworthy record: they were checked piece by piece. */
-  rescued: boolean;
 }
 
 const parts = new Map<number, OpenPart>();
@@ -107,7 +105,6 @@ function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
     lastSync: performance.now(),
     syncing: false,
     dirty: false,
-    rescued: false,
   };
   const length = fstatSync(fd).size;
   let record: ReturnType<typeof decodeSlot>;
@@ -122,7 +119,6 @@ function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
   if (record) p.generation = record.generation;
   else {
     ftruncateSync(fd, req.size + TRAILER_BYTES);
-    p.rescued = length > 0;
   }
   // Check what the part holds: the recorded pieces, or (no record: an older part, a crash before the
   // first checkpoint, a hand-made file) every whole piece within its length. One read per piece:
@@ -279,7 +275,7 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
       case "open": {
         const p = open(req);
         parts.set(req.id, p);
-        return reply({ op: "opened", id: req.id, verified: p.done.slice(), rescued: p.rescued });
+        return reply({ op: "opened", id: req.id, verified: p.done.slice() });
       }
       case "write": {
         const p = parts.get(req.id)!;
