@@ -125,9 +125,9 @@ export class Download {
     this.onTimer(now);
   }
 
-  /** Counters for `--verbose`: datagrams, throttling, and the receiver's own. */
+  /** Counters for `--verbose`: the window offered, datagrams, throttling, and the receiver's own. */
   stats(): Record<string, number> {
-    return { ...this.counters, ...(this.receiver?.counters ?? {}) };
+    return { window: this.spec.windowSegments, ...this.counters, ...(this.receiver?.counters ?? {}) };
   }
 
   /** The range now ends `length` bytes from its start: what lies beyond went to another session. */

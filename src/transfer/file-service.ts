@@ -5,6 +5,7 @@ import { FtxError, ProtocolError } from "../errors.ts";
 import type { Catalog, CatalogEntry } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
+import { growReceiveBuffer } from "../net/socket-buffers.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { GbnSender } from "./gbn-sender.ts";
@@ -45,6 +46,12 @@ const AMPLIFICATION_FACTOR = 3;
 const MAX_WINDOW_SEGMENTS = 4096;
 /** Segments prepared and handed to the kernel in one sendMany. */
 const SEND_BATCH = 8;
+/**
+ * The receive buffer the server's one socket asks for (socket-buffers.ts): every client's ACKs,
+ * REQUESTs and path probes (up to 64 KiB each) land in it, and 20 clients starting at once overflowed
+ * the default 208 KiB with their probes.
+ */
+const RECEIVE_BUFFER_BYTES = 2 << 20;
 /** How often (in segments) a session re-checks that its file is unchanged on disk. */
 const CHANGE_CHECK_EVERY = 256;
 
@@ -137,6 +144,8 @@ export class FileService {
       throw new FtxError("E_IO", `cannot bind UDP ${formatAddress(opts.host, opts.port)}: ${(err as Error).message}`);
     }
     service = new FileService(socket, opts);
+    const granted = growReceiveBuffer(socket, RECEIVE_BUFFER_BYTES);
+    service.logger.debug(`UDP receive buffer: ${granted === undefined ? "the system's default (could not be sized)" : `${granted} bytes`}`);
     return service;
   }
 
