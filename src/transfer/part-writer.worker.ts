@@ -16,9 +16,12 @@
  * killed at any instant loses nothing it had written. A record may run ahead of the disk (the page
  * cache survives a SIGKILL, not a power cut), which is safe because on reopening every recorded piece
  * is read back and checked against its hash before it is trusted: neither a crash at any point of any
- * write nor a damaged part file can bring a wrong byte into the result. Every second or so an
- * fdatasync runs in the background (the thread pool, not this thread, which keeps writing) to bound
- * what a power cut can take.
+ * write nor a damaged part file can bring a wrong byte into the result. An fdatasync runs in the
+ * background all the time (on the thread pool, not this thread, which keeps writing; the next one
+ * starts once SYNC_AFTER_BYTES more have been written): that bounds what a power cut can take, and
+ * keeps write-back going while bytes arrive, so the sync before the final rename finds almost nothing
+ * left. Measured with 1 GiB: syncing once a second, that last sync took 185–280 ms of a 2 s fetch;
+ * continuously, 2–4 ms, and the fetch's median went from 1.96 to 1.45 s (6 runs each, alternating).
  */
 import { closeSync, constants, fdatasync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { decodeSlot, encodeSlot, hasBit, newBitmap, setBit, SLOT_BYTES, TRAILER_BYTES } from "./part-trailer.ts";
@@ -27,7 +30,8 @@ import type { WriterReply, WriterRequest } from "./part-writer-protocol.ts";
 declare const self: Worker;
 
 const PIECE_HASH_BYTES = 32;
-const SYNC_EVERY_MS = 1000;
+/** Small files are left to the final sync alone: a sync per megabyte would cost more than it saves. */
+const SYNC_AFTER_BYTES = 8 << 20;
 
 interface PartialPiece {
   hasher: Bun.CryptoHasher | undefined; // undefined: at the frontier without verify, the whole-file hash is its check
@@ -50,8 +54,9 @@ interface OpenPart {
   /** `whole` as it was at the start of the frontier piece: a piece that fails or restarts is taken back out. */
   wholeAtPiece: Bun.CryptoHasher;
   generation: number;
-  lastSync: number;
   syncing: boolean;
+  /** Bytes written since the last background sync started. */
+  unsynced: number;
   dirty: boolean;
 }
 
@@ -102,8 +107,8 @@ function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
     wholeBytes: 0,
     wholeAtPiece: new Bun.CryptoHasher("sha256"),
     generation: 0,
-    lastSync: performance.now(),
     syncing: false,
+    unsynced: 0,
     dirty: false,
   };
   const length = fstatSync(fd).size;
@@ -168,19 +173,20 @@ function checkpoint(p: OpenPart): void {
   p.dirty = false;
 }
 
-/** Flush the part to disk in the background, at most once a second: this thread keeps writing meanwhile. */
+/** Keep one fdatasync of the part running in the background while writes continue. */
 function backgroundSync(p: OpenPart): void {
-  if (p.syncing || performance.now() - p.lastSync < SYNC_EVERY_MS) return;
+  if (p.syncing || p.unsynced < SYNC_AFTER_BYTES) return;
   p.syncing = true;
+  p.unsynced = 0;
   fdatasync(p.fd, () => {
     p.syncing = false;
-    p.lastSync = performance.now();
   });
 }
 
 function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, verified: number[], failed: number[]): void {
   if (offset + data.byteLength > p.size) throw new Error(`write past the end of the file (${offset}+${data.byteLength} > ${p.size})`);
   for (let off = 0; off < data.byteLength; ) off += writeSync(p.fd, data, off, data.byteLength - off, offset + off);
+  p.unsynced += data.byteLength;
   for (let at = 0; at < data.byteLength; ) {
     const i = Math.floor((offset + at) / p.pieceBytes);
     const pieceStart = i * p.pieceBytes;
