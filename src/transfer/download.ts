@@ -10,6 +10,7 @@ import {
   encodeError,
   encodeFin,
   encodeRequest,
+  FLAG_ACK_NOW,
   HEADER_BYTES,
   PacketType,
   timestampUs,
@@ -212,7 +213,7 @@ export class Download {
       this.counters.badLength++;
       return;
     }
-    if (receiver.handleData(header.seq, header.timestampUs, now)) {
+    if (receiver.handleData(header.seq, header.timestampUs, now, (header.flags & FLAG_ACK_NOW) !== 0)) {
       const take = Math.min(expected, this.limit - this.received);
       if (take > 0) {
         this.sink.append(take === expected ? data.subarray(HEADER_BYTES) : data.subarray(HEADER_BYTES, HEADER_BYTES + take));

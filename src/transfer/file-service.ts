@@ -26,6 +26,7 @@ import {
   timestampUs,
   TransferErrorCode,
   writeHeader,
+  FLAG_ACK_NOW,
   type RequestBody,
 } from "./wire.ts";
 
@@ -403,7 +404,7 @@ export class FileService {
       return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.entry.name}: ${(err as Error).message}`);
     }
     if (read !== length) return this.abort(s, TransferErrorCode.Changed, `${s.entry.name} changed during the transfer`);
-    writeHeader(dgram, view, PacketType.Data, 0, s.sessionId, seq, s.sender.stamp(now));
+    writeHeader(dgram, view, PacketType.Data, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now));
     const total = HEADER_BYTES + length;
     seal(dgram, view, total);
     return total;

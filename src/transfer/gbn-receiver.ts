@@ -38,15 +38,18 @@ export class GbnReceiver {
     return this.expected >= this.config.totalSegments;
   }
 
-  /** Returns true when this segment is the next in order: the shell must deliver its payload now. */
-  handleData(seq: number, timestampUs: number, now: number): boolean {
+  /**
+   * Returns true when this segment is the next in order: the shell must deliver its payload now.
+   * `ackNow`: the sender is waiting for this ACK (FLAG_ACK_NOW), so it goes out at once.
+   */
+  handleData(seq: number, timestampUs: number, now: number, ackNow = false): boolean {
     this.echoTimestampUs = timestampUs;
     this.echoArrivedAt = now;
     if (seq === this.expected && !this.complete) {
       this.expected++;
       this.counters.delivered++;
       this.sinceAck++;
-      if (this.sinceAck >= this.config.ackEvery || this.complete) this.ackNow = true;
+      if (ackNow || this.sinceAck >= this.config.ackEvery || this.complete) this.ackNow = true;
       else if (this.ackDeadline === undefined) this.ackDeadline = now + this.config.ackDelayMs;
       return true;
     }

@@ -37,6 +37,13 @@ export enum PacketType {
 export const FLAG_HAS_MAC = 0x01;
 /** REQUEST: send the file's piece hashes (32 bytes per piece, src/files/pieces.ts) instead of its bytes. */
 export const FLAG_PIECE_HASHES = 0x02;
+/**
+ * DATA: the sender can send nothing more until this segment is acknowledged (its window is full, or
+ * the range is all sent): acknowledge it at once, not after `ackEvery` segments or the ACK delay. The
+ * receiver sizes `ackEvery` from the window it offers, but the sender's congestion window can be far
+ * smaller (after losses); without this flag every round trip would wait out the delayed-ACK timer.
+ */
+export const FLAG_ACK_NOW = 0x04;
 
 export enum TransferErrorCode {
   NotFound = 1,

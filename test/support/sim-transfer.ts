@@ -1,7 +1,7 @@
 import { ProtocolError } from "../../src/errors.ts";
 import { GbnReceiver } from "../../src/transfer/gbn-receiver.ts";
 import { GbnSender, type SenderEvent } from "../../src/transfer/gbn-sender.ts";
-import { ACK_BYTES, decodeAck, HEADER_BYTES, PacketType, readHeader, seal, writeAck, writeHeader } from "../../src/transfer/wire.ts";
+import { ACK_BYTES, decodeAck, FLAG_ACK_NOW, HEADER_BYTES, PacketType, readHeader, seal, writeAck, writeHeader } from "../../src/transfer/wire.ts";
 import type { Rng } from "./random.ts";
 import { SimLink, type LinkProfile } from "./sim-link.ts";
 
@@ -56,7 +56,7 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
       o.onTransmit?.(sender, seq, now);
       const start = seq * o.segmentBytes;
       const payload = o.data.subarray(start, Math.min(start + o.segmentBytes, o.data.byteLength));
-      writeHeader(dgram, dview, PacketType.Data, 0, 7, seq, sender.stamp(now));
+      writeHeader(dgram, dview, PacketType.Data, sender.awaitingAck ? FLAG_ACK_NOW : 0, 7, seq, sender.stamp(now));
       dgram.set(payload, HEADER_BYTES);
       seal(dgram, dview, HEADER_BYTES + payload.byteLength);
       forward.send(dgram.subarray(0, HEADER_BYTES + payload.byteLength), now);
@@ -78,7 +78,7 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
         const start = h.seq * o.segmentBytes;
         const expectedLength = Math.min(o.segmentBytes, o.data.byteLength - start);
         if (d.byteLength - HEADER_BYTES !== expectedLength) continue;
-        if (receiver.handleData(h.seq, h.timestampUs, now)) output.set(d.subarray(HEADER_BYTES), start);
+        if (receiver.handleData(h.seq, h.timestampUs, now, (h.flags & FLAG_ACK_NOW) !== 0)) output.set(d.subarray(HEADER_BYTES), start);
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         dropped.corrupt++;

@@ -141,6 +141,36 @@ describe("Go-Back-N sender", () => {
     expect(s.pollEvent()).toEqual({ type: "failed", reason: "peer acknowledged segment 11 that was never sent" });
   });
 
+  test("with nothing left to send it asks for an immediate ACK, and probes before the RTO when that ACK is lost", () => {
+    const s = new GbnSender({ totalSegments: 100, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 4);
+    expect(drain(s, 0)).toEqual([0, 1, 2, 3]);
+    expect(s.awaitingAck).toBe(true);
+    s.handleAck(4, 4, timestampUs(0), 0, 1); // RTT 1 ms: PTO = max(2·SRTT, SRTT + 4·RTTVAR) = 3 ms; RTO floor 5 ms
+    expect(drain(s, 1)).toEqual([4, 5, 6, 7]);
+    expect(s.pollTimeout(1)).toBe(4);
+    s.handleTimeout(4); // the ACK for 4..7 was lost
+    expect(drain(s, 4)).toEqual([7]); // one probe: the last segment again
+    expect(s.stats().probes).toBe(1);
+    s.handleAck(8, 4, timestampUs(4), 0, 4.5); // the probe's ACK: everything had arrived
+    expect(s.base).toBe(8);
+    expect(drain(s, 4.5)).toEqual([8, 9, 10, 11]);
+    expect(s.stats()).toMatchObject({ timeouts: 0, fastRetransmits: 0, retransmitted: 1 });
+  });
+
+  test("a probe's ACK that stops short of the probe means loss: go back at once, no timeout", () => {
+    const s = new GbnSender({ totalSegments: 100, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 4);
+    drain(s, 0);
+    s.handleAck(4, 4, timestampUs(0), 0, 1);
+    drain(s, 1); // 4..7; 5 is lost, and the duplicate ACKs for 6 and 7 as well
+    s.handleTimeout(4);
+    drain(s, 4);
+    s.handleAck(5, 4, timestampUs(4), 0, 4.5);
+    expect(s.base).toBe(5);
+    expect(s.nextSeq).toBe(5);
+    expect(drain(s, 4.5)[0]).toBe(5);
+    expect(s.stats()).toMatchObject({ timeouts: 0, fastRetransmits: 1 });
+  });
+
   test("an empty transfer completes at once", () => {
     const s = new GbnSender({ totalSegments: 0, maxWindowSegments: 10, idleTimeoutMs: 1000 }, 0, 10);
     expect(s.pollEvent()).toEqual({ type: "completed" });
@@ -159,6 +189,14 @@ describe("Go-Back-N receiver", () => {
     expect(r.handleData(1, 200, 2)).toBe(true);
     expect(r.handleData(1, 200, 2)).toBe(false);
     expect(r.pollAck(2)).toMatchObject({ cumulative: 2 });
+  });
+
+  test("a segment the sender flags as awaiting its ACK is acknowledged at once", () => {
+    const r = new GbnReceiver({ totalSegments: 10, windowSegments: 8, ackEvery: 8, ackDelayMs: 5 });
+    r.handleData(0, 0, 0);
+    expect(r.pollAck(0)).toBeUndefined();
+    r.handleData(1, 0, 0, true);
+    expect(r.pollAck(0)).toMatchObject({ cumulative: 2 });
   });
 
   test("ACKs every second in-order segment, or after the delay", () => {
