@@ -357,7 +357,7 @@ export class FileService {
         const st = s.sender.stats();
         this.logger.debug(
           `${s.peer} received ${s.entry.name}: srtt ${st.srttMs.toFixed(2)}ms rto ${st.rtoMs.toFixed(0)}ms cwnd ${st.cwnd.toFixed(0)} ` +
-            `peer window ${st.peerWindow} sent ${st.sent} resent ${st.retransmitted} timeouts ${st.timeouts} fast ${st.fastRetransmits}`,
+            `peer window ${st.peerWindow} sent ${st.sent} resent ${st.retransmitted} timeouts ${st.timeouts} fast ${st.fastRetransmits} probes ${st.probes}`,
         );
       } else {
         this.counters.failed++;

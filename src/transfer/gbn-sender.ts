@@ -31,6 +31,7 @@ export interface SenderStats {
   retransmitted: number;
   timeouts: number;
   fastRetransmits: number;
+  probes: number;
   acked: number;
 }
 
