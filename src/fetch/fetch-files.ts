@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from "../log.ts";
 import type { HostPort } from "../net/address.ts";
 import { FileFetch } from "./file-fetch.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
+import { Slots } from "../util/slots.ts";
 import { MAX_USEFUL_SEGMENT_BYTES, probeDatagramSize } from "../transfer/path-probe.ts";
 import { HEADER_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 
@@ -107,23 +108,32 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
   const outDirReal = await prepareOutputDir(opts.outDir);
   const client = new TransferClient(logger, opts.bindHost);
   const queue = safe.map((name, i) => ({ name, entries: answers[i]!.filter((e) => e.name === name) }));
-  const concurrency = Math.max(1, opts.concurrency ?? 8);
+  // At most `concurrency` files use the network at once; a file gives its slot up once its bytes are
+  // verified, so its sync to disk and rename (5-6 ms for a 1 MiB file here) overlap the next transfer.
+  const slots = new Slots(Math.max(1, opts.concurrency ?? 8));
   try {
-    const workers = Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
-      for (let job = queue.shift(); job; job = queue.shift()) {
+    await Promise.all(
+      queue.map(async (job) => {
+        await slots.acquire();
+        let held = true;
+        const release = () => {
+          if (held) slots.release();
+          held = false;
+        };
         const t0 = performance.now();
         let result: FileResult;
         try {
-          const { bytes, sha256, servers } = await fetchOne(client, job.name, job.entries, outDirReal, opts, logger);
+          const { bytes, sha256, servers } = await fetchOne(client, job.name, job.entries, outDirReal, opts, logger, release);
           result = { name: job.name, ok: true, bytes, sha256, seconds: (performance.now() - t0) / 1000, error: null, servers };
         } catch (err) {
           result = { name: job.name, ok: false, bytes: null, sha256: null, seconds: (performance.now() - t0) / 1000, error: errorMessage(err), servers: 0 };
+        } finally {
+          release();
         }
         results.set(job.name, result);
         opts.progress?.end(result);
-      }
-    });
-    await Promise.all(workers);
+      }),
+    );
   } finally {
     client.close();
   }
@@ -132,7 +142,15 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
   return opts.files.map((n) => results.get(n)!);
 }
 
-async function fetchOne(client: TransferClient, name: string, entries: ListEntry[], outDirReal: string, opts: FetchOptions, logger: Logger): Promise<{ bytes: number; sha256: string; servers: number }> {
+async function fetchOne(
+  client: TransferClient,
+  name: string,
+  entries: ListEntry[],
+  outDirReal: string,
+  opts: FetchOptions,
+  logger: Logger,
+  verified: () => void,
+): Promise<{ bytes: number; sha256: string; servers: number }> {
   if (entries.length === 0) throw new FtxError("E_NOT_FOUND", `${name}: not listed by the master (see \`ftx ls\`)`);
   const contents = new Set(entries.map((e) => e.sha256));
   if (contents.size > 1) throw new FtxError("E_AMBIGUOUS", `${name}: listed with ${contents.size} different contents; refusing to guess which one`);
@@ -151,6 +169,7 @@ async function fetchOne(client: TransferClient, name: string, entries: ListEntry
       segmentFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve(clampSegment(opts.segmentBytes)) : segmentFor(server, ip, port, opts.bindHost, logger).then(clampSegment)),
       lookup: async () => (await queryMaster(opts.masters, [patternFor(name)], opts.token))[0]!.entries.filter((e) => e.name === name),
       progress: opts.progress ? (bytes) => opts.progress!.update(name, bytes) : undefined,
+      verified,
     },
     name,
     entry,

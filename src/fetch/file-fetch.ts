@@ -22,6 +22,11 @@ export interface FileFetchContext {
   /** Ask the index again who holds the file (the answer's entries for this name). */
   lookup(): Promise<ListEntry[]>;
   progress?(bytes: number): void;
+  /**
+   * Every byte has arrived and the whole file's SHA-256 matched: what remains (the sync to disk and the
+   * rename) needs no network, so the caller may start the next file meanwhile.
+   */
+  verified?(): void;
 }
 
 /** At most this many servers feed one file at once. */
@@ -134,7 +139,7 @@ export class FileFetch {
         await this.transfer(planner, part);
         this.stopAll();
         const committing = performance.now();
-        const result = await part.commit(this.entry.sha256);
+        const result = await part.commit(this.entry.sha256, () => this.ctx.verified?.());
         this.ctx.logger.debug(`${this.name}: whole-file check and sync to disk took ${(performance.now() - committing).toFixed(0)} ms`);
         if ("sha256" in result) {
           this.ctx.progress?.(this.entry.size);
