@@ -45,13 +45,14 @@ const MIN_BURST_SEGMENTS = 4;
 const TOKEN_EPSILON = 1e-6;
 /**
  * Tail-loss probe (RFC 8985 §7, QUIC's PTO in RFC 9002 §6.2): when the sender can send nothing more
- * and no ACK has come for about two round trips, it resends its last segment asking for an immediate
- * ACK, rather than waiting for the RTO (at least MIN_RTO_MS, and a Go-Back-N timeout resends the
- * whole window and collapses the congestion window). If only the ACK was lost, the probe's ACK moves
+ * and no ACK has come for about two round trips (at least 2 ms: a busy receiver's event loop is often
+ * that late), it resends its last segment asking for an immediate ACK, rather than waiting for the RTO
+ * (at least MIN_RTO_MS, and a Go-Back-N timeout resends the whole window and collapses the congestion
+ * window). If only the ACK was lost, the probe's ACK moves
  * the window on; if data was lost, the probe's ACK shows it and the sender goes back at once. At 5 %
  * loss on loopback, most timeouts were of this kind: a lost ACK for a window-full of data.
  */
-const PTO_MIN_MS = 1;
+const PTO_MIN_MS = 2;
 /** A timestamp echo older than this is garbage, not an RTT. */
 const MAX_PLAUSIBLE_RTT_MS = 60_000;
 
@@ -74,8 +75,10 @@ export class GbnSender {
   private ptoDeadline: number | undefined;
   /** The probe to send at the next pollTransmit. */
   private probePending = false;
-  /** The timestamp on the last probe: an ACK echoing it (or later) reports on everything sent before it. */
+  /** The timestamp on the last probe: an ACK echoing it (or later) reports on everything sent up to it. */
   private probeStampUs: number | undefined;
+  /** The segment the last probe carried. */
+  private probeSeq = 0;
   /** What the last pollTransmit returned was a probe (for `unsend`). */
   private lastWasProbe = false;
   private lastAckAt: number;
@@ -160,6 +163,7 @@ export class GbnSender {
       this.counters.retransmitted++;
       this.counters.probes++;
       this.probeStampUs = timestampUs(now);
+      this.probeSeq = seq;
       return seq;
     }
     if (this.nextSeq >= this.config.totalSegments) return undefined;
@@ -227,11 +231,12 @@ export class GbnSender {
     const rttMs = elapsedUs(echoTimestampUs, timestampUs(now)) / 1000;
     if (rttMs <= MAX_PLAUSIBLE_RTT_MS && rttMs <= now - this.createdAt + 1) this.rtt.onSample(rttMs, ackDelayUs / 1000);
 
-    // The ACK of a probe reports on everything sent before the probe: what it does not cover is lost
-    // (segments travel in order here, and a reordered one costs only a needless resend).
+    // The ACK of a probe reports on everything up to the probe's segment, all sent before it: what it
+    // does not cover is lost (segments travel in order here, and a reordered one costs only a needless
+    // resend). Segments sent after the probe may simply not have arrived yet.
     const answersProbe = this.probeStampUs !== undefined && elapsedUs(this.probeStampUs, echoTimestampUs) < 0x80000000;
     if (answersProbe) this.probeStampUs = undefined;
-    if (answersProbe && cumulative < this.nextSeq) {
+    if (answersProbe && cumulative <= this.probeSeq) {
       if (cumulative > this.base) this.acknowledge(cumulative, now);
       if (this.finished) return;
       this.cc.onLoss(this.base, this.nextSeq);
@@ -242,6 +247,8 @@ export class GbnSender {
       this.acknowledge(cumulative, now);
       return;
     }
+    // The probe's own duplicate delivery explains this ACK: it is no evidence of a gap.
+    if (answersProbe) return;
     if (cumulative === this.base && this.base < this.highestSent) {
       this.dupAcks++;
       // Early retransmit (RFC 5827): with fewer than 4 segments in flight, 3 duplicates can never come.

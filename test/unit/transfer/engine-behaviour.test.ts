@@ -171,6 +171,20 @@ describe("Go-Back-N sender", () => {
     expect(s.stats()).toMatchObject({ timeouts: 0, fastRetransmits: 1 });
   });
 
+  test("segments sent after a probe are not counted lost when the probe's ACK does not cover them", () => {
+    const s = new GbnSender({ totalSegments: 100, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 4);
+    drain(s, 0);
+    s.handleAck(4, 4, timestampUs(0), 0, 1);
+    drain(s, 1); // 4..7
+    s.handleTimeout(4);
+    expect(drain(s, 4)).toEqual([7]); // probe
+    s.handleAck(6, 4, timestampUs(1), 0, 4.2); // a late ACK (for 4, 5) opens the window: 8, 9 go out
+    expect(drain(s, 4.2)).toEqual([8, 9]);
+    s.handleAck(8, 4, timestampUs(4), 0, 4.5); // the probe's ACK covers the probe (7), not 8 and 9: no loss
+    expect(s.stats()).toMatchObject({ fastRetransmits: 0, timeouts: 0 });
+    expect(s.nextSeq).toBe(10);
+  });
+
   test("an empty transfer completes at once", () => {
     const s = new GbnSender({ totalSegments: 0, maxWindowSegments: 10, idleTimeoutMs: 1000 }, 0, 10);
     expect(s.pollEvent()).toEqual({ type: "completed" });
