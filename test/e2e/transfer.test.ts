@@ -192,7 +192,7 @@ describe("path probing", () => {
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
       const direct = await runFtx(["fetch", address, "p.bin", "-o", join(out.path, "direct"), "--verbose"]);
       expect(direct.exitCode).toBe(0);
-      expect(direct.stderr).toContain("datagrams of 65507 bytes arrive; 32768-byte segments");
+      expect(direct.stderr).toContain("datagrams of 65507 bytes arrive; 65481-byte segments");
 
       await server.stop();
       const { relay, advertised } = await startServerBehindRelay(share.path, address, { both: { mtu: 1500 } });
