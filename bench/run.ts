@@ -494,8 +494,19 @@ async function benchPeers(): Promise<void> {
   peerResults.hundredFiles = { ftxSeconds: ftxMany.seconds, curlSeconds: curlMany?.seconds, ratio: manyRatio };
   rows.push(["100 × 1 MiB in one process", `ftx ${ftxMany.seconds.toFixed(2)} s vs curl ${curlMany?.seconds.toFixed(2) ?? "-"} s`, `ratio ${manyRatio.toFixed(2)}`]);
 
-  // 20 concurrent clients, distinct files.
+  // 20 concurrent clients, distinct files; first one client alone on one of those files (median of 3),
+  // the single-client rate for the same work, process start included.
+  const alone: number[] = [];
+  for (let r = 0; r < (quick ? 1 : 3); r++) {
+    rmSync(out, { recursive: true, force: true });
+    const one = await timeCommand(["bun", cli, "fetch", master.address, "conc/0.bin", "-o", join(out, "alone")]);
+    if (!one.ok) throw new Error("a single client failed on conc/0.bin");
+    alone.push(each / 1e6 / one.seconds);
+  }
+  const aloneRate = median(alone);
+  const bigRate = (peerResults["no loss"] as { ftxMBps?: number } | undefined)?.ftxMBps ?? NaN;
   rmSync(out, { recursive: true, force: true });
+  Bun.spawnSync(["sync"]);
   const t0 = performance.now();
   const runs = await Promise.all(
     Array.from({ length: clients }, async (_, i) => {
@@ -509,8 +520,22 @@ async function benchPeers(): Promise<void> {
   const aggregate = (clients * each) / 1e6 / wall;
   const rates = runs.map((r) => each / 1e6 / r.seconds);
   const fairness = Math.min(...rates) / Math.max(...rates);
-  peerResults.concurrent = { clients, fileMiB: each / (1 << 20), aggregateMBps: aggregate, slowestOverFastest: fairness, allIntact: runs.every((r) => r.ok) };
+  peerResults.concurrent = {
+    clients,
+    fileMiB: each / (1 << 20),
+    aggregateMBps: aggregate,
+    aloneMBps: aloneRate,
+    overAlone: aggregate / aloneRate,
+    overOneGiB: aggregate / bigRate,
+    slowestOverFastest: fairness,
+    allIntact: runs.every((r) => r.ok),
+  };
   rows.push([`${clients} concurrent clients × ${each / (1 << 20)} MiB`, `aggregate ${aggregate.toFixed(0)} MB/s, all ok: ${runs.every((r) => r.ok)}`, `slowest/fastest ${fairness.toFixed(2)}`]);
+  rows.push([
+    `  the same aggregate against one client`,
+    `alone on one of the files: ${aloneRate.toFixed(0)} MB/s`,
+    `ratio ${(aggregate / aloneRate).toFixed(2)} (${(aggregate / bigRate).toFixed(2)} of the ${mib} MiB rate)`,
+  ]);
   results.peers = peerResults;
   nginx?.stop();
   atftpd?.stop();
