@@ -396,6 +396,7 @@ async function timeCommand(argv: string[]): Promise<{ seconds: number; cpuSecond
   const [, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
   const seconds = (performance.now() - t0) / 1000;
   const [user, sys, maxKiB] = readFileSync(timeFile, "utf8").trim().split(/\s+/).slice(-3).map(Number);
+  if (process.env.BENCH_SAMPLES) console.error(`  sample: ${argv.slice(0, 4).join(" ")}… ${seconds.toFixed(2)} s, user ${user} s, sys ${sys} s`);
   return { seconds, cpuSeconds: user! + sys!, maxRssMiB: maxKiB! / 1024, ok: code === 0 };
 }
 
@@ -446,7 +447,8 @@ async function benchPeers(): Promise<void> {
     try {
       const ftx = [];
       const curl = [];
-      for (let r = 0; r < (quick ? 1 : 3); r++) {
+      // Five samples without loss, where this machine's noise is largest relative to the run; three with.
+      for (let r = 0; r < (quick ? 1 : permille ? 3 : 5); r++) {
         rmSync(out, { recursive: true, force: true });
         ftx.push(await timeCommand(["bun", cli, "fetch", master.address, "big.bin", "-o", out]));
         if (nginx) {
