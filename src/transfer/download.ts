@@ -51,10 +51,13 @@ const REQUEST_ATTEMPTS = 5;
 const ACK_DELAY_MS = 2;
 /**
  * Flow control against the disk: when this much received data is still waiting to be written, the
- * advertised window drops to one segment until the writes catch up, so memory stays bounded even when
- * the network is faster than the disk.
+ * advertised window closes (0) until the backlog is below half of it, and then an ACK reopens it, so
+ * memory stays bounded even when the network is faster than the disk. (A window of one segment, as
+ * before, still let 64 KiB through per loopback round trip: a fetch of a sparse 8 GiB file, whose
+ * writes the kernel throttled, grew to 2.8 GB.) A lost reopening ACK is repeated by the probe timer.
  */
 const WRITE_BACKLOG_HIGH_BYTES = 4 << 20;
+const WRITE_BACKLOG_RESUME_BYTES = 2 << 20;
 /**
  * When nothing arrives for this long, the ACK is sent again (doubling up to PROBE_MAX_MS). Without it
  * a session could deadlock: a server still bound by the anti-amplification limit whose ACKs with the
@@ -83,6 +86,8 @@ export class Download {
   private readonly requestDeadline: number;
   private lastHeardAt: number;
   private probeDelayMs = PROBE_FIRST_MS;
+  /** The window is closed (0) until the writes catch up. */
+  private windowClosed = false;
   private nextProbeAt = Infinity;
   private readonly ackBuf = new Uint8Array(ACK_BYTES);
   private readonly ackView = new DataView(this.ackBuf.buffer);
@@ -139,10 +144,18 @@ export class Download {
   }
 
   private updateWindow(): void {
-    if (!this.receiver) return;
-    const throttled = this.sink.backlogBytes > WRITE_BACKLOG_HIGH_BYTES;
-    if (throttled) this.counters.throttled++;
-    this.receiver.windowSegments = throttled ? 1 : this.spec.windowSegments;
+    if (!this.receiver || this.windowClosed) return;
+    if (this.sink.backlogBytes <= WRITE_BACKLOG_HIGH_BYTES || !this.sink.whenBacklogBelow) return;
+    this.counters.throttled++;
+    this.windowClosed = true;
+    this.receiver.windowSegments = 0;
+    this.sink.whenBacklogBelow(WRITE_BACKLOG_RESUME_BYTES, () => {
+      this.windowClosed = false;
+      if (this.state !== "receiving" || !this.receiver) return;
+      this.receiver.windowSegments = this.spec.windowSegments;
+      this.receiver.requestAck();
+      this.flushAcks(performance.now());
+    });
   }
 
   get segmentBytes(): number {
@@ -270,6 +283,7 @@ export class Download {
       return;
     }
     if (this.state !== "receiving") return;
+    if (this.windowClosed) this.lastHeardAt = now; // the server is silent because we asked it to wait
     if (now - this.lastHeardAt >= this.spec.idleTimeoutMs) {
       return this.fail(new FtxError("E_TIMEOUT", `file server ${this.spec.display} went silent for ${(this.spec.idleTimeoutMs / 1000).toFixed(0)}s`));
     }

@@ -96,7 +96,7 @@ export class GbnSender {
     initialPeerWindow: number,
   ) {
     this.cc = new CongestionController(config.maxWindowSegments);
-    this.peerWindow = Math.max(1, initialPeerWindow);
+    this.peerWindow = Math.max(0, initialPeerWindow);
     this.lastAckAt = now;
     this.createdAt = now;
     this.lastRefillAt = now;
@@ -120,9 +120,9 @@ export class GbnSender {
     return this.nextSeq - this.base >= this.window || this.nextSeq >= this.config.totalSegments;
   }
 
-  /** The usable window: min(congestion window, receiver window). */
+  /** The usable window: min(congestion window, receiver window); 0 while the receiver says stop. */
   get window(): number {
-    return Math.max(1, Math.min(Math.floor(this.cc.cwnd), this.peerWindow));
+    return Math.min(Math.max(1, Math.floor(this.cc.cwnd)), this.peerWindow);
   }
 
   private finish(event: SenderEvent): void {
@@ -225,7 +225,8 @@ export class GbnSender {
       return;
     }
     this.lastAckAt = now;
-    this.peerWindow = Math.max(1, peerWindow);
+    // 0: the receiver's disk is behind; nothing new goes out until an ACK opens the window again.
+    this.peerWindow = Math.max(0, peerWindow);
     // An echo older than this session is not an RTT: a peer that echoes nothing (or garbage) must not
     // be able to inflate SRTT, which would stall pacing.
     const rttMs = elapsedUs(echoTimestampUs, timestampUs(now)) / 1000;

@@ -87,8 +87,10 @@ let nextPartId = 1;
 /** Where the bytes of one download session go: appended in order from the session's first offset. */
 export interface DownloadSink {
   append(bytes: Uint8Array): void;
-  /** Received bytes not yet on their way to disk; the session shrinks its window when this grows. */
+  /** Received bytes not yet on their way to disk; the session closes its window when this grows. */
   readonly backlogBytes: number;
+  /** Call `callback` once, when `backlogBytes` has fallen below `bytes`. */
+  whenBacklogBelow?(bytes: number, callback: () => void): void;
 }
 
 /**
@@ -102,6 +104,7 @@ export class PartFile {
   private readonly id = nextPartId++;
   private readonly writer = WriterThread.get();
   private inFlight = 0;
+  private drainWaiters: { below: number; callback: () => void }[] = [];
   private buffered = 0;
   private writeError: string | undefined;
   private waiting: { op: string; resolve: (msg: WriterReply) => void } | undefined;
@@ -165,6 +168,7 @@ export class PartFile {
     if (msg.op === "written" || (msg.op === "error" && msg.request === "write")) {
       this.inFlight--;
       if (msg.buffer) this.writer.recycle(msg.buffer);
+      if (this.drainWaiters.length > 0) this.wakeDrainWaiters();
       if (msg.op === "written" && (msg.verified.length > 0 || msg.failed.length > 0)) {
         for (const i of msg.verified) this.verified[i >> 3] = this.verified[i >> 3]! | (1 << (i & 7));
         this.onPieces?.(msg.verified, msg.failed);
@@ -174,6 +178,20 @@ export class PartFile {
     const waiting = this.waiting;
     this.waiting = undefined;
     waiting?.resolve(msg);
+  }
+
+  /** Call back once the backlog is below `bytes` (at once if it already is). */
+  whenBacklogBelow(bytes: number, callback: () => void): void {
+    this.drainWaiters.push({ below: bytes, callback });
+    this.wakeDrainWaiters();
+  }
+
+  private wakeDrainWaiters(): void {
+    const backlog = this.backlogBytes;
+    const due = this.drainWaiters.filter((w) => backlog < w.below || this.writeError !== undefined);
+    if (due.length === 0) return;
+    this.drainWaiters = this.drainWaiters.filter((w) => !due.includes(w));
+    for (const w of due) w.callback();
   }
 
   /** Bytes waiting for the disk, over every range being written. */
@@ -278,6 +296,10 @@ export class RangeSink implements DownloadSink {
 
   get backlogBytes(): number {
     return this.part.backlogBytes;
+  }
+
+  whenBacklogBelow(bytes: number, callback: () => void): void {
+    this.part.whenBacklogBelow(bytes, callback);
   }
 
   append(bytes: Uint8Array): void {

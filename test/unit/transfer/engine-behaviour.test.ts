@@ -185,6 +185,19 @@ describe("Go-Back-N sender", () => {
     expect(s.nextSeq).toBe(10);
   });
 
+  test("a receiver window of 0 stops new data, with no probe or go-back, until an ACK opens it again", () => {
+    const s = new GbnSender({ totalSegments: 100, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 8);
+    expect(drain(s, 0)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    s.handleAck(8, 0, timestampUs(0), 0, 1); // all arrived, but the disk is behind: stop
+    expect(drain(s, 1)).toEqual([]);
+    expect(s.pollTimeout(1)).toBe(60_001); // nothing in flight: only the idle limit is pending
+    s.handleTimeout(50);
+    expect(drain(s, 50)).toEqual([]);
+    s.handleAck(8, 8, timestampUs(0), 59_000, 60); // the window reopens (the echo was held 59 ms: not an RTT of 60)
+    expect(drain(s, 60)).toEqual([8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(s.stats()).toMatchObject({ retransmitted: 0, probes: 0, timeouts: 0 });
+  });
+
   test("an empty transfer completes at once", () => {
     const s = new GbnSender({ totalSegments: 0, maxWindowSegments: 10, idleTimeoutMs: 1000 }, 0, 10);
     expect(s.pollEvent()).toEqual({ type: "completed" });
