@@ -5,7 +5,7 @@ import { FtxError, ProtocolError } from "../errors.ts";
 import type { Catalog, CatalogEntry } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
-import { growReceiveBuffer } from "../net/socket-buffers.ts";
+import { growReceiveBuffer } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { GbnSender } from "./gbn-sender.ts";
@@ -48,7 +48,7 @@ const MAX_WINDOW_SEGMENTS = 4096;
 /** Segments prepared and handed to the kernel in one sendMany. */
 const SEND_BATCH = 8;
 /**
- * The receive buffer the server's one socket asks for (socket-buffers.ts): every client's ACKs,
+ * The receive buffer the server's one socket asks for (socket-options.ts): every client's ACKs,
  * REQUESTs and path probes (up to 64 KiB each) land in it, and 20 clients starting at once overflowed
  * the default 208 KiB with their probes.
  */

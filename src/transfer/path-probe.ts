@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { ProtocolError } from "../errors.ts";
+import { forbidFragmentation } from "../net/socket-options.ts";
+import { udpErrorOf } from "../net/udp-error.ts";
 import { decodeProbeAck, encodeProbe, HEADER_BYTES, MAX_DATAGRAM_BYTES, MAX_SEGMENT_BYTES, PacketType, readHeader, timestampUs } from "./wire.ts";
 
 /**
@@ -10,7 +12,7 @@ import { decodeProbeAck, encodeProbe, HEADER_BYTES, MAX_DATAGRAM_BYTES, MAX_SEGM
 export const PROBE_SIZES = [MAX_DATAGRAM_BYTES, 32 * 1024 + HEADER_BYTES, 16 * 1024 + HEADER_BYTES, 8 * 1024 + HEADER_BYTES, 1400];
 /**
  * Where larger segments stop paying. With the default 208 KiB receive buffer (a window of 2-3
- * datagrams of 64 KiB) that was 32 KiB; with the receive buffer sized (socket-buffers.ts), the UDP
+ * datagrams of 64 KiB) that was 32 KiB; with the receive buffer sized (socket-options.ts), the UDP
  * maximum: 1 GiB on loopback, alternating runs, 32 KiB → 65,481 bytes: no loss 1.49 → 1.47 s (server
  * CPU 0.60 → 0.54 s), 1 % loss 2.22 → 1.39 s, 5 % loss 5.47 → 2.89 s (half the datagrams, half the
  * losses, where loss strikes per datagram as it does on loopback and with nftables).
@@ -31,7 +33,9 @@ const ROUNDS = 4;
  * narrow path: 20 clients starting together overflowed the server's socket with probes, and 3 of them
  * settled on 1400-byte datagrams for 50 MiB each). Rounds back off (120 ms doubling, jittered, and once
  * an answer has shown the round-trip time, 4 RTTs but at least 20 ms); after something was answered,
- * two rounds in a row that answer nothing larger end the probing. A server that
+ * two rounds in a row that answer nothing larger end the probing. Probes leave with Don't Fragment
+ * (socket-options.ts): a size the kernel refuses to send whole (EMSGSIZE: larger than the interface
+ * or a learnt path MTU) is dropped from the candidates. A server that
  * answers no probe leaves the caller's safe default. Returns the largest delivered datagram size, or
  * undefined when none came back.
  */
@@ -43,8 +47,9 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
   let rttMs: number | undefined; // from the first answer: sizes the wait of the rounds after it
   let hurry: () => void = () => {};
   let gone = false;
+  const family = isIP(ip) === 6 ? 6 : 4;
   const socket = await Bun.udpSocket({
-    hostname: bindHost ?? (isIP(ip) === 6 ? "::" : "0.0.0.0"),
+    hostname: bindHost ?? (family === 6 ? "::" : "0.0.0.0"),
     port: 0,
     binaryType: "uint8array",
     socket: {
@@ -63,23 +68,32 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
           if (!(err instanceof ProtocolError)) throw err;
         }
       },
-      error: () => {
+      error: (first, second) => {
+        // "Too big for the path" (Don't Fragment) concerns one size, not the server.
+        if (udpErrorOf(first, second).code === "EMSGSIZE") return;
         gone = true; // port closed: nothing will answer
         settle();
       },
     },
   });
+  forbidFragmentation(socket, family);
   let fruitless = 0;
+  /** Sizes the kernel refused to send whole: no later round can do better with them. */
+  let refusedFrom = Infinity;
   try {
     for (let round = 0; round < ROUNDS && !gone; round++) {
       const before = largest;
       roundSentAt = performance.now();
-      const sizes = PROBE_SIZES.filter((size) => (largest === undefined || size > largest) && (largest === undefined || largest < USEFUL_DATAGRAM_BYTES));
+      const sizes = PROBE_SIZES.filter((size) => size < refusedFrom && (largest === undefined || (size > largest && largest < USEFUL_DATAGRAM_BYTES)));
       if (sizes.length === 0) break;
       for (const size of sizes) {
         try {
           socket.send(encodeProbe(probeId, size, timestampUs(performance.now())), port, ip);
-        } catch {
+        } catch (err) {
+          if ((err as { code?: string }).code === "EMSGSIZE") {
+            refusedFrom = Math.min(refusedFrom, size); // larger than the path (or the interface) carries whole
+            continue;
+          }
           return largest; // the kernel refused (ICMP already queued): the server is not there
         }
       }
@@ -98,6 +112,8 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
         };
       });
       if (largest === PROBE_SIZES[0]) break;
+      // Nothing left worth another round: every size above the best was refused by the kernel.
+      if (largest !== undefined && !PROBE_SIZES.some((size) => size > largest! && size < refusedFrom)) break;
       // Twice nothing larger: that is the path (once could be a probe lost to a busy server).
       fruitless = before !== undefined && largest === before ? fruitless + 1 : 0;
       if (fruitless >= 2) break;

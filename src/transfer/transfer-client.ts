@@ -4,7 +4,7 @@ import { FtxError, ProtocolError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { unmapIPv4 } from "../net/address.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
-import { growReceiveBuffer } from "../net/socket-buffers.ts";
+import { growReceiveBuffer } from "../net/socket-options.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { Download, type DownloadSpec } from "./download.ts";
 import type { DownloadSink } from "./part-file.ts";
@@ -13,7 +13,7 @@ import { readHeader } from "./wire.ts";
 /** How long a finished session keeps its socket, to answer the server's late datagrams with FIN. */
 const LINGER_MS = 3000;
 /**
- * The receive buffer each download's socket asks for (socket-buffers.ts; the kernel may grant less,
+ * The receive buffer each download's socket asks for (socket-options.ts; the kernel may grant less,
  * or double it). Measured on loopback with 1 GiB: with the default 208 KiB buffer a window of 5
  * segments of 32 KiB, 2.10 s; with 1 MiB granted, 1.70 s and 30 % less server CPU (one ACK per 4
  * segments instead of 2). Windows of 12 to 36 segments measured the same, so more buys nothing here,
