@@ -48,9 +48,9 @@ const TOKEN_EPSILON = 1e-6;
  * and no ACK has come for about two round trips (at least 2 ms: a busy receiver's event loop is often
  * that late), it resends its last segment asking for an immediate ACK, rather than waiting for the RTO
  * (at least MIN_RTO_MS, and a Go-Back-N timeout resends the whole window and collapses the congestion
- * window). If only the ACK was lost, the probe's ACK moves
- * the window on; if data was lost, the probe's ACK shows it and the sender goes back at once. At 5 %
- * loss on loopback, most timeouts were of this kind: a lost ACK for a window-full of data.
+ * window). If only the ACK was lost, the probe's ACK moves the window on; if data was lost, the probe's
+ * ACK shows it and the sender goes back at once. At 5 % loss on loopback, most timeouts were of this
+ * kind: a lost ACK for a window-full of data.
  */
 const PTO_MIN_MS = 2;
 /** A timestamp echo older than this is garbage, not an RTT. */
