@@ -89,7 +89,7 @@ export class TransferClient {
         queueMicrotask(() => portGone((err as { code?: string }).code ?? (err as Error).message));
       }
     };
-    download = new Download(spec, sink, send, performance.now());
+    download = new Download(spec, sink, send, performance.now(), (at) => this.wake.wakeBy(at));
     const started = download;
     this.active.set(started, { download: started, socket });
     started.finished.then(
