@@ -42,17 +42,19 @@ describe("Download flow control against the disk", () => {
       if (h.type === PacketType.Ack) acks.push({ cumulative: h.seq, window: decodeAck(bytes).windowSegments });
     };
     const spec = { name: "f", size: 100 * SEGMENT, offset: 0, length: 100 * SEGMENT, sha256: SHA, ip: "127.0.0.1", port: 9, display: "s", segmentBytes: SEGMENT, windowSegments: 8, ackEvery: 2, idleTimeoutMs: 10_000 };
-    const d = new Download(spec, sink, send, 0, (at) => deadlines.push(at));
+    // The reopening happens outside any call that passes `now`, on performance.now(): so does the test.
+    const t0 = performance.now();
+    const d = new Download(spec, sink, send, t0, (at) => deadlines.push(at));
     const accept = encodeAccept(d.sessionId, { fileSize: spec.size, offset: 0, length: spec.length, segmentBytes: SEGMENT, cookie: 7, sha256: Buffer.from(SHA, "hex") }, 0);
-    d.handle(readHeader(accept), accept, 1);
+    d.handle(readHeader(accept), accept, t0 + 1);
     expect(acks.at(-1)).toEqual({ cumulative: 0, window: 8 });
     for (let seq = 0; seq < 70; seq++) {
       const seg = dataSegment(d.sessionId, seq);
-      d.handle(readHeader(seg), seg, 2 + seq / 100);
+      d.handle(readHeader(seg), seg, t0 + 2 + seq / 100);
     }
     // 4.2 MB waiting for the disk: more than 4 MiB, so the window is closed.
     expect(acks.at(-1)).toEqual({ cumulative: 70, window: 0 });
-    d.onTimer(5_000); // a long silence we asked for is not the server going silent
+    d.onTimer(t0 + 20_000); // a silence longer than the idle limit, asked for: not the server going silent
     expect(d.state).toBe("receiving");
     const before = acks.length;
     sink.drain();
