@@ -8,7 +8,7 @@ import type { HostPort } from "../net/address.ts";
 import { FileFetch } from "./file-fetch.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
 import { Slots } from "../util/slots.ts";
-import { MAX_USEFUL_SEGMENT_BYTES, probeDatagramSize } from "../transfer/path-probe.ts";
+import { probeDatagramSize } from "../transfer/path-probe.ts";
 import { HEADER_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 
 export interface FetchOptions {
@@ -59,14 +59,14 @@ export function clampSegment(bytes: number): number {
 const probed = new Map<string, Promise<number>>();
 
 /**
- * The segment size for a server: the largest datagram the path delivered in a probe, less our header,
- * capped where larger stopped paying off; the internet-safe size when no probe came back.
+ * The segment size for a server: the largest datagram the path delivered in a probe, less our header;
+ * the internet-safe size when no probe came back.
  */
 function segmentFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger): Promise<number> {
   let result = probed.get(server);
   if (!result) {
     result = probeDatagramSize(ip, port, bindHost).then((largest) => {
-      const segment = largest === undefined ? INTERNET_SEGMENT_BYTES : Math.min(MAX_USEFUL_SEGMENT_BYTES, largest - HEADER_BYTES);
+      const segment = largest === undefined ? INTERNET_SEGMENT_BYTES : largest - HEADER_BYTES;
       logger.debug(`path to ${server}: ${largest === undefined ? "no probe answered" : `datagrams of ${largest} bytes arrive`}; ${segment}-byte segments`);
       return segment;
     });

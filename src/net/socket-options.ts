@@ -51,10 +51,15 @@ function load(): typeof sockopt {
   }
 }
 
-/** The socket's file descriptor: Bun's UDP socket has one at run time, though its types do not say so. */
-function fdOf(socket: object): number | undefined {
+/**
+ * The socket's file descriptor (Bun's UDP socket has one at run time, though its types do not say so)
+ * and the loaded C functions; undefined when either is missing.
+ */
+function access(socket: object): { fd: number; sockopt: NonNullable<typeof sockopt> } | undefined {
   const fd = (socket as { fd?: unknown }).fd;
-  return typeof fd === "number" && fd >= 0 ? fd : undefined;
+  if (typeof fd !== "number" || fd < 0) return undefined;
+  sockopt ??= load();
+  return sockopt ? { fd, sockopt } : undefined;
 }
 
 function setInt(fd: number, level: number, name: number, value: number): boolean {
@@ -70,16 +75,14 @@ function setInt(fd: number, level: number, name: number, value: number): boolean
  * getsockopt reports), or undefined when that cannot be known.
  */
 export function growReceiveBuffer(socket: object, bytes: number): number | undefined {
-  const fd = fdOf(socket);
-  if (fd === undefined) return undefined;
-  sockopt ??= load();
-  if (!sockopt) return undefined;
-  const { solSocket, soRcvbuf } = sockopt.platform;
-  setInt(fd, solSocket, soRcvbuf, bytes); // a refusal still leaves a size to read back
+  const a = access(socket);
+  if (!a) return undefined;
+  const { solSocket, soRcvbuf } = a.sockopt.platform;
+  setInt(a.fd, solSocket, soRcvbuf, bytes); // a refusal still leaves a size to read back
   const value = new Int32Array(1);
   const length = new Uint32Array([4]);
   try {
-    if (sockopt.get(fd, solSocket, soRcvbuf, ptr(value), ptr(length)) !== 0) return undefined;
+    if (a.sockopt.get(a.fd, solSocket, soRcvbuf, ptr(value), ptr(length)) !== 0) return undefined;
   } catch {
     return undefined;
   }
@@ -92,10 +95,8 @@ export function growReceiveBuffer(socket: object, bytes: number): number | undef
  * IPv4 too (mapped addresses), so both options are set on it.
  */
 export function forbidFragmentation(socket: object, family: 4 | 6): boolean {
-  const fd = fdOf(socket);
-  if (fd === undefined) return false;
-  sockopt ??= load();
-  if (!sockopt) return false;
-  const v4 = setInt(fd, ...sockopt.platform.dontFragment4);
-  return family === 6 ? setInt(fd, ...sockopt.platform.dontFragment6) || v4 : v4;
+  const a = access(socket);
+  if (!a) return false;
+  const v4 = setInt(a.fd, ...a.sockopt.platform.dontFragment4);
+  return family === 6 ? setInt(a.fd, ...a.sockopt.platform.dontFragment6) || v4 : v4;
 }

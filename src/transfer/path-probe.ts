@@ -3,23 +3,17 @@ import { isIP } from "node:net";
 import { ProtocolError } from "../errors.ts";
 import { forbidFragmentation } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
-import { decodeProbeAck, encodeProbe, HEADER_BYTES, MAX_DATAGRAM_BYTES, MAX_SEGMENT_BYTES, PacketType, readHeader, timestampUs } from "./wire.ts";
+import { decodeProbeAck, encodeProbe, HEADER_BYTES, MAX_DATAGRAM_BYTES, PacketType, readHeader, timestampUs } from "./wire.ts";
 
 /**
  * Datagram sizes to try, largest first: the UDP maximum, the sizes loopback and jumbo LANs carry
- * well, and 1400 bytes, which fits a 1500-byte MTU with room for IPv6 and tunnels.
- */
-export const PROBE_SIZES = [MAX_DATAGRAM_BYTES, 32 * 1024 + HEADER_BYTES, 16 * 1024 + HEADER_BYTES, 8 * 1024 + HEADER_BYTES, 1400];
-/**
- * Where larger segments stop paying. With the default 208 KiB receive buffer (a window of 2-3
- * datagrams of 64 KiB) that was 32 KiB; with the receive buffer sized (socket-options.ts), the UDP
- * maximum: 1 GiB on loopback, alternating runs, 32 KiB → 65,481 bytes: no loss 1.49 → 1.47 s (server
+ * well, and 1400 bytes, which fits a 1500-byte MTU with room for IPv6 and tunnels. The largest that
+ * arrives is used whole: with the receive buffer sized (socket-options.ts) nothing smaller paid more.
+ * 1 GiB on loopback, alternating runs, 32 KiB segments → 65,481 bytes: no loss 1.49 → 1.47 s (server
  * CPU 0.60 → 0.54 s), 1 % loss 2.22 → 1.39 s, 5 % loss 5.47 → 2.89 s (half the datagrams, half the
  * losses, where loss strikes per datagram as it does on loopback and with nftables).
  */
-export const MAX_USEFUL_SEGMENT_BYTES = MAX_SEGMENT_BYTES;
-/** A datagram carrying the most useful segment: once one this large arrived, larger ones need no retry. */
-const USEFUL_DATAGRAM_BYTES = MAX_USEFUL_SEGMENT_BYTES + HEADER_BYTES;
+export const PROBE_SIZES = [MAX_DATAGRAM_BYTES, 32 * 1024 + HEADER_BYTES, 16 * 1024 + HEADER_BYTES, 8 * 1024 + HEADER_BYTES, 1400];
 const ROUND_MS = 120;
 /** Once an answer gave the round-trip time, a round waits 4 RTTs, but at least this. */
 const MIN_ROUND_MS = 20;
@@ -80,11 +74,13 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
   let fruitless = 0;
   /** Sizes the kernel refused to send whole: no later round can do better with them. */
   let refusedFrom = Infinity;
+  /** Sizes that could still beat the best answer so far. */
+  const worthTrying = () => PROBE_SIZES.filter((size) => size < refusedFrom && (largest === undefined || size > largest));
   try {
     for (let round = 0; round < ROUNDS && !gone; round++) {
       const before = largest;
       roundSentAt = performance.now();
-      const sizes = PROBE_SIZES.filter((size) => size < refusedFrom && (largest === undefined || (size > largest && largest < USEFUL_DATAGRAM_BYTES)));
+      const sizes = worthTrying();
       if (sizes.length === 0) break;
       for (const size of sizes) {
         try {
@@ -111,9 +107,8 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
           timer = setTimeout(resolve, rttWait());
         };
       });
-      if (largest === PROBE_SIZES[0]) break;
-      // Nothing left worth another round: every size above the best was refused by the kernel.
-      if (largest !== undefined && !PROBE_SIZES.some((size) => size > largest! && size < refusedFrom)) break;
+      // Nothing left worth another round: the largest arrived, or every size above the best was refused.
+      if (largest !== undefined && worthTrying().length === 0) break;
       // Twice nothing larger: that is the path (once could be a probe lost to a busy server).
       fruitless = before !== undefined && largest === before ? fruitless + 1 : 0;
       if (fruitless >= 2) break;

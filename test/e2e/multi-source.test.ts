@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, openSync, readFileSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { Rng } from "../support/random.ts";
-import { eventually, FtxProcess, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
+import { eventually, FtxProcess, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, withTempDirs } from "../support/ftx-process.ts";
 
 afterAll(stopAll);
 
@@ -29,20 +29,17 @@ function damage(path: string, at: number[]): void {
 
 describe("multi-source fetch", () => {
   test("two servers at different rates: both deliver, the faster one most of the file; it arrives intact", async () => {
-    const a = tempDir();
-    const b = tempDir();
-    const out = tempDir();
-    try {
+    await withTempDirs(3, async (a, b, out) => {
       const content = Buffer.from(new Rng(31).bytes(24 * MiB));
-      writeFileSync(join(a.path, "both.bin"), content);
-      writeFileSync(join(b.path, "both.bin"), content);
+      writeFileSync(join(a, "both.bin"), content);
+      writeFileSync(join(b, "both.bin"), content);
       const { address } = await startMaster();
-      const slow = await startServerBehindRelay(a.path, address, { toClient: { bytesPerSecond: 3e6 } });
-      const fast = await startServerBehindRelay(b.path, address, { toClient: { bytesPerSecond: 12e6 } });
+      const slow = await startServerBehindRelay(a, address, { toClient: { bytesPerSecond: 3e6 } });
+      const fast = await startServerBehindRelay(b, address, { toClient: { bytesPerSecond: 12e6 } });
       await eventually(async () => (await lsJson(address))[0]?.servers.length === 2, 5000, "both listed");
-      const r = await runFtx(["fetch", address, "both.bin", "-o", out.path, "--json"], { timeoutMs: 60_000 });
+      const r = await runFtx(["fetch", address, "both.bin", "-o", out, "--json"], { timeoutMs: 60_000 });
       expect(r.exitCode).toBe(0);
-      expect(sha256Hex(readFileSync(join(out.path, "both.bin")))).toBe(sha256Hex(content));
+      expect(sha256Hex(readFileSync(join(out, "both.bin")))).toBe(sha256Hex(content));
       const fromSlow = slow.relay.counters.bytesToClient;
       const fromFast = fast.relay.counters.bytesToClient;
       // Both took part, and the work followed the rates (4:1 here): well over twice as much from the fast one.
@@ -53,7 +50,7 @@ describe("multi-source fetch", () => {
       // Together they beat the fast one alone, measured in the same run.
       await slow.server.stop("SIGKILL");
       await eventually(async () => (await lsJson(address))[0]?.servers.length === 1, 5000, "slow one gone");
-      const alone = await runFtx(["fetch", address, "both.bin", "-o", join(out.path, "alone"), "--json"], { timeoutMs: 60_000 });
+      const alone = await runFtx(["fetch", address, "both.bin", "-o", join(out, "alone"), "--json"], { timeoutMs: 60_000 });
       expect(alone.exitCode).toBe(0);
       expect(JSON.parse(alone.stdout)[0].servers).toBe(1);
       const [together, fastAlone] = [JSON.parse(r.stdout)[0].seconds, JSON.parse(alone.stdout)[0].seconds];
@@ -61,128 +58,107 @@ describe("multi-source fetch", () => {
       expect(together).toBeLessThan(fastAlone);
       slow.relay.close();
       fast.relay.close();
-    } finally {
-      a.cleanup();
-      b.cleanup();
-      out.cleanup();
-    }
+    });
   }, 90_000);
 
   test("a server whose copy is damaged is named and dropped at the first bad piece; the others deliver the file intact", async () => {
-    const dirs = [tempDir(), tempDir(), tempDir()];
-    const out = tempDir();
-    try {
+    await withTempDirs(4, async (out, ...dirs) => {
       const content = Buffer.from(new Rng(32).bytes(16 * MiB));
-      for (const d of dirs) writeServed(join(d.path, "x.bin"), content);
+      for (const d of dirs) writeServed(join(d, "x.bin"), content);
       const { address } = await startMaster();
       const servers = [];
-      for (const d of dirs) servers.push(await startServer(d.path, address));
+      for (const d of dirs) servers.push(await startServer(d, address));
       await eventually(async () => (await lsJson(address))[0]?.servers.length === 3, 5000, "all three listed");
-      damage(join(dirs[2]!.path, "x.bin"), Array.from({ length: 16 }, (_, i) => i * MiB + 4096)); // every piece
+      damage(join(dirs[2]!, "x.bin"), Array.from({ length: 16 }, (_, i) => i * MiB + 4096)); // every piece
       await Bun.sleep(300); // let the watcher look: the stat is unchanged, so the old hash stays listed
       expect((await lsJson(address))[0]!.servers.length).toBe(3);
       const bad = `127.0.0.1:${servers[2]!.udpPort}`;
-      const r = await runFtx(["fetch", address, "x.bin", "-o", out.path], { timeoutMs: 60_000 });
+      const r = await runFtx(["fetch", address, "x.bin", "-o", out], { timeoutMs: 60_000 });
       expect(r.exitCode).toBe(0);
-      expect(sha256Hex(readFileSync(join(out.path, "x.bin")))).toBe(sha256Hex(content));
+      expect(sha256Hex(readFileSync(join(out, "x.bin")))).toBe(sha256Hex(content));
       expect(r.stderr).toContain(`not using file server ${bad} for this file: sent bad data: piece`);
       // Only the damaged server is blamed.
       expect(r.stderr.match(/not using file server/g)?.length).toBe(1);
-    } finally {
-      for (const d of dirs) d.cleanup();
-      out.cleanup();
-    }
+    });
   }, 90_000);
 
   test("alone with a damaged copy: the whole-file check fails, the audit names the server, no final file; a later fetch completes from the part", async () => {
-    const share = tempDir();
-    const out = tempDir();
-    try {
+    await withTempDirs(2, async (share, out) => {
       const content = Buffer.from(new Rng(33).bytes(6 * MiB));
-      const path = join(share.path, "lone.bin");
+      const path = join(share, "lone.bin");
       writeServed(path, content);
       const { address } = await startMaster();
-      const { udpPort } = await startServer(share.path, address);
+      const { udpPort } = await startServer(share, address);
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
       damage(path, [3 * MiB + 10]); // piece 3 of 6
-      const r = await runFtx(["fetch", address, "lone.bin", "-o", out.path, "--retry-for", "1", "--json"], { timeoutMs: 60_000 });
+      const r = await runFtx(["fetch", address, "lone.bin", "-o", out, "--retry-for", "1", "--json"], { timeoutMs: 60_000 });
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toContain(`file server 127.0.0.1:${udpPort} sent bad data: piece 3 does not match its SHA-256`);
-      expect(existsSync(join(out.path, "lone.bin"))).toBe(false);
-      expect(existsSync(join(out.path, "lone.bin.ftx-part"))).toBe(true);
+      expect(existsSync(join(out, "lone.bin"))).toBe(false);
+      expect(existsSync(join(out, "lone.bin.ftx-part"))).toBe(true);
       // The disk is mended (the same bytes as indexed): the next fetch needs only piece 3.
       writeServed(path, content);
-      const again = await runFtx(["fetch", address, "lone.bin", "-o", out.path], { timeoutMs: 60_000 });
+      const again = await runFtx(["fetch", address, "lone.bin", "-o", out], { timeoutMs: 60_000 });
       expect(again.exitCode).toBe(0);
       expect(again.stderr).toContain(`resuming with ${5 * MiB} of ${6 * MiB} bytes`);
-      expect(sha256Hex(readFileSync(join(out.path, "lone.bin")))).toBe(sha256Hex(content));
-    } finally {
-      share.cleanup();
-      out.cleanup();
-    }
+      expect(sha256Hex(readFileSync(join(out, "lone.bin")))).toBe(sha256Hex(content));
+    });
   }, 90_000);
 
   test("crash-safe resume: a fetch SIGKILLed at random moments, its part file even damaged, completes intact from what was verified", async () => {
-    const share = tempDir();
-    const out = tempDir();
-    try {
+    await withTempDirs(2, async (share, out) => {
       const content = Buffer.from(new Rng(34).bytes(24 * MiB));
-      writeFileSync(join(share.path, "k.bin"), content);
+      writeFileSync(join(share, "k.bin"), content);
       const { address } = await startMaster();
-      const { relay } = await startServerBehindRelay(share.path, address, { toClient: { bytesPerSecond: 10e6 } });
+      const { relay } = await startServerBehindRelay(share, address, { toClient: { bytesPerSecond: 10e6 } });
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
       const rng = new Rng(35);
-      const partPath = join(out.path, "k.bin.ftx-part");
+      const partPath = join(out, "k.bin.ftx-part");
       for (let round = 0; round < 3; round++) {
-        const fetch = new FtxProcess(["fetch", address, "k.bin", "-o", out.path]);
+        const fetch = new FtxProcess(["fetch", address, "k.bin", "-o", out]);
         const before = relay.counters.bytesToClient;
         await eventually(() => relay.counters.bytesToClient - before > 2 * MiB, 20_000, "some bytes arrived");
         await Bun.sleep(100 + rng.int(900));
         await fetch.stop("SIGKILL");
-        expect(existsSync(join(out.path, "k.bin"))).toBe(false);
+        expect(existsSync(join(out, "k.bin"))).toBe(false);
       }
       expect(existsSync(partPath)).toBe(true);
       // Flip bytes in the first MiB of the part (a piece the trailer says is done): it is re-checked on open.
       const fd = openSync(partPath, "r+");
       writeSync(fd, Buffer.alloc(64, 0xff), 0, 64, 1000);
       closeSync(fd);
-      const r = await runFtx(["fetch", address, "k.bin", "-o", out.path], { timeoutMs: 60_000 });
+      const r = await runFtx(["fetch", address, "k.bin", "-o", out], { timeoutMs: 60_000 });
       expect(r.exitCode).toBe(0);
       const resumed = Number(r.stderr.match(/resuming with (\d+) of/)?.[1] ?? 0);
       expect(resumed).toBeGreaterThan(2 * MiB); // progress survived the kills
       expect(resumed).toBeLessThan(24 * MiB);
-      expect(sha256Hex(readFileSync(join(out.path, "k.bin")))).toBe(sha256Hex(content));
+      expect(sha256Hex(readFileSync(join(out, "k.bin")))).toBe(sha256Hex(content));
       expect(existsSync(partPath)).toBe(false);
       relay.close();
-    } finally {
-      share.cleanup();
-      out.cleanup();
-    }
+    });
   }, 120_000);
 
   test("the only server dies mid-transfer and comes back: the fetch asks the index again and completes; without it, it fails clearly and keeps the part", async () => {
-    const share = tempDir();
-    const out = tempDir();
-    try {
+    await withTempDirs(2, async (share, out) => {
       const content = Buffer.from(new Rng(36).bytes(16 * MiB));
-      writeFileSync(join(share.path, "back.bin"), content);
+      writeFileSync(join(share, "back.bin"), content);
       const { address } = await startMaster();
-      const first = await startServerBehindRelay(share.path, address, { toClient: { bytesPerSecond: 8e6 } });
+      const first = await startServerBehindRelay(share, address, { toClient: { bytesPerSecond: 8e6 } });
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
-      const fetching = runFtx(["fetch", address, "back.bin", "-o", out.path, "--idle-timeout", "1", "--retry-for", "15", "--json"], { timeoutMs: 60_000 });
+      const fetching = runFtx(["fetch", address, "back.bin", "-o", out, "--idle-timeout", "1", "--retry-for", "15", "--json"], { timeoutMs: 60_000 });
       await eventually(() => first.relay.counters.bytesToClient > 2 * MiB, 10_000, "transfer under way");
       await first.server.stop("SIGKILL");
       await Bun.sleep(2000);
       // Back on the same port, behind the same relay (it stays up for the second part).
-      await startServer(share.path, address, ["--port", String(first.udpPort), "--advertise", first.advertised]);
+      await startServer(share, address, ["--port", String(first.udpPort), "--advertise", first.advertised]);
       const r = await fetching;
       expect(r.exitCode).toBe(0);
-      expect(sha256Hex(readFileSync(join(out.path, "back.bin")))).toBe(sha256Hex(content));
+      expect(sha256Hex(readFileSync(join(out, "back.bin")))).toBe(sha256Hex(content));
       expect(r.stderr).toContain(`file server ${first.advertised} went silent`);
 
       // Gone for good this time: a clear failure after --retry-for; the part keeps what arrived, and
       // once the server is back a fetch resumes from it.
-      const again = join(out.path, "again");
+      const again = join(out, "again");
       const before = first.relay.counters.bytesToClient;
       const doomed = runFtx(["fetch", address, "back.bin", "-o", again, "--idle-timeout", "1", "--retry-for", "2"], { timeoutMs: 60_000 });
       await eventually(() => first.relay.counters.bytesToClient - before > 4 * MiB, 10_000, "second transfer under way");
@@ -192,16 +168,13 @@ describe("multi-source fetch", () => {
       expect(failed.stderr.trim().split("\n").at(-1)).toMatch(/^ftx: back\.bin: .+ \(what arrived is kept in back\.bin\.ftx-part; run the same fetch again to resume\)$/);
       expect(existsSync(join(again, "back.bin.ftx-part"))).toBe(true);
       const { address: restarted } = await startMaster();
-      await startServer(share.path, restarted, ["--port", String(first.udpPort), "--advertise", first.advertised]);
+      await startServer(share, restarted, ["--port", String(first.udpPort), "--advertise", first.advertised]);
       await eventually(async () => (await lsJson(restarted)).length === 1, 5000, "listed again");
       const resumed = await runFtx(["fetch", restarted, "back.bin", "-o", again], { timeoutMs: 60_000 });
       expect(resumed.exitCode).toBe(0);
       expect(Number(resumed.stderr.match(/resuming with (\d+) of/)?.[1] ?? 0)).toBeGreaterThan(2 * MiB);
       expect(sha256Hex(readFileSync(join(again, "back.bin")))).toBe(sha256Hex(content));
       first.relay.close();
-    } finally {
-      share.cleanup();
-      out.cleanup();
-    }
+    });
   }, 120_000);
 });

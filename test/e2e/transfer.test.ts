@@ -3,7 +3,7 @@ import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync,
 import { join } from "node:path";
 import type { Impairment } from "../support/impairment-relay.ts";
 import { Rng } from "../support/random.ts";
-import { CLI, eventually, ftxEnv, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
+import { CLI, eventually, ftxEnv, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir, withTempDirs } from "../support/ftx-process.ts";
 
 afterAll(stopAll);
 
@@ -187,10 +187,8 @@ describe("path probing", () => {
   // cannot be made).
   const canUnshare = Bun.spawnSync(["unshare", "-n", "true"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
   test.skipIf(!canUnshare)("over a link with a 1500-byte MTU the probe settles on whole 1400-byte datagrams, not fragmented 64 KiB ones", async () => {
-    const share = tempDir("ftx-share-");
-    const out = tempDir("ftx-out-");
-    try {
-      const hashes = makeFiles(share.path, { "m.bin": 2 << 20 }, 9);
+    await withTempDirs(2, async (share, out) => {
+      const hashes = makeFiles(share, { "m.bin": 2 << 20 }, 9);
       const port = 20_000 + Math.floor(Math.random() * 20_000);
       const ftx = `bun ${CLI}`;
       // Everything runs inside the namespace, which vanishes with its last process; the script stops
@@ -199,10 +197,10 @@ describe("path probing", () => {
         "set -e",
         "ip link set lo mtu 1500 up",
         `${ftx} master --port ${port} --quiet & M=$!`,
-        `${ftx} serve ${share.path} --master 127.0.0.1:${port} --quiet & S=$!`,
+        `${ftx} serve ${share} --master 127.0.0.1:${port} --quiet & S=$!`,
         "trap 'kill $S $M 2>/dev/null' EXIT",
         `for i in $(seq 100); do ${ftx} ls 127.0.0.1:${port} 2>/dev/null | grep -q m.bin && break; sleep 0.1; done`,
-        `${ftx} fetch 127.0.0.1:${port} m.bin -o ${out.path} --verbose`,
+        `timeout 25 ${ftx} fetch 127.0.0.1:${port} m.bin -o ${out} --verbose`,
       ].join("\n");
       const proc = Bun.spawn(["unshare", "-n", "bash", "-c", script], { env: ftxEnv(), stdout: "pipe", stderr: "pipe" });
       const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
@@ -210,11 +208,8 @@ describe("path probing", () => {
       clearTimeout(timer);
       expect(stderr).toContain("datagrams of 1400 bytes arrive; 1374-byte segments");
       expect(code).toBe(0);
-      expect(hashOf(join(out.path, "m.bin"))).toBe(hashes["m.bin"]!);
-    } finally {
-      share.cleanup();
-      out.cleanup();
-    }
+      expect(hashOf(join(out, "m.bin"))).toBe(hashes["m.bin"]!);
+    });
   });
 
   test("on loopback the probe finds 64 KiB datagrams; behind a 1500-byte MTU it settles on 1400-byte ones", async () => {

@@ -159,6 +159,16 @@ export function tempDir(prefix = "ftx-test-"): { path: string; cleanup: () => vo
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+/** Run `fn` with `count` fresh temporary folders (their paths), removed afterwards whatever happens. */
+export async function withTempDirs<T>(count: number, fn: (...paths: string[]) => Promise<T>): Promise<T> {
+  const dirs = Array.from({ length: count }, () => tempDir());
+  try {
+    return await fn(...dirs.map((d) => d.path));
+  } finally {
+    for (const d of dirs) d.cleanup();
+  }
+}
+
 export function sha256Hex(data: string | Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(data).digest("hex");
 }

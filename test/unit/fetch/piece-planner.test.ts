@@ -96,6 +96,20 @@ function simulate(seed: number, opts: { size: number; pieceBytes: number; source
   return { ms: now, complete: planner.complete, sources, overlaps };
 }
 
+/**
+ * Source 0 (slow) on the first half of the file, source 1 (fast) on the second half and just finished
+ * with it; the slow one has received `slowReceived` bytes.
+ */
+function fastDoneBesideSlow(size: number, slowReceived: number, stallMs?: number) {
+  const planner = new PiecePlanner(size, MiB, () => false, stallMs);
+  const slow = planner.assign(0, 0, () => 0, 2)!.range;
+  const fast = planner.assign(1, 0, () => 0, 1)!.range;
+  slow.received = slowReceived;
+  fast.received = planner.byteRange(fast).length;
+  planner.close(fast, "done");
+  return { planner, slow };
+}
+
 describe("piece planner", () => {
   test("one source gets the whole file as one range", () => {
     const planner = new PiecePlanner(10 * MiB + 5, MiB, () => false);
@@ -118,17 +132,8 @@ describe("piece planner", () => {
   });
 
   test("a finished fast source steals the tail of a slow one, in proportion to their rates", () => {
-    const planner = new PiecePlanner(100 * MiB, MiB, () => false);
-    const slow = planner.assign(0, 0, () => 0, 2)!.range;
-    const fast = planner.assign(1, 0, () => 0, 1)!.range;
-    slow.received = 5 * MiB;
-    fast.received = planner.byteRange(fast).length;
-    planner.close(fast, "done");
-    const rates = new Map([
-      [0, 1],
-      [1, 3],
-    ]);
-    const a = planner.assign(1, 10, (id) => rates.get(id)!)!;
+    const { planner, slow } = fastDoneBesideSlow(100 * MiB, 5 * MiB);
+    const a = planner.assign(1, 10, (id) => [1, 3][id]!)!;
     expect(a.shortened).toBe(slow);
     // 50 pieces, 5 received, 1 in progress: 44 stealable, 3/4 of them to the fast source.
     expect(a.range.end - a.range.first).toBe(33);
@@ -147,29 +152,15 @@ describe("piece planner", () => {
   });
 
   test("the end game: a much faster source takes over the last piece a slow one is still on", () => {
-    const planner = new PiecePlanner(8 * MiB, MiB, () => false, 10_000);
-    const slow = planner.assign(0, 0, () => 0, 2)!.range; // pieces 0–3
-    const fast = planner.assign(1, 0, () => 0, 1)!.range; // pieces 4–7
-    slow.received = 3 * MiB + 100; // on its last piece
-    fast.received = planner.byteRange(fast).length;
-    planner.close(fast, "done");
-    const rates = new Map([
-      [0, 1_000],
-      [1, 100_000],
-    ]);
+    const { planner, slow } = fastDoneBesideSlow(8 * MiB, 3 * MiB + 100, 10_000); // slow: pieces 0–3, on its last
     // At 1 KB/s the slow one needs ~17 min for the rest of its piece; the fast one needs 10 s for all of it.
-    const a = planner.assign(1, 10, (id) => rates.get(id)!)!;
+    const a = planner.assign(1, 10, (id) => [1_000, 100_000][id]!)!;
     expect(a.cancelled).toBe(slow);
     expect(a.cancelledBecause).toBe("outpaced");
     expect(planner.byteRange(a.range)).toEqual({ offset: 3 * MiB, length: MiB });
     // Equal rates: no take-over, the owner finishes its own piece.
-    const p2 = new PiecePlanner(8 * MiB, MiB, () => false, 10_000);
-    const s2 = p2.assign(0, 0, () => 0, 2)!.range;
-    const f2 = p2.assign(1, 0, () => 0, 1)!.range;
-    s2.received = 3 * MiB + 100;
-    f2.received = p2.byteRange(f2).length;
-    p2.close(f2, "done");
-    expect(p2.assign(1, 10, () => 1000)).toBeUndefined();
+    const even = fastDoneBesideSlow(8 * MiB, 3 * MiB + 100, 10_000);
+    expect(even.planner.assign(1, 10, () => 1000)).toBeUndefined();
   });
 
   test("simulation: 1,000 seeded runs with random rates, deaths and bad sources all complete, never assigning a piece twice", () => {
