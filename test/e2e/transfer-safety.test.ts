@@ -216,15 +216,17 @@ describe("file server safety", () => {
       const vb = await startServerBehindRelay(b.path, address, { toClient: { bytesPerSecond: 8e6 } });
       const [ra, rb] = [va.relay, vb.relay];
       await eventually(async () => (await lsJson(address))[0]?.servers.length === 2, 5000, "both listed");
-      const fetching = runFtx(["fetch", address, "shared.bin", "-o", out.path, "--json", "--idle-timeout", "2"], { timeoutMs: 90_000 });
-      // Kill whichever server is sending once the transfer is under way.
-      await eventually(() => ra.counters.toClient + rb.counters.toClient > 200, 10_000, "transfer started");
+      const fetching = runFtx(["fetch", address, "shared.bin", "-o", out.path, "--json", "--idle-timeout", "2", "--verbose"], { timeoutMs: 90_000 });
+      // Kill whichever server is sending once the transfer is under way (2 MiB of 24: mid-range whatever the segment size).
+      await eventually(() => ra.counters.bytesToClient + rb.counters.bytesToClient > 2 << 20, 10_000, "transfer started");
       const victim = ra.counters.toClient > rb.counters.toClient ? va : vb;
       await victim.server.stop("SIGKILL");
       const r = await fetching;
       expect(r.exitCode).toBe(0);
       expect(sha256Hex(readFileSync(join(out.path, "shared.bin")))).toBe(sha256Hex(content));
-      expect(r.stderr).toMatch(/carrying on with the other servers/);
+      // Either its session fails (a warning) or, first, the other server takes its range over when it
+      // finishes its own and finds the dead one's rate fallen to nothing (said at --verbose).
+      expect(r.stderr).toMatch(/carrying on with the other servers|is far slower; the rest of its range goes to|made no progress; the rest of its range goes to/);
       ra.close();
       rb.close();
     } finally {
