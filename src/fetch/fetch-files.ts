@@ -5,10 +5,10 @@ import { queryMaster } from "../index/index-client.ts";
 import type { ListEntry } from "../index/messages.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { HostPort } from "../net/address.ts";
-import { FileFetch } from "./file-fetch.ts";
+import { FileFetch, type PathInfo } from "./file-fetch.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
 import { Slots } from "../util/slots.ts";
-import { probeDatagramSize } from "../transfer/path-probe.ts";
+import { probePath } from "../transfer/path-probe.ts";
 import { HEADER_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 
 export interface FetchOptions {
@@ -55,20 +55,21 @@ export function clampSegment(bytes: number): number {
   return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
 }
 
-/** Probed segment sizes by server, for this process: every file from one server uses one probe. */
-const probed = new Map<string, Promise<number>>();
+/** Probed paths by server, for this process: every file from one server uses one probe. */
+const probed = new Map<string, Promise<PathInfo>>();
 
 /**
- * The segment size for a server: the largest datagram the path delivered in a probe, less our header;
- * the internet-safe size when no probe came back.
+ * The path to a server: segments of the largest datagram it delivered in a probe, less our header
+ * (the internet-safe size when no probe came back), and the probe's round trip.
  */
-function segmentFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger): Promise<number> {
+function pathFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger): Promise<PathInfo> {
   let result = probed.get(server);
   if (!result) {
-    result = probeDatagramSize(ip, port, bindHost).then((largest) => {
-      const segment = largest === undefined ? INTERNET_SEGMENT_BYTES : largest - HEADER_BYTES;
-      logger.debug(`path to ${server}: ${largest === undefined ? "no probe answered" : `datagrams of ${largest} bytes arrive`}; ${segment}-byte segments`);
-      return segment;
+    result = probePath(ip, port, bindHost).then((probe) => {
+      const segmentBytes = clampSegment(probe === undefined ? INTERNET_SEGMENT_BYTES : probe.datagramBytes - HEADER_BYTES);
+      const rtt = probe === undefined ? "" : `; round trip ${probe.rttMs.toFixed(2)} ms`;
+      logger.debug(`path to ${server}: ${probe === undefined ? "no probe answered" : `datagrams of ${probe.datagramBytes} bytes arrive`}; ${segmentBytes}-byte segments${rtt}`);
+      return { segmentBytes, rttMs: probe?.rttMs };
     });
     probed.set(server, result);
   }
@@ -166,7 +167,7 @@ async function fetchOne(
       token: opts.token,
       idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
       retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
-      segmentFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve(clampSegment(opts.segmentBytes)) : segmentFor(server, ip, port, opts.bindHost, logger).then(clampSegment)),
+      pathFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve({ segmentBytes: clampSegment(opts.segmentBytes) }) : pathFor(server, ip, port, opts.bindHost, logger)),
       lookup: async () => (await queryMaster(opts.masters, [patternFor(name)], opts.token))[0]!.entries.filter((e) => e.name === name),
       progress: opts.progress ? (bytes) => opts.progress!.update(name, bytes) : undefined,
       verified,

@@ -17,8 +17,8 @@ export interface FileFetchContext {
   idleTimeoutMs: number;
   /** How long to keep asking the index when no server can deliver, before giving up on the file. */
   retryForMs: number;
-  /** The segment size to use with a server (probed once per server, or pinned). */
-  segmentFor(server: string, ip: string, port: number): Promise<number>;
+  /** What is known of the path to a server: the segment size to use (probed once per server, or pinned) and its round trip. */
+  pathFor(server: string, ip: string, port: number): Promise<PathInfo>;
   /** Ask the index again who holds the file (the answer's entries for this name). */
   lookup(): Promise<ListEntry[]>;
   progress?(bytes: number): void;
@@ -42,6 +42,12 @@ const TICK_MS = 100;
 /** Rates are smoothed over about this many ticks. */
 const RATE_SMOOTHING = 0.3;
 
+export interface PathInfo {
+  segmentBytes: number;
+  /** The probe's round trip, when a probe was answered. */
+  rttMs?: number;
+}
+
 interface Source {
   id: SourceId;
   server: string;
@@ -49,7 +55,7 @@ interface Source {
   banned?: string;
   restUntil: number;
   failures: number;
-  address?: { ip: string; port: number; segmentBytes: number };
+  address?: { ip: string; port: number; path: PathInfo };
   range?: PlannedRange;
   download?: Download;
   sink?: RangeSink;
@@ -297,20 +303,32 @@ export class FileFetch {
 
   private async startSession(source: Source, range: Pick<DownloadSpec, "offset" | "length" | "size" | "pieceHashes">, sink: DownloadSink): Promise<Download> {
     source.address ??= await this.resolve(source);
-    const { ip, port, segmentBytes } = source.address;
+    const { ip, port, path } = source.address;
     const download = await this.ctx.client.start(
-      { name: this.name, sha256: this.entry.sha256, ip, port, display: source.server, token: this.ctx.token, segmentBytes, ackEvery: 2, idleTimeoutMs: this.ctx.idleTimeoutMs, ...range },
+      {
+        name: this.name,
+        sha256: this.entry.sha256,
+        ip,
+        port,
+        display: source.server,
+        token: this.ctx.token,
+        segmentBytes: path.segmentBytes,
+        pathRttMs: path.rttMs,
+        ackEvery: 2,
+        idleTimeoutMs: this.ctx.idleTimeoutMs,
+        ...range,
+      },
       sink,
     );
     source.download = download;
     return download;
   }
 
-  private async resolve(source: Source): Promise<{ ip: string; port: number; segmentBytes: number }> {
+  private async resolve(source: Source): Promise<{ ip: string; port: number; path: PathInfo }> {
     try {
       const hp = parseHostPort(source.server, "server address");
       const ip = await resolveHost(hp.host);
-      return { ip, port: hp.port, segmentBytes: await this.ctx.segmentFor(source.server, ip, hp.port) };
+      return { ip, port: hp.port, path: await this.ctx.pathFor(source.server, ip, hp.port) };
     } catch (err) {
       throw new FtxError("E_UNREACHABLE", `cannot use server ${source.server}: ${errorMessage(err)}`);
     }

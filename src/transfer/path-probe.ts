@@ -30,10 +30,17 @@ const ROUNDS = 4;
  * two rounds in a row that answer nothing larger end the probing. Probes leave with Don't Fragment
  * (socket-options.ts): a size the kernel refuses to send whole (EMSGSIZE: larger than the interface
  * or a learnt path MTU) is dropped from the candidates. A server that
- * answers no probe leaves the caller's safe default. Returns the largest delivered datagram size, or
- * undefined when none came back.
+ * answers no probe leaves the caller's safe default. Returns the largest delivered datagram size and
+ * the first answer's round trip, or undefined when none came back.
  */
-export async function probeDatagramSize(ip: string, port: number, bindHost?: string): Promise<number | undefined> {
+export interface PathProbe {
+  /** The largest datagram that arrived whole. */
+  datagramBytes: number;
+  /** The round trip of the first answer: the client's first RTT sample of this path. */
+  rttMs: number;
+}
+
+export async function probePath(ip: string, port: number, bindHost?: string): Promise<PathProbe | undefined> {
   const probeId = randomBytes(4).readUInt32BE(0) >>> 0;
   let largest: number | undefined;
   let settle: () => void = () => {};
@@ -71,6 +78,7 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
     },
   });
   forbidFragmentation(socket, family);
+  const result = () => (largest === undefined || rttMs === undefined ? undefined : { datagramBytes: largest, rttMs });
   let fruitless = 0;
   /** Sizes the kernel refused to send whole: no later round can do better with them. */
   let refusedFrom = Infinity;
@@ -90,7 +98,7 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
             refusedFrom = Math.min(refusedFrom, size); // larger than the path (or the interface) carries whole
             continue;
           }
-          return largest; // the kernel refused (ICMP already queued): the server is not there
+          return result(); // the kernel refused (ICMP already queued): the server is not there
         }
       }
       await new Promise<void>((resolve) => {
@@ -113,7 +121,7 @@ export async function probeDatagramSize(ip: string, port: number, bindHost?: str
       fruitless = before !== undefined && largest === before ? fruitless + 1 : 0;
       if (fruitless >= 2) break;
     }
-    return largest;
+    return result();
   } finally {
     socket.close();
   }
