@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { constantTimeEqual, hmacSha256, randomBytes } from "../util/crypto.ts";
 import { MAC_BYTES, NONCE_BYTES, type Role } from "./messages.ts";
 
 /**
@@ -9,16 +9,16 @@ import { MAC_BYTES, NONCE_BYTES, type Role } from "./messages.ts";
 const AUTH_LABEL = Buffer.from("ftx-index-auth-v1");
 
 export function newNonce(): Uint8Array {
-  return new Uint8Array(randomBytes(NONCE_BYTES));
+  return randomBytes(NONCE_BYTES);
 }
 
 export function authMac(token: string, role: Role, clientNonce: Uint8Array, serverNonce: Uint8Array): Uint8Array {
-  const hmac = createHmac("sha256", token);
+  const hmac = hmacSha256(token);
   hmac.update(AUTH_LABEL);
   hmac.update(Uint8Array.of(role));
   hmac.update(clientNonce);
   hmac.update(serverNonce);
-  return new Uint8Array(hmac.digest());
+  return hmac.digest() as Uint8Array;
 }
 
 /** The MAC a peer without a token sends: it can never verify, since HMAC output is never all zeros in practice. */
@@ -26,5 +26,5 @@ export const NO_TOKEN_MAC = new Uint8Array(MAC_BYTES);
 
 export function verifyMac(token: string, role: Role, clientNonce: Uint8Array, serverNonce: Uint8Array, mac: Uint8Array): boolean {
   const expected = authMac(token, role, clientNonce, serverNonce);
-  return mac.byteLength === expected.byteLength && timingSafeEqual(mac, expected);
+  return constantTimeEqual(mac, expected);
 }

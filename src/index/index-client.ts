@@ -1,5 +1,5 @@
 import type { Socket } from "bun";
-import { isIP } from "node:net";
+import { ipVersion } from "../net/ip.ts";
 import { lookup } from "node:dns/promises";
 import { FtxError, type ProtocolError } from "../errors.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
@@ -56,7 +56,7 @@ export class IndexSession {
 }
 
 async function resolveAll(host: string): Promise<string[]> {
-  if (isIP(host)) return [host];
+  if (ipVersion(host)) return [host];
   const results = await lookup(host, { all: true });
   return results.map((r) => r.address);
 }

@@ -1,5 +1,5 @@
 import { RedisClient } from "bun";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../util/crypto.ts";
 import { FtxError, errorMessage } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { MemoryStore } from "./memory-store.ts";
@@ -37,7 +37,7 @@ interface Pending {
 export class RedisStore implements RegistryStore {
   private readonly own = new MemoryStore();
   private readonly view = new MemoryStore();
-  private readonly masterId = randomBytes(6).toString("hex");
+  private readonly masterId = Buffer.from(randomBytes(6)).toString("hex");
   private readonly pending = new Map<number, Pending>();
   private readonly lastRenew = new Map<number, number>();
   /** Remote server id → [local id in `view`, version last loaded]. */

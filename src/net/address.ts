@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import { ipVersion } from "./ip.ts";
 import { lookup } from "node:dns/promises";
 import { FtxError, UsageError } from "../errors.ts";
 
@@ -14,20 +14,20 @@ export function bareHost(host: string): string {
 
 /** Bun reports IPv4 peers of a dual-stack socket as `::ffff:a.b.c.d`; show them as plain IPv4. */
 export function unmapIPv4(host: string): string {
-  return host.startsWith("::ffff:") && isIP(host.slice(7)) === 4 ? host.slice(7) : host;
+  return host.startsWith("::ffff:") && ipVersion(host.slice(7)) === 4 ? host.slice(7) : host;
 }
 
 /** The one way ftx writes an address: `127.0.0.1:40123`, `[::1]:40123`, `example.org:80`. */
 export function formatAddress(host: string, port: number): string {
   const h = unmapIPv4(bareHost(host));
-  return isIP(h) === 6 ? `[${h}]:${port}` : `${h}:${port}`;
+  return ipVersion(h) === 6 ? `[${h}]:${port}` : `${h}:${port}`;
 }
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 export function isValidHost(host: string): boolean {
   const h = bareHost(host);
-  return isIP(h) !== 0 || HOSTNAME.test(h);
+  return ipVersion(h) !== 0 || HOSTNAME.test(h);
 }
 
 export function parsePort(text: string, what: string, allowZero: boolean): number {
@@ -52,12 +52,12 @@ export function parseHostPort(text: string, what: string, defaultPort?: number):
     if (rest === "") portText = undefined;
     else if (rest.startsWith(":")) portText = rest.slice(1);
     else throw new UsageError(`${what}: '${text}' is not HOST:PORT`);
-    if (isIP(host) !== 6) throw new UsageError(`${what}: '${host}' is not an IPv6 address`);
+    if (ipVersion(host) !== 6) throw new UsageError(`${what}: '${host}' is not an IPv6 address`);
   } else {
     const colon = text.lastIndexOf(":");
     if (colon >= 0 && text.indexOf(":") !== colon) {
       // Several colons without brackets: a bare IPv6 address, accepted only where the port is optional.
-      if (defaultPort === undefined || isIP(text) !== 6)
+      if (defaultPort === undefined || ipVersion(text) !== 6)
         throw new UsageError(`${what}: write an IPv6 address in brackets, as [::1]:7700`);
       host = text;
       portText = undefined;
@@ -90,7 +90,7 @@ export function parseBindHost(text: string, what = "--host"): string {
  */
 export async function resolveHost(host: string): Promise<string> {
   const h = bareHost(host);
-  if (isIP(h)) return h;
+  if (ipVersion(h)) return h;
   try {
     const { address } = await lookup(h);
     return address;

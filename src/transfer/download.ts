@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomU32 } from "../util/crypto.ts";
 import { FtxError, ProtocolError } from "../errors.ts";
 import { GbnReceiver } from "./gbn-receiver.ts";
 import type { DownloadSink } from "./part-file.ts";
@@ -116,7 +116,7 @@ export class Download {
     /** Told when a deadline moved earlier outside the owner's calls (the window reopened). */
     private readonly deadlineMoved: (at: number) => void = () => {},
   ) {
-    this.sessionId = (randomBytes(4).readUInt32BE(0) || 1) >>> 0;
+    this.sessionId = randomU32() || 1;
     this.limit = spec.length;
     const sha = Buffer.from(spec.sha256, "hex");
     const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, spec.offset, spec.length, sha, spec.name) : undefined;

@@ -1,6 +1,6 @@
 import type { udp } from "bun";
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { randomU32 } from "../util/crypto.ts";
 import { FtxError, ProtocolError } from "../errors.ts";
 import type { Catalog, CatalogEntry } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
@@ -279,7 +279,7 @@ export class FileService {
 
     const segmentBytes = Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, req.segmentBytes));
     const totalSegments = Math.ceil((end - req.offset) / segmentBytes);
-    const cookie = randomBytes(4).readUInt32BE(0);
+    const cookie = randomU32();
     const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256 }, timestampUs(now));
     const session: Session = {
       key,

@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { isIP } from "node:net";
+import { randomU32 } from "../util/crypto.ts";
+import { ipVersion } from "../net/ip.ts";
 import { ProtocolError } from "../errors.ts";
 import { forbidFragmentation } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
@@ -41,14 +41,14 @@ export interface PathProbe {
 }
 
 export async function probePath(ip: string, port: number, bindHost?: string): Promise<PathProbe | undefined> {
-  const probeId = randomBytes(4).readUInt32BE(0) >>> 0;
+  const probeId = randomU32();
   let largest: number | undefined;
   let settle: () => void = () => {};
   let roundSentAt = 0;
   let rttMs: number | undefined; // from the first answer: sizes the wait of the rounds after it
   let hurry: () => void = () => {};
   let gone = false;
-  const family = isIP(ip) === 6 ? 6 : 4;
+  const family = ipVersion(ip) === 6 ? 6 : 4;
   const socket = await Bun.udpSocket({
     hostname: bindHost ?? (family === 6 ? "::" : "0.0.0.0"),
     port: 0,

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { constantTimeEqual, hmacSha256 } from "../util/crypto.ts";
 import { MAC_BYTES } from "./wire.ts";
 
 /**
@@ -12,15 +12,15 @@ export function requestMac(token: string, sessionId: number, offset: number, len
   fields.writeUInt32BE(sessionId, 0);
   fields.writeBigUInt64BE(BigInt(offset), 4);
   fields.writeBigUInt64BE(BigInt(length), 12);
-  const h = createHmac("sha256", token);
+  const h = hmacSha256(token);
   h.update(LABEL);
   h.update(fields);
   h.update(sha256);
   h.update(Buffer.from(name, "utf8"));
-  return new Uint8Array(h.digest()).subarray(0, MAC_BYTES);
+  return (h.digest() as Uint8Array).subarray(0, MAC_BYTES);
 }
 
 export function verifyRequestMac(token: string, sessionId: number, offset: number, length: number, sha256: Uint8Array, name: string, mac: Uint8Array | undefined): boolean {
   if (!mac || mac.byteLength !== MAC_BYTES) return false;
-  return timingSafeEqual(requestMac(token, sessionId, offset, length, sha256, name), mac);
+  return constantTimeEqual(requestMac(token, sessionId, offset, length, sha256, name), mac);
 }

@@ -1,5 +1,5 @@
 import type { udp } from "bun";
-import { isIP } from "node:net";
+import { ipVersion } from "../net/ip.ts";
 import { FtxError, ProtocolError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { unmapIPv4 } from "../net/address.ts";
@@ -60,7 +60,7 @@ export class TransferClient {
 
   /** Starts a download; its receive window is decided here, where the sockets are. */
   async start(request: Omit<DownloadSpec, "windowSegments">, sink: DownloadSink): Promise<Download> {
-    const family = isIP(request.ip) === 6 ? 6 : 4;
+    const family = ipVersion(request.ip) === 6 ? 6 : 4;
     let download: Download | undefined;
     const portGone = (detail: string) => {
       this.logger.debug(`${request.name}: socket error from ${request.display}: ${detail}`);
