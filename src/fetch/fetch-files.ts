@@ -6,6 +6,7 @@ import type { ListEntry } from "../index/messages.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { HostPort } from "../net/address.ts";
 import { FileFetch, type PathInfo } from "./file-fetch.ts";
+import { startWriterThread } from "../transfer/part-file.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
 import { Slots } from "../util/slots.ts";
 import { probePath } from "../transfer/path-probe.ts";
@@ -98,6 +99,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
     if (reason) failNow(name, `${JSON.stringify(name)} is not a safe name (${reason})`);
     return !reason;
   });
+  if (safe.length > 0) startWriterThread(); // its start-up overlaps the master's answer
   let answers: ListEntry[][];
   try {
     answers = safe.length > 0 ? (await queryMaster(opts.masters, safe.map(patternFor), opts.token)).map((a) => a.entries) : [];
