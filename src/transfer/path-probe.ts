@@ -20,6 +20,13 @@ const MIN_ROUND_MS = 20;
 /** Rounds at most: when many clients start at once their probes can overflow the server's socket. */
 const ROUNDS = 4;
 
+export interface PathProbe {
+  /** The largest datagram that arrived whole. */
+  datagramBytes: number;
+  /** The round trip of the first answer: the client's first RTT sample of this path. */
+  rttMs: number;
+}
+
 /**
  * Path MTU discovery in the spirit of RFC 8899 (DPLPMTUD): send padded probes of each candidate size
  * at once and keep the largest one the path delivered. A round that leaves sizes worth having
@@ -33,13 +40,6 @@ const ROUNDS = 4;
  * answers no probe leaves the caller's safe default. Returns the largest delivered datagram size and
  * the first answer's round trip, or undefined when none came back.
  */
-export interface PathProbe {
-  /** The largest datagram that arrived whole. */
-  datagramBytes: number;
-  /** The round trip of the first answer: the client's first RTT sample of this path. */
-  rttMs: number;
-}
-
 export async function probePath(ip: string, port: number, bindHost?: string): Promise<PathProbe | undefined> {
   const probeId = randomU32();
   let largest: number | undefined;
