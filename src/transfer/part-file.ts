@@ -4,7 +4,8 @@ import { FtxError } from "../errors.ts";
 import { PART_SUFFIX } from "../files/safe-name.ts";
 import { pieceBytesFor, pieceCountFor } from "../files/pieces.ts";
 import { hasBit } from "./part-trailer.ts";
-import type { WriterReply, WriterRequest } from "./part-writer-protocol.ts";
+import { SYNC_AFTER_BYTES, type WriterReply, type WriterRequest } from "./part-writer-protocol.ts";
+import { dropFromPageCache } from "../files/page-cache.ts";
 
 /**
  * A session's in-order bytes are gathered into blocks of this size and handed to the writer thread, which writes
@@ -264,6 +265,8 @@ export class PartFile {
     const handle = await open(this.partPath, "r");
     try {
       await handle.datasync();
+      // Like the background syncs before it, this one lets a large file's pages go (small files stay cached).
+      if (this.size >= SYNC_AFTER_BYTES) dropFromPageCache(handle.fd, 0, this.size);
     } finally {
       await handle.close();
     }

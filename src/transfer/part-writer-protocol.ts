@@ -1,4 +1,11 @@
 /** Messages between a PartFile and the writer thread (part-writer.worker.ts). */
+
+/**
+ * A part file is synced in the background each time this much more was written, and what a sync made
+ * durable leaves the page cache. Smaller files are left to the final sync alone (a sync per megabyte
+ * would cost more than it saves) and stay cached.
+ */
+export const SYNC_AFTER_BYTES = 8 << 20;
 export type WriterRequest =
   | { op: "open"; id: number; path: string; size: number; sha256: string; pieceBytes: number; pieceHashes: ArrayBuffer }
   /** `verify`: check each piece as it completes even at the hash frontier (the fetch has several sources). */
