@@ -401,6 +401,25 @@ async function timeCommand(argv: string[]): Promise<{ seconds: number; cpuSecond
 }
 
 /**
+ * `rounds` samples of ftx and of curl (when there is a curl command), alternating, each into an empty
+ * output folder: on a shared machine only samples taken side by side compare.
+ */
+async function alternate(rounds: number, out: string, ftxArgv: string[], curlArgv: string[] | undefined) {
+  const ftx: Awaited<ReturnType<typeof timeCommand>>[] = [];
+  const curl: Awaited<ReturnType<typeof timeCommand>>[] = [];
+  for (let r = 0; r < rounds; r++) {
+    rmSync(out, { recursive: true, force: true });
+    ftx.push(await timeCommand(ftxArgv));
+    if (curlArgv) {
+      rmSync(out, { recursive: true, force: true });
+      mkdirSync(out, { recursive: true });
+      curl.push(await timeCommand(curlArgv));
+    }
+  }
+  return { ftx, curl };
+}
+
+/**
  * ftx against the tool a user would pick instead, in the same run: curl ← nginx (HTTP over TCP) for one
  * large file with 0 %, 1 % and 5 % loss (nftables, both directions of each server's port), and for 100
  * files of 1 MiB in one process; plus 20 concurrent ftx clients on distinct files.
@@ -445,18 +464,13 @@ async function benchPeers(): Promise<void> {
       continue;
     }
     try {
-      const ftx = [];
-      const curl = [];
       // Five samples without loss, where this machine's noise is largest relative to the run; three with.
-      for (let r = 0; r < (quick ? 1 : permille ? 3 : 5); r++) {
-        rmSync(out, { recursive: true, force: true });
-        ftx.push(await timeCommand(["bun", cli, "fetch", master.address, "big.bin", "-o", out]));
-        if (nginx) {
-          rmSync(out, { recursive: true, force: true });
-          mkdirSync(out, { recursive: true });
-          curl.push(await timeCommand(["curl", "-sf", "-o", join(out, "big.bin"), `http://127.0.0.1:${nginx.port}/big.bin`]));
-        }
-      }
+      const { ftx, curl } = await alternate(
+        quick ? 1 : permille ? 3 : 5,
+        out,
+        ["bun", cli, "fetch", master.address, "big.bin", "-o", out],
+        nginx ? ["curl", "-sf", "-o", join(out, "big.bin"), `http://127.0.0.1:${nginx.port}/big.bin`] : undefined,
+      );
       const f = median(ftx.map((x) => size / 1e6 / x.seconds));
       if (curl.some((x) => !x.ok)) throw new Error("curl failed: the comparison would be meaningless");
       const c = curl.length ? median(curl.map((x) => size / 1e6 / x.seconds)) : NaN;
@@ -484,23 +498,15 @@ async function benchPeers(): Promise<void> {
   // 100 × 1 MiB in one process each; three alternating samples (one with --quick), medians: one
   // sample of a 0.2 s run gave ratios from 0.38 to 0.59 across otherwise equal runs.
   const names = Array.from({ length: 100 }, (_, i) => `many/${i}.bin`);
-  const ftxMany: number[] = [];
-  const curlMany: number[] = [];
-  for (let r = 0; r < (quick ? 1 : 3); r++) {
-    rmSync(out, { recursive: true, force: true });
-    const f = await timeCommand(["bun", cli, "fetch", master.address, ...names, "-o", out]);
-    if (!f.ok) throw new Error("ftx failed on the 100 files");
-    ftxMany.push(f.seconds);
-    if (nginx) {
-      rmSync(out, { recursive: true, force: true });
-      mkdirSync(join(out, "many"), { recursive: true });
-      const c = await timeCommand(["curl", "-sf", ...names.flatMap((n) => ["-o", join(out, n), `http://127.0.0.1:${nginx.port}/${n}`])]);
-      if (!c.ok) throw new Error("curl failed on the 100 files");
-      curlMany.push(c.seconds);
-    }
-  }
-  const ftxManySeconds = median(ftxMany);
-  const curlManySeconds = curlMany.length ? median(curlMany) : undefined;
+  const many = await alternate(
+    quick ? 1 : 3,
+    out,
+    ["bun", cli, "fetch", master.address, ...names, "-o", out],
+    nginx ? ["curl", "-sf", "--create-dirs", ...names.flatMap((n) => ["-o", join(out, n), `http://127.0.0.1:${nginx.port}/${n}`])] : undefined,
+  );
+  if (!many.ftx.every((x) => x.ok) || !many.curl.every((x) => x.ok)) throw new Error("a fetch of the 100 files failed");
+  const ftxManySeconds = median(many.ftx.map((x) => x.seconds));
+  const curlManySeconds = many.curl.length ? median(many.curl.map((x) => x.seconds)) : undefined;
   const manyRatio = curlManySeconds !== undefined ? curlManySeconds / ftxManySeconds : NaN;
   peerResults.hundredFiles = { ftxSeconds: ftxManySeconds, curlSeconds: curlManySeconds, ratio: manyRatio };
   rows.push(["100 × 1 MiB in one process", `ftx ${ftxManySeconds.toFixed(2)} s vs curl ${curlManySeconds?.toFixed(2) ?? "-"} s (medians)`, `ratio ${manyRatio.toFixed(2)}`]);

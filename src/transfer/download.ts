@@ -1,6 +1,7 @@
 import { randomU32 } from "../util/crypto.ts";
 import { FtxError, ProtocolError } from "../errors.ts";
 import { GbnReceiver } from "./gbn-receiver.ts";
+import { answerWaitMs } from "./rtt-estimator.ts";
 import type { DownloadSink } from "./part-file.ts";
 import { requestMac } from "./request-mac.ts";
 import {
@@ -47,13 +48,11 @@ export interface DownloadSpec {
 /**
  * REQUEST retransmission, doubling up to the maximum until the idle timeout has passed since the
  * first (then the server counts as unreachable). The first wait is 500 ms, or, when the path probe
- * has just measured the round trip, 4 of those but at least 20 ms (RFC 9002 §6.2.2 lets a new
- * connection start from an earlier RTT). A lost REQUEST or ACCEPT cost every session it struck half
- * a second, on loopback and at 5 % loss alike; a needless retry costs the server one more ACCEPT.
+ * has just measured the round trip, answerWaitMs of it (RFC 9002 §6.2.2 lets a new connection start
+ * from an earlier RTT). A lost REQUEST or ACCEPT cost every session it struck half a second, on
+ * loopback and at 5 % loss alike; a needless retry costs the server one more ACCEPT.
  */
 const REQUEST_FIRST_RETRY_MS = 500;
-const REQUEST_MIN_RETRY_MS = 20;
-const REQUEST_RTTS_BEFORE_RETRY = 4;
 const REQUEST_MAX_RETRY_MS = 2000;
 const ACK_DELAY_MS = 2;
 /**
@@ -138,8 +137,7 @@ export class Download {
     this.finished.catch(() => {});
     this.lastHeardAt = now;
     this.nextRequestAt = now;
-    this.requestRetryMs =
-      spec.pathRttMs === undefined ? REQUEST_FIRST_RETRY_MS : Math.min(REQUEST_FIRST_RETRY_MS, Math.max(REQUEST_MIN_RETRY_MS, REQUEST_RTTS_BEFORE_RETRY * spec.pathRttMs));
+    this.requestRetryMs = spec.pathRttMs === undefined ? REQUEST_FIRST_RETRY_MS : answerWaitMs(spec.pathRttMs, REQUEST_FIRST_RETRY_MS);
     this.requestDeadline = now + spec.idleTimeoutMs;
     this.onTimer(now);
   }

@@ -213,26 +213,37 @@ export class FileService {
   }
 
   /**
-   * Bun's send() throws when the kernel holds an ICMP error for the socket (a client that went away:
-   * ECONNREFUSED). That is news about one peer, never a reason to stop serving the others.
+   * One socket serves every client, so the kernel's report of an ICMP error (ECONNREFUSED: a client
+   * that went away, a probe socket closed before its last answers came) makes Bun's send throw on
+   * whichever send comes next, to anyone, and that datagram is not sent. The report clears the error,
+   * so these two make the send once more; a second failure is news about one peer only, never a
+   * reason to stop serving the others.
    */
-  /**
-   * One socket serves every client, so the kernel's report of an ICMP error (a client that went away,
-   * a probe socket closed before its last answers came) fails whichever send comes next, to anyone,
-   * and that datagram is not sent. Reporting the error clears it: the send is made once more.
-   */
+  private sendPastQueuedError(bytes: Uint8Array, port: number, address: string): boolean {
+    try {
+      return this.socket.send(bytes, port, address);
+    } catch {
+      return this.socket.send(bytes, port, address);
+    }
+  }
+
+  private sendManyPastQueuedError(batch: Array<Uint8Array | number | string>): number {
+    try {
+      return this.socket.sendMany(batch);
+    } catch {
+      return this.socket.sendMany(batch);
+    }
+  }
+
   private send(bytes: Uint8Array, port: number, address: string): boolean {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (this.socket.send(bytes, port, address)) return true;
-        // The socket's send buffer is full: stop pumping until Bun says it drained.
-        this.sendBlocked = true;
-        return false;
-      } catch (err) {
-        if (attempt < 2) continue;
-        this.logger.debug(`send to ${formatAddress(unmapIPv4(address), port)} failed: ${(err as Error).message}`);
-        return false;
-      }
+    try {
+      if (this.sendPastQueuedError(bytes, port, address)) return true;
+      // The socket's send buffer is full: stop pumping until Bun says it drained.
+      this.sendBlocked = true;
+      return false;
+    } catch (err) {
+      this.logger.debug(`send to ${formatAddress(unmapIPv4(address), port)} failed: ${(err as Error).message}`);
+      return false;
     }
   }
 
@@ -379,18 +390,14 @@ export class FileService {
 
   /** Sends a batch of datagrams (buffer, port, address, …); returns how many went out. */
   private sendBatch(batch: Array<Uint8Array | number | string>, s: Session): number {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const sent = this.socket.sendMany(batch);
-        // Fewer than asked: the socket's send buffer is full; stop pumping until Bun says it drained.
-        if (sent < batch.length / 3) this.sendBlocked = true;
-        return sent;
-      } catch (err) {
-        // An ICMP error queued for the socket, news about some peer, maybe not this one (see send).
-        if (attempt < 2) continue;
-        this.logger.debug(`send to ${s.peer} failed: ${(err as Error).message}`);
-        return 0;
-      }
+    try {
+      const sent = this.sendManyPastQueuedError(batch);
+      // Fewer than asked: the socket's send buffer is full; stop pumping until Bun says it drained.
+      if (sent < batch.length / 3) this.sendBlocked = true;
+      return sent;
+    } catch (err) {
+      this.logger.debug(`send to ${s.peer} failed: ${(err as Error).message}`);
+      return 0;
     }
   }
 

@@ -129,7 +129,7 @@ export class GbnSender {
     if (this.finished) return;
     this.finished = true;
     this.rtoDeadline = undefined;
-    this.ptoDeadline = undefined;
+    this.dropProbe();
     this.events.push(event);
   }
 
@@ -293,8 +293,14 @@ export class GbnSender {
     this.freshDupAcks = 0;
     this.goBackStampUs = timestampUs(now);
     this.rtoDeadline = now + this.rtt.rtoMs();
+    this.dropProbe();
+  }
+
+  /** No probe armed or due, and no probe's ACK awaited: the sender is going back anyway. */
+  private dropProbe(): void {
     this.ptoDeadline = undefined;
     this.probePending = false;
+    this.probeStampUs = undefined;
   }
 
   handleTimeout(now: number): void {
@@ -315,9 +321,7 @@ export class GbnSender {
       return;
     }
     this.counters.timeouts++;
-    this.ptoDeadline = undefined;
-    this.probePending = false;
-    this.probeStampUs = undefined;
+    this.dropProbe();
     this.rtt.onTimeout();
     this.cc.onTimeout(this.nextSeq);
     this.nextSeq = this.base;
@@ -331,8 +335,8 @@ export class GbnSender {
   /** The earliest moment the shell must call back: RTO, idle limit, or the next pacing token. */
   pollTimeout(now: number): number | undefined {
     if (this.finished) return undefined;
-    let deadline = this.lastAckAt + this.config.idleTimeoutMs;
     if (this.probePending) return now;
+    let deadline = this.lastAckAt + this.config.idleTimeoutMs;
     if (this.rtoDeadline !== undefined && this.rtoDeadline < deadline) deadline = this.rtoDeadline;
     if (this.ptoDeadline !== undefined && this.ptoDeadline < deadline) deadline = this.ptoDeadline;
     if (this.nextSeq < this.config.totalSegments && this.nextSeq - this.base < this.window && this.tokens < 1 - TOKEN_EPSILON) {

@@ -238,9 +238,10 @@ export class PartFile {
   }
 
   /**
-   * Verify the whole file (then `onVerified`), make it durable and rename it into place; returns the hash. If the hash is wrong and some pieces
-   * prove bad, returns those pieces instead (the part stays open: fetch them again, commit again). If
-   * no piece can be blamed, throws E_INTEGRITY and discards the part.
+   * Verify the whole file (then `onVerified`), make it durable and rename it into place; returns the
+   * hash. If the hash is wrong and some pieces prove bad, returns those pieces instead (the part stays
+   * open: fetch them again, commit again). If no piece can be blamed, throws E_INTEGRITY and discards
+   * the part.
    */
   async commit(expectedSha256: string, onVerified?: () => void): Promise<{ sha256: string } | { badPieces: number[] }> {
     const reply = await this.request({ op: "commit", id: this.id, sha256: expectedSha256 });

@@ -1,6 +1,7 @@
 import { randomU32 } from "../util/crypto.ts";
 import { ipVersion } from "../net/ip.ts";
 import { ProtocolError } from "../errors.ts";
+import { answerWaitMs } from "./rtt-estimator.ts";
 import { forbidFragmentation } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { decodeProbeAck, encodeProbe, HEADER_BYTES, MAX_DATAGRAM_BYTES, PacketType, readHeader, timestampUs } from "./wire.ts";
@@ -15,8 +16,6 @@ import { decodeProbeAck, encodeProbe, HEADER_BYTES, MAX_DATAGRAM_BYTES, PacketTy
  */
 export const PROBE_SIZES = [MAX_DATAGRAM_BYTES, 32 * 1024 + HEADER_BYTES, 16 * 1024 + HEADER_BYTES, 8 * 1024 + HEADER_BYTES, 1400];
 const ROUND_MS = 120;
-/** Once an answer gave the round-trip time, a round waits 4 RTTs, but at least this. */
-const MIN_ROUND_MS = 20;
 /** Rounds at most: when many clients start at once their probes can overflow the server's socket. */
 const ROUNDS = 4;
 
@@ -104,7 +103,7 @@ export async function probePath(ip: string, port: number, bindHost?: string): Pr
       await new Promise<void>((resolve) => {
         // Cleared when settled early: a pending timer would hold a finished fetch's process open.
         const backoff = ROUND_MS * 2 ** round * (0.75 + Math.random() / 2);
-        const rttWait = () => Math.min(backoff, Math.max(MIN_ROUND_MS, 4 * rttMs!));
+        const rttWait = () => answerWaitMs(rttMs!, backoff);
         let timer = setTimeout(resolve, rttMs === undefined ? backoff : rttWait());
         settle = () => {
           clearTimeout(timer);

@@ -14,6 +14,15 @@ export const MIN_RTO_MS = 5;
 /** Ceiling for the backed-off RTO: RFC 6298 allows ≥ 60 s; a file transfer gives up long before. */
 export const MAX_RTO_MS = 4000;
 
+/**
+ * How long to wait for the answer to a control datagram (a path probe, a REQUEST) when one RTT sample
+ * is all there is: 4 of them, but at least 20 ms (a busy event loop on either side is often that
+ * late) and at most `capMs`, the wait used when nothing is known.
+ */
+export function answerWaitMs(rttMs: number, capMs: number): number {
+  return Math.min(capMs, Math.max(20, 4 * rttMs));
+}
+
 export class RttEstimator {
   srttMs = INITIAL_RTT_MS;
   rttvarMs = INITIAL_RTT_MS / 2;
