@@ -10,6 +10,11 @@ const result = await Bun.build({
     autoloadDotenv: false,
     autoloadBunfig: false,
   },
+  // Bytecode compiled at build time: a process starts in ~10 ms instead of ~22 (it skips parsing the
+  // bundle), which counts wherever many short-lived processes run, as 20 clients at once do.
+  // Bytecode for ES modules needs `format: "esm"` to be said outright.
+  format: "esm",
+  bytecode: true,
   minify: true,
   sourcemap: "none",
 });
