@@ -1,12 +1,12 @@
 /**
- * `bun run build`: one self-contained executable at dist/ftx. It needs no Bun, no node_modules and no
+ * `bun run build [outfile]`: one self-contained executable at dist/ftx (or `outfile`). It needs no Bun, no node_modules and no
  * source tree beside it, and ignores .env / bunfig.toml in the folder it runs from.
  */
 const result = await Bun.build({
   // The part-file writer runs in a Worker: it must be bundled as an entry point of its own.
   entrypoints: ["./src/cli.ts", "./src/transfer/part-writer.worker.ts"],
   compile: {
-    outfile: "./dist/ftx",
+    outfile: process.argv[2] ?? "./dist/ftx",
     autoloadDotenv: false,
     autoloadBunfig: false,
   },
@@ -22,4 +22,4 @@ if (!result.success) {
   for (const log of result.logs) console.error(log);
   process.exit(1);
 }
-console.error("built dist/ftx");
+console.error(`built ${process.argv[2] ?? "dist/ftx"}`);
