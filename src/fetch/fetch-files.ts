@@ -1,6 +1,7 @@
+import { existsSync } from "node:fs";
 import { FtxError, errorMessage } from "../errors.ts";
 import { destinationFor, prepareOutputDir } from "../files/destination.ts";
-import { unsafeNameReason } from "../files/safe-name.ts";
+import { PART_SUFFIX, unsafeNameReason } from "../files/safe-name.ts";
 import { queryMaster } from "../index/index-client.ts";
 import type { ListEntry } from "../index/messages.ts";
 import { silentLogger, type Logger } from "../log.ts";
@@ -183,7 +184,8 @@ async function fetchOne(
     return await fetch.run();
   } catch (err) {
     const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
-    const kept = e.code === "E_INTEGRITY" && /SHA-256 mismatch/.test(e.message) ? "" : ` (what arrived is kept in ${name}.ftx-part; run the same fetch again to resume)`;
+    // A part file that is gone (bad content discarded, no room to start one) holds nothing to resume.
+    const kept = existsSync(dest + PART_SUFFIX) ? ` (what arrived is kept in ${name}${PART_SUFFIX}; run the same fetch again to resume)` : "";
     throw new FtxError(e.code, `${name}: ${e.message.replace(`${name}: `, "")}${kept}`);
   }
 }

@@ -1,29 +1,20 @@
-import { dlopen } from "bun:ffi";
+import { linuxLibc } from "../util/linux-libc.ts";
 
 /**
  * Telling the kernel that a file's pages will not be read again (posix_fadvise POSIX_FADV_DONTNEED),
- * through bun:ffi, where the C library has it (Linux with glibc); elsewhere nothing happens.
+ * where the C library has it (Linux with glibc); elsewhere nothing happens.
  */
 const POSIX_FADV_DONTNEED = 4;
 
 type Fadvise = (fd: number, offset: number, length: number, advice: number) => number;
 let fadvise: Fadvise | null | undefined;
 
-function load(): Fadvise | null {
-  if (process.platform !== "linux") return null;
-  try {
-    return dlopen("libc.so.6", { posix_fadvise: { args: ["i32", "i64", "i64", "i32"], returns: "i32" } }).symbols.posix_fadvise as Fadvise;
-  } catch {
-    return null; // another C library (musl), or FFI unavailable
-  }
-}
-
 /**
  * Let the page cache drop `length` bytes of `fd` from `offset`. Only clean pages go (written back
  * already): call it on a range an fdatasync has covered. Returns whether the advice was taken.
  */
 export function dropFromPageCache(fd: number, offset: number, length: number): boolean {
-  fadvise ??= load();
+  fadvise ??= (linuxLibc({ posix_fadvise: { args: ["i32", "i64", "i64", "i32"], returns: "i32" } })?.posix_fadvise as Fadvise | undefined) ?? null;
   if (!fadvise || length <= 0) return false;
   try {
     return fadvise(fd, offset, length, POSIX_FADV_DONTNEED) === 0;
