@@ -1,6 +1,7 @@
 /**
- * `bun run build [outfile]`: one self-contained executable at dist/ftx (or `outfile`). It needs no Bun, no node_modules and no
- * source tree beside it, and ignores .env / bunfig.toml in the folder it runs from.
+ * `bun run build [outfile]`: one self-contained executable at dist/ftx (or `outfile`). It needs no
+ * Bun, no node_modules and no source tree beside it, and ignores .env / bunfig.toml in the folder it
+ * runs from.
  */
 const result = await Bun.build({
   // The part-file writer runs in a Worker: it must be bundled as an entry point of its own.

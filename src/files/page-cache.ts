@@ -1,4 +1,4 @@
-import { linuxLibc } from "../util/linux-libc.ts";
+import { linuxLibcFunction } from "../util/linux-libc.ts";
 
 /**
  * Telling the kernel that a file's pages will not be read again (posix_fadvise POSIX_FADV_DONTNEED),
@@ -14,7 +14,7 @@ let fadvise: Fadvise | null | undefined;
  * already): call it on a range an fdatasync has covered. Returns whether the advice was taken.
  */
 export function dropFromPageCache(fd: number, offset: number, length: number): boolean {
-  fadvise ??= (linuxLibc({ posix_fadvise: { args: ["i32", "i64", "i64", "i32"], returns: "i32" } })?.posix_fadvise as Fadvise | undefined) ?? null;
+  fadvise ??= linuxLibcFunction<Fadvise>("posix_fadvise", { args: ["i32", "i64", "i64", "i32"], returns: "i32" });
   if (!fadvise || length <= 0) return false;
   try {
     return fadvise(fd, offset, length, POSIX_FADV_DONTNEED) === 0;

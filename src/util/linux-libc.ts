@@ -1,24 +1,24 @@
-import { dlopen, read, type FFIFunction } from "bun:ffi";
+import { dlopen, read, type FFIFunction, type Pointer } from "bun:ffi";
 
 /**
- * C functions of Linux's glibc, through bun:ffi, for the file calls Bun does not expose
+ * One function of Linux's glibc, through bun:ffi, for the file calls Bun does not expose
  * (posix_fadvise, fallocate). Null on other systems, on another C library (musl), or when FFI is
  * unavailable: callers then go without.
  */
-export function linuxLibc<const Fns extends Record<string, FFIFunction>>(fns: Fns) {
+export function linuxLibcFunction<F>(name: string, signature: FFIFunction): F | null {
   if (process.platform !== "linux") return null;
   try {
-    return dlopen("libc.so.6", fns).symbols;
+    return dlopen("libc.so.6", { [name]: signature }).symbols[name] as F;
   } catch {
     return null;
   }
 }
 
-let errnoLocation: (() => unknown) | null | undefined;
+let errnoLocation: (() => Pointer | null) | null | undefined;
 
 /** errno as the last C call on this thread left it (read right after the call that failed); undefined if unknown. */
 export function lastErrno(): number | undefined {
-  errnoLocation ??= (linuxLibc({ __errno_location: { args: [], returns: "ptr" } })?.__errno_location as (() => unknown) | undefined) ?? null;
+  errnoLocation ??= linuxLibcFunction("__errno_location", { args: [], returns: "ptr" });
   const at = errnoLocation?.();
-  return typeof at === "number" && at !== 0 ? read.i32(at as never, 0) : undefined;
+  return at ? read.i32(at, 0) : undefined;
 }
