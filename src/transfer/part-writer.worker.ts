@@ -174,7 +174,11 @@ function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
 function reserveSpace(fd: number, path: string, size: number, created: boolean): void {
   if (preallocate(fd, size) !== "no-space") return;
   closeSync(fd);
-  if (created) unlinkSync(path);
+  if (created) {
+    try {
+      unlinkSync(path);
+    } catch {} // gone already: what matters is the disk-space error below
+  }
   throw new Error(`not enough free disk space (${humanBytes(size)} needed); free some and fetch again`);
 }
 

@@ -9,8 +9,12 @@ afterAll(stopAll);
 function smallFileSystem(at: string): (() => void) | undefined {
   if (process.platform !== "linux") return undefined;
   mkdirSync(at, { recursive: true });
-  const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", at], { stderr: "ignore" });
-  return mounted.exitCode === 0 ? () => void Bun.spawnSync(["umount", at]) : undefined;
+  try {
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", at], { stderr: "ignore" });
+    return mounted.exitCode === 0 ? () => void Bun.spawnSync(["umount", at]) : undefined;
+  } catch {
+    return undefined; // no mount command
+  }
 }
 
 const probe = tempDir("ftx-disk-probe-");
