@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { FetchProgress } from "../cli/progress.ts";
 import { UsageError } from "../errors.ts";
-import { clampSegment, fetchFiles } from "../fetch/fetch-files.ts";
+import { fetchFiles } from "../fetch/fetch-files.ts";
 import { createLogger } from "../log.ts";
 import { parseBindHost } from "../net/address.ts";
 import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
@@ -40,7 +40,7 @@ export default defineCommand({
         outDir: args.output,
         token: resolveToken(args.token),
         logger,
-        segmentBytes: segmentBytes === undefined ? undefined : clampSegment(segmentBytes),
+        segmentBytes,
         concurrency,
         idleTimeoutMs,
         retryForMs,

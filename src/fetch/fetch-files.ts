@@ -11,7 +11,7 @@ import { startWriterThread } from "../transfer/part-file.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
 import { Slots } from "../util/slots.ts";
 import { probePath } from "../transfer/path-probe.ts";
-import { HEADER_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
+import { clampSegmentBytes, HEADER_BYTES } from "../transfer/wire.ts";
 
 export interface FetchOptions {
   masters: HostPort[];
@@ -53,10 +53,6 @@ export const INTERNET_SEGMENT_BYTES = 1400 - HEADER_BYTES;
 /** With no server able to deliver a file, the index is asked again for this long before the file fails. */
 const DEFAULT_RETRY_FOR_MS = 15_000;
 
-export function clampSegment(bytes: number): number {
-  return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
-}
-
 /** Probed paths by server, for this process: every file from one server uses one probe. */
 const probed = new Map<string, Promise<PathInfo>>();
 
@@ -68,7 +64,7 @@ function pathFor(server: string, ip: string, port: number, bindHost: string | un
   let result = probed.get(server);
   if (!result) {
     result = probePath(ip, port, bindHost).then((probe) => {
-      const segmentBytes = clampSegment(probe === undefined ? INTERNET_SEGMENT_BYTES : probe.datagramBytes - HEADER_BYTES);
+      const segmentBytes = clampSegmentBytes(probe === undefined ? INTERNET_SEGMENT_BYTES : probe.datagramBytes - HEADER_BYTES);
       const rtt = probe === undefined ? "" : `; round trip ${probe.rttMs.toFixed(2)} ms`;
       logger.debug(`path to ${server}: ${probe === undefined ? "no probe answered" : `datagrams of ${probe.datagramBytes} bytes arrive`}; ${segmentBytes}-byte segments${rtt}`);
       return { segmentBytes, rttMs: probe?.rttMs };
@@ -170,7 +166,7 @@ async function fetchOne(
       token: opts.token,
       idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
       retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
-      pathFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve({ segmentBytes: clampSegment(opts.segmentBytes) }) : pathFor(server, ip, port, opts.bindHost, logger)),
+      pathFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve({ segmentBytes: clampSegmentBytes(opts.segmentBytes) }) : pathFor(server, ip, port, opts.bindHost, logger)),
       lookup: async () => (await queryMaster(opts.masters, [patternFor(name)], opts.token))[0]!.entries.filter((e) => e.name === name),
       progress: opts.progress ? (bytes) => opts.progress!.update(name, bytes) : undefined,
       verified,

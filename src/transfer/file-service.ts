@@ -11,6 +11,7 @@ import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { GbnSender } from "./gbn-sender.ts";
 import { verifyRequestMac } from "./request-mac.ts";
 import {
+  clampSegmentBytes,
   decodeAck,
   decodeRequest,
   encodeAccept,
@@ -19,7 +20,6 @@ import {
   HEADER_BYTES,
   MIN_PROBE_BYTES,
   MAX_SEGMENT_BYTES,
-  MIN_SEGMENT_BYTES,
   PacketType,
   readHeader,
   seal,
@@ -288,7 +288,7 @@ export class FileService {
       return this.refuse(sessionId, address, port, TransferErrorCode.NotFound, `${req.name} is no longer readable here`);
     }
 
-    const segmentBytes = Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, req.segmentBytes));
+    const segmentBytes = clampSegmentBytes(req.segmentBytes);
     const totalSegments = Math.ceil((end - req.offset) / segmentBytes);
     const cookie = randomU32();
     const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256 }, timestampUs(now));

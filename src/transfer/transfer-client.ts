@@ -62,6 +62,8 @@ export class TransferClient {
   async start(request: Omit<DownloadSpec, "windowSegments">, sink: DownloadSink): Promise<Download> {
     const family = ipVersion(request.ip) === 6 ? 6 : 4;
     let download: Download | undefined;
+    // The server's address as datagrams from it name it, worked out once rather than per datagram.
+    const serverIp = unmapIPv4(request.ip);
     const portGone = (detail: string) => {
       this.logger.debug(`${request.name}: socket error from ${request.display}: ${detail}`);
       download?.fail(new FtxError("E_UNREACHABLE", `file server ${request.display} is gone (${detail})`));
@@ -71,7 +73,7 @@ export class TransferClient {
       port: 0,
       binaryType: "uint8array",
       socket: {
-        data: (_s, data, port, address) => download && this.onDatagram(download, data, port, address),
+        data: (_s, data, port, address) => download && this.onDatagram(download, serverIp, data, port, address),
         error: (first, second) => {
           const err = udpErrorOf(first, second);
           portGone(err.code ?? err.message);
@@ -107,11 +109,11 @@ export class TransferClient {
     this.reschedule();
   }
 
-  private onDatagram(d: Download, data: Uint8Array, port: number, address: string): void {
+  private onDatagram(d: Download, serverIp: string, data: Uint8Array, port: number, address: string): void {
     const now = performance.now();
     try {
       const header = readHeader(data);
-      if (header.sessionId !== d.sessionId || port !== d.spec.port || unmapIPv4(address) !== unmapIPv4(d.spec.ip)) {
+      if (header.sessionId !== d.sessionId || port !== d.spec.port || (address !== serverIp && unmapIPv4(address) !== serverIp)) {
         this.counters.dropped++;
         return;
       }

@@ -16,6 +16,11 @@ export const MIN_REQUEST_BYTES = 1200;
 export const MAX_DATAGRAM_BYTES = 65507;
 export const MAX_SEGMENT_BYTES = MAX_DATAGRAM_BYTES - HEADER_BYTES;
 export const MIN_SEGMENT_BYTES = 512;
+
+/** A segment size both sides can use: what a REQUEST asks for, a probe found, or a user pinned, within the bounds. */
+export function clampSegmentBytes(bytes: number): number {
+  return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
+}
 export const MAX_NAME_BYTES = 4096;
 export const MAX_ERROR_TEXT_BYTES = 512;
 export const SHA256_BYTES = 32;

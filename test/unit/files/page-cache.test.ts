@@ -3,12 +3,7 @@ import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dropFromPageCache } from "../../../src/files/page-cache.ts";
-
-/** Bytes of `path` in the page cache, from util-linux's fincore; undefined where it is missing. */
-function residentBytes(path: string): number | undefined {
-  const r = Bun.spawnSync(["fincore", "--bytes", "--noheadings", "--output", "RES", path]);
-  return r.exitCode === 0 ? Number(r.stdout.toString().trim()) : undefined;
-}
+import { residentBytes } from "../../support/page-cache.ts";
 
 const canMeasure = process.platform === "linux" && residentBytes("/proc/self/exe") !== undefined;
 
