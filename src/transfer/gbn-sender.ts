@@ -56,6 +56,47 @@ const PTO_MIN_MS = 2;
 /** A timestamp echo older than this is garbage, not an RTT. */
 const MAX_PLAUSIBLE_RTT_MS = 60_000;
 
+const enum SendKind {
+  First,
+  Resend,
+  Probe,
+}
+
+/** A bounded stack of what recent pollTransmit calls did (numbers only: no allocation per datagram). */
+class UndoStack {
+  /** More than a shell's batch: older entries are forgotten (their segments then count as lost). */
+  private static readonly DEPTH = 64;
+  private readonly seqs = new Float64Array(UndoStack.DEPTH);
+  private readonly kinds = new Uint8Array(UndoStack.DEPTH);
+  private readonly probeSeqs = new Float64Array(UndoStack.DEPTH);
+  private readonly probeStamps = new Float64Array(UndoStack.DEPTH); // -1: none
+  private length = 0;
+  poppedProbeSeq = 0;
+  poppedProbeStampUs: number | undefined;
+
+  push(seq: number, kind: SendKind, probeSeq: number, probeStampUs: number | undefined): void {
+    if (this.length === UndoStack.DEPTH) this.length = 0;
+    const i = this.length++;
+    this.seqs[i] = seq;
+    this.kinds[i] = kind;
+    this.probeSeqs[i] = probeSeq;
+    this.probeStamps[i] = probeStampUs ?? -1;
+  }
+
+  /** The kind of the newest entry if it is for `seq` (and removes it); undefined otherwise. */
+  pop(seq: number): SendKind | undefined {
+    if (this.length === 0 || this.seqs[this.length - 1] !== seq) return undefined;
+    const i = --this.length;
+    this.poppedProbeSeq = this.probeSeqs[i]!;
+    this.poppedProbeStampUs = this.probeStamps[i]! < 0 ? undefined : this.probeStamps[i];
+    return this.kinds[i] as SendKind;
+  }
+
+  clear(): void {
+    this.length = 0;
+  }
+}
+
 export class GbnSender {
   readonly rtt = new RttEstimator();
   readonly cc: CongestionController;
@@ -79,8 +120,12 @@ export class GbnSender {
   private probeStampUs: number | undefined;
   /** The segment the last probe carried. */
   private probeSeq = 0;
-  /** What the last pollTransmit returned was a probe (for `unsend`). */
-  private lastWasProbe = false;
+  /**
+   * What each pollTransmit since the last other input did, newest last, so `unsend` can undo exactly
+   * that send: a first send (it raised highestSent), a resend, or a probe (with the probe state it
+   * replaced). Any other input clears it: after an ACK or a timeout there is nothing left to undo.
+   */
+  private readonly undo = new UndoStack();
   private lastAckAt: number;
   private readonly createdAt: number;
   private readonly events: SenderEvent[] = [];
@@ -155,13 +200,13 @@ export class GbnSender {
   /** The next segment to put on the wire now, or undefined (window full, paced, or nothing left). */
   pollTransmit(now: number): number | undefined {
     if (this.finished) return undefined;
-    this.lastWasProbe = this.probePending;
     if (this.probePending) {
       this.probePending = false;
       const seq = this.nextSeq - 1;
       this.counters.sent++;
       this.counters.retransmitted++;
       this.counters.probes++;
+      this.undo.push(seq, SendKind.Probe, this.probeSeq, this.probeStampUs);
       this.probeStampUs = timestampUs(now);
       this.probeSeq = seq;
       return seq;
@@ -175,8 +220,13 @@ export class GbnSender {
     this.tokens -= 1;
     const seq = this.nextSeq++;
     this.counters.sent++;
-    if (seq < this.highestSent) this.counters.retransmitted++;
-    else this.highestSent = seq + 1;
+    if (seq < this.highestSent) {
+      this.counters.retransmitted++;
+      this.undo.push(seq, SendKind.Resend, 0, undefined);
+    } else {
+      this.highestSent = seq + 1;
+      this.undo.push(seq, SendKind.First, 0, undefined);
+    }
     if (this.rtoDeadline === undefined) this.rtoDeadline = now + this.rtt.rtoMs();
     this.armProbe(now);
     return seq;
@@ -193,24 +243,28 @@ export class GbnSender {
   }
 
   /**
-   * The shell could not send the segment `pollTransmit` just gave it (the socket's send buffer is full):
-   * take it back, so it goes out next time instead of being treated as lost.
+   * The shell could not send segment `seq` (the socket's send buffer is full, or it refused): take it
+   * back, so it goes out next time instead of being treated as lost. Undoes the newest pollTransmit
+   * not yet undone; a shell that refuses several of a batch calls this for them last first. A call
+   * that matches nothing to undo (another input came between) changes nothing: the segment then
+   * simply counts as lost, which is always safe.
    */
   unsend(seq: number): void {
-    if (this.lastWasProbe) {
-      this.lastWasProbe = false;
-      this.probePending = true;
-      this.counters.sent--;
+    const top = this.undo.pop(seq);
+    if (top === undefined) return;
+    this.counters.sent--;
+    if (top === SendKind.Probe) {
       this.counters.retransmitted--;
       this.counters.probes--;
+      this.probePending = true;
+      this.probeSeq = this.undo.poppedProbeSeq;
+      this.probeStampUs = this.undo.poppedProbeStampUs;
       return;
     }
-    if (seq !== this.nextSeq - 1) return;
     this.nextSeq--;
-    this.counters.sent--;
-    if (seq < this.highestSent - 1) this.counters.retransmitted--;
-    else this.highestSent = seq;
     this.tokens += 1;
+    if (top === SendKind.Resend) this.counters.retransmitted--;
+    else this.highestSent = seq;
   }
 
   /** The timestamp to stamp on a datagram sent at `now` (echoed back in ACKs for RTT). */
@@ -220,6 +274,7 @@ export class GbnSender {
 
   handleAck(cumulative: number, peerWindow: number, echoTimestampUs: number, ackDelayUs: number, now: number): void {
     if (this.finished) return;
+    this.undo.clear();
     if (cumulative > this.highestSent) {
       this.finish({ type: "failed", reason: `peer acknowledged segment ${cumulative} that was never sent` });
       return;
@@ -305,6 +360,7 @@ export class GbnSender {
 
   handleTimeout(now: number): void {
     if (this.finished) return;
+    this.undo.clear();
     if (now - this.lastAckAt >= this.config.idleTimeoutMs) {
       this.finish({ type: "failed", reason: `no acknowledgement for ${(this.config.idleTimeoutMs / 1000).toFixed(0)}s` });
       return;

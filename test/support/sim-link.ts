@@ -1,9 +1,10 @@
 import type { Rng } from "./random.ts";
 
 /**
- * A simulated one-way link for deterministic tests: seeded loss, duplication, reordering (extra delay
- * for some packets), delay + jitter, corruption (one flipped byte) and an MTU. Time is whatever the
- * driver says; nothing here reads a clock.
+ * A simulated one-way link for deterministic tests: seeded loss (random, or in bursts), duplication,
+ * reordering (extra delay for some packets), delay + jitter, corruption (one flipped byte), an MTU,
+ * and optionally a bottleneck: a drop-tail queue drained at a fixed rate in front of the propagation
+ * delay, as a real path's slowest hop is. Time is whatever the driver says; nothing here reads a clock.
  */
 export interface LinkProfile {
   loss: number;
@@ -13,6 +14,14 @@ export interface LinkProfile {
   delayMs: number;
   jitterMs: number;
   mtu: number;
+  /** Bottleneck rate in bytes per ms (1 Mbit/s = 125); absent or 0: no bottleneck. */
+  rateBytesPerMs?: number;
+  /** The bottleneck's drop-tail queue, in bytes (default: 50 ms of the rate). */
+  queueBytes?: number;
+  /** Gilbert–Elliott loss: losses come in bursts of this many packets on average (`loss` stays the mean rate). */
+  burstLength?: number;
+  /** The sending socket refuses a send (its buffer is full) with this probability (read by the drivers). */
+  refuse?: number;
 }
 
 export const CLEAN: LinkProfile = { loss: 0, duplicate: 0, reorder: 0, corrupt: 0, delayMs: 1, jitterMs: 0, mtu: 65535 };
@@ -31,12 +40,27 @@ function before(a: InFlight, b: InFlight): boolean {
 export class SimLink {
   private readonly heap: InFlight[] = [];
   private order = 0;
-  readonly counters = { sent: 0, lost: 0, duplicated: 0, corrupted: 0, tooBig: 0, delivered: 0 };
+  readonly counters = { sent: 0, lost: 0, queueDrops: 0, duplicated: 0, corrupted: 0, tooBig: 0, delivered: 0, deliveredBytes: 0 };
+  /** When the bottleneck finishes sending what it already holds. */
+  private busyUntil = 0;
+  /** Gilbert–Elliott: in the bad (losing) state. */
+  private bad = false;
 
   constructor(
     private readonly rng: Rng,
-    private readonly profile: LinkProfile,
+    readonly profile: LinkProfile,
   ) {}
+
+  /** Random loss, or Gilbert–Elliott: bad state loses all, good none; mean burst `burstLength`, mean rate `loss`. */
+  private lost(): boolean {
+    const p = this.profile.loss;
+    const burst = this.profile.burstLength;
+    if (!burst || burst <= 1 || p <= 0) return this.rng.chance(p);
+    const leaveBad = 1 / burst;
+    const enterBad = (p * leaveBad) / (1 - p);
+    this.bad = this.bad ? !this.rng.chance(leaveBad) : this.rng.chance(enterBad);
+    return this.bad;
+  }
 
   send(bytes: Uint8Array, now: number): void {
     this.counters.sent++;
@@ -44,7 +68,19 @@ export class SimLink {
       this.counters.tooBig++;
       return;
     }
-    if (this.rng.chance(this.profile.loss)) {
+    let departAt = now;
+    const rate = this.profile.rateBytesPerMs;
+    if (rate) {
+      // Drop-tail: what is queued ahead of this packet is the backlog not yet serialised.
+      const backlogBytes = Math.max(0, this.busyUntil - now) * rate;
+      if (backlogBytes + bytes.byteLength > (this.profile.queueBytes ?? 50 * rate)) {
+        this.counters.queueDrops++;
+        return;
+      }
+      this.busyUntil = Math.max(now, this.busyUntil) + bytes.byteLength / rate;
+      departAt = this.busyUntil;
+    }
+    if (this.lost()) {
       this.counters.lost++;
       return;
     }
@@ -58,7 +94,7 @@ export class SimLink {
       }
       let delay = this.profile.delayMs + this.rng.next() * this.profile.jitterMs;
       if (this.rng.chance(this.profile.reorder)) delay += this.rng.next() * 3 * this.profile.delayMs;
-      this.push({ at: now + delay, order: this.order++, bytes: data });
+      this.push({ at: departAt + delay, order: this.order++, bytes: data });
     }
   }
 
@@ -102,7 +138,11 @@ export class SimLink {
   /** Everything due by `now`, in arrival order. */
   deliver(now: number): Uint8Array[] {
     const due: Uint8Array[] = [];
-    while (this.heap.length > 0 && this.heap[0]!.at <= now) due.push(this.pop().bytes);
+    while (this.heap.length > 0 && this.heap[0]!.at <= now) {
+      const bytes = this.pop().bytes;
+      due.push(bytes);
+      this.counters.deliveredBytes += bytes.byteLength;
+    }
     this.counters.delivered += due.length;
     return due;
   }

@@ -51,15 +51,32 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
   let now = 0;
   let event: SenderEvent | undefined;
 
+  // The socket refuses sends now and then (its buffer is full) and says when it has drained, as
+  // Bun's does; a batching shell polls several segments, and the kernel may take only some of them.
+  const refuse = o.forward.refuse ?? 0;
+  let blockedUntil = 0;
+  const batch: number[] = [];
+
   for (let steps = 0; steps < 10_000_000; steps++) {
-    for (let seq = sender.pollTransmit(now); seq !== undefined; seq = sender.pollTransmit(now)) {
-      o.onTransmit?.(sender, seq, now);
-      const start = seq * o.segmentBytes;
-      const payload = o.data.subarray(start, Math.min(start + o.segmentBytes, o.data.byteLength));
-      writeHeader(dgram, dview, PacketType.Data, sender.awaitingAck ? FLAG_ACK_NOW : 0, 7, seq, sender.stamp(now));
-      dgram.set(payload, HEADER_BYTES);
-      seal(dgram, dview, HEADER_BYTES + payload.byteLength);
-      forward.send(dgram.subarray(0, HEADER_BYTES + payload.byteLength), now);
+    while (now >= blockedUntil) {
+      batch.length = 0;
+      for (let seq = sender.pollTransmit(now); seq !== undefined; seq = batch.length < 8 ? sender.pollTransmit(now) : undefined) {
+        o.onTransmit?.(sender, seq, now);
+        batch.push(seq);
+      }
+      if (batch.length === 0) break;
+      const taken = refuse > 0 && rng.chance(refuse) ? rng.int(batch.length) : batch.length;
+      for (let i = batch.length - 1; i >= taken; i--) sender.unsend(batch[i]!);
+      for (let i = 0; i < taken; i++) {
+        const seq = batch[i]!;
+        const start = seq * o.segmentBytes;
+        const payload = o.data.subarray(start, Math.min(start + o.segmentBytes, o.data.byteLength));
+        writeHeader(dgram, dview, PacketType.Data, sender.awaitingAck ? FLAG_ACK_NOW : 0, 7, seq, sender.stamp(now));
+        dgram.set(payload, HEADER_BYTES);
+        seal(dgram, dview, HEADER_BYTES + payload.byteLength);
+        forward.send(dgram.subarray(0, HEADER_BYTES + payload.byteLength), now);
+      }
+      if (taken < batch.length) blockedUntil = now + 0.05; // "drained" a little later
     }
     for (let ack = receiver.pollAck(now); ack; ack = receiver.pollAck(now)) {
       writeAck(ackBuf, ackView, 7, ack.cumulative, ack, 0, 0);
@@ -67,7 +84,11 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
     }
     event = sender.pollEvent();
     if (event) break;
-    const candidates = [forward.nextDeliveryAt(), backward.nextDeliveryAt(), sender.pollTimeout(now), receiver.pollTimeout()].filter((t): t is number => t !== undefined);
+    // While the socket is blocked, a sender ready to transmit waits for the drain, as the shell does.
+    const senderAt = sender.pollTimeout(now);
+    const candidates = [forward.nextDeliveryAt(), backward.nextDeliveryAt(), senderAt === undefined ? undefined : Math.max(senderAt, blockedUntil), receiver.pollTimeout(), blockedUntil > now ? blockedUntil : undefined].filter(
+      (t): t is number => t !== undefined,
+    );
     if (candidates.length === 0) break;
     now = Math.max(now, Math.min(...candidates));
     if (now > maxSimMs) break;

@@ -236,3 +236,44 @@ describe("Go-Back-N receiver", () => {
     expect(r.pollAck(6)).toMatchObject({ cumulative: 3, ackDelayUs: 5000 });
   });
 });
+
+describe("a send the socket refuses is taken back exactly", () => {
+  test("a refused tail-loss probe, after the shell polled again, does not lower what counts as sent", () => {
+    const s = new GbnSender({ totalSegments: 10, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 100);
+    expect(drain(s, 0)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    s.handleAck(5, 100, timestampUs(0), 0, 0.1); // RTT 0.1 ms; everything is sent, so a probe is armed
+    const probeAt = s.pollTimeout(0.1)!;
+    expect(probeAt).toBeCloseTo(2.1); // the probe (2 ms floor) comes before the RTO (5 ms floor)
+    s.handleTimeout(probeAt);
+    expect(s.pollTransmit(probeAt)).toBe(9); // the probe
+    expect(s.pollTransmit(probeAt)).toBeUndefined(); // a batching shell asks for more
+    s.unsend(9); // the kernel took none of the batch
+    // The original segments all arrived: the receiver's valid ACK must complete the session.
+    s.handleAck(10, 100, timestampUs(0), 0, probeAt + 1);
+    expect(s.pollEvent()).toEqual({ type: "completed" });
+  });
+
+  test("a refused resend of the highest segment ever sent does not lower what counts as sent", () => {
+    const s = new GbnSender({ totalSegments: 2, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 100);
+    expect(drain(s, 0)).toEqual([0, 1]);
+    s.handleTimeout(999); // go back to 0
+    expect(drain(s, 999)).toEqual([0, 1]);
+    s.unsend(1);
+    s.handleAck(2, 100, timestampUs(0), 0, 1000); // the first copies arrived after all
+    expect(s.pollEvent()).toEqual({ type: "completed" });
+  });
+
+  test("a refused first send is sent again, and counts once", () => {
+    const s = new GbnSender({ totalSegments: 3, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 100);
+    expect(drain(s, 0)).toEqual([0, 1, 2]);
+    s.unsend(2);
+    s.unsend(1);
+    expect(drain(s, 0)).toEqual([1, 2]);
+    expect(s.stats()).toMatchObject({ sent: 3, retransmitted: 0 });
+    s.unsend(2);
+    s.handleAck(2, 100, timestampUs(0), 0, 1);
+    expect(s.pollEvent()).toBeUndefined(); // 2 never left: an ACK of 3 would be a lie
+    s.handleAck(3, 100, timestampUs(0), 0, 2);
+    expect(s.pollEvent()).toEqual({ type: "failed", reason: "peer acknowledged segment 3 that was never sent" });
+  });
+});

@@ -18,6 +18,7 @@ function randomProfile(rng: Rng, mtu: number): LinkProfile {
     delayMs: 0.05 + rng.next() * 20,
     jitterMs: rng.next() * 5,
     mtu,
+    refuse: rng.next() * 0.2,
   };
 }
 
@@ -47,7 +48,7 @@ function runSeed(seed: number) {
 }
 
 describe("Go-Back-N over simulated impaired links", () => {
-  test(`${RUNS} seeded runs deliver the exact bytes (loss 0–30 %, duplication, reordering, jitter, corruption)`, () => {
+  test(`${RUNS} seeded runs deliver the exact bytes (loss 0–30 %, duplication, reordering, jitter, corruption, refused sends)`, () => {
     const only = process.env.SIMULATION_SEED;
     const seeds = only ? [Number(only)] : Array.from({ length: RUNS }, (_, i) => i + 1);
     let totalSimMs = 0;
