@@ -10,18 +10,32 @@ export type FtxErrorCode =
   | "E_TIMEOUT"
   | "E_UNREACHABLE"
   | "E_IO"
+  | "E_NO_SPACE" // the disk (or the user's quota) is full: free some and run again
   | "E_UNSAFE_NAME"
   | "E_AMBIGUOUS"
   | "E_INTEGRITY"
   | "E_LIMIT"
   | "E_CLOSED";
 
+export interface FtxErrorOptions {
+  cause?: unknown;
+  /**
+   * The failure without naming what it happened to, where the message names it (`cannot reach master
+   * HOST:PORT: connection refused` has the detail `connection refused`). A caller that names the
+   * subject its own way composes its message from this, never by cutting up `message`.
+   */
+  detail?: string;
+}
+
 export class FtxError extends Error {
   readonly code: FtxErrorCode;
-  constructor(code: FtxErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** See FtxErrorOptions.detail; undefined when the message stands alone. */
+  readonly detail: string | undefined;
+  constructor(code: FtxErrorCode, message: string, options?: FtxErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "FtxError";
     this.code = code;
+    this.detail = options?.detail;
   }
 }
 

@@ -182,7 +182,7 @@ async function fetchOne(
     const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
     // A part file that is gone (bad content discarded, no room to start one) holds nothing to resume.
     const kept = existsSync(dest + PART_SUFFIX) ? ` (what arrived is kept in ${name}${PART_SUFFIX}; run the same fetch again to resume)` : "";
-    throw new FtxError(e.code, `${name}: ${e.message.replace(`${name}: `, "")}${kept}`);
+    throw new FtxError(e.code, `${name}: ${e.message}${kept}`, { cause: e, detail: e.message });
   }
 }
 

@@ -180,7 +180,7 @@ export class FileFetch {
         source.download = undefined;
         const root = piecesRootOf(sink.bytes);
         if (this.entry.piecesRoot === undefined || root === this.entry.piecesRoot) return sink.bytes;
-        this.ban(source, `sent piece hashes that do not match the index (root ${root.slice(0, 12)}…)`);
+        this.ban(source, integrityError(source, `sent piece hashes that do not match the index (root ${root.slice(0, 12)}…)`));
       } catch (err) {
         source.download = undefined;
         this.onSessionError(source, err);
@@ -190,7 +190,7 @@ export class FileFetch {
 
   private async transfer(planner: PiecePlanner, part: PartFile): Promise<void> {
     while (!planner.complete) {
-      if (part.failure) throw new FtxError("E_IO", `cannot write ${part.partPath}: ${part.failure}`);
+      if (part.failure) throw part.failure;
       const now = performance.now();
       this.tick(now);
       this.startRanges(planner, now);
@@ -347,11 +347,11 @@ export class FileFetch {
       case "E_INTEGRITY":
       case "E_AUTH":
       case "E_PROTOCOL":
-        this.ban(source, e.message.replace(`file server ${source.server}: `, ""));
+        this.ban(source, e);
         break;
       default:
         this.rest(source, now);
-        this.ctx.logger.warn(`${this.name}: ${e.message.replace(`${this.name}: `, "")}${this.othersCanHelp(source) ? "; carrying on with the other servers" : ""}`);
+        this.ctx.logger.warn(`${this.name}: ${e.message}${this.othersCanHelp(source) ? "; carrying on with the other servers" : ""}`);
         this.lastError = e;
         this.lookupSoon();
     }
@@ -369,11 +369,16 @@ export class FileFetch {
     return false;
   }
 
-  private ban(source: Source, why: string): void {
+  /** `err` names the server in its message; its detail, when it has one, says what the server did. */
+  private ban(source: Source, err: FtxError): void {
     if (source.banned) return;
-    source.banned = why;
-    this.lastError = new FtxError("E_INTEGRITY", `file server ${source.server} ${why}`);
-    this.ctx.logger.warn(`${this.name}: not using file server ${source.server} for this file: ${why}`);
+    source.banned = err.message;
+    this.lastError = err;
+    this.ctx.logger.warn(
+      err.detail === undefined
+        ? `${this.name}: ${err.message}; not using that server for this file`
+        : `${this.name}: not using file server ${source.server} for this file: ${err.detail}`,
+    );
     this.updateVerifyMode();
     if (source.range) this.endRange(source, this.lastError);
   }
@@ -386,7 +391,7 @@ export class FileFetch {
     for (const i of failed) {
       if (audited) planner.pieceUnverified(i);
       const source = this.sourceById(planner.supplierOf(i));
-      if (source) this.ban(source, `sent bad data: piece ${i} does not match its SHA-256 (its copy changed or is damaged)`);
+      if (source) this.ban(source, integrityError(source, `sent bad data: piece ${i} does not match its SHA-256 (its copy changed or is damaged)`));
       planner.pieceFailed(i);
     }
     if (verified.length > 0) this.lastProgressAt = performance.now();
@@ -446,4 +451,9 @@ export class FileFetch {
       s.sink?.flush();
     }
   }
+}
+
+/** A server sent bytes that fail their check; `detail` says which, for a message that names the server its own way. */
+function integrityError(source: Source, detail: string): FtxError {
+  return new FtxError("E_INTEGRITY", `file server ${source.server} ${detail}`, { detail });
 }

@@ -70,7 +70,7 @@ export async function connectToMaster(target: HostPort, opts: ConnectOptions): P
     addresses = await withDeadline(resolveAll(target.host), deadline, display);
   } catch (err) {
     if (err instanceof FtxError) throw err;
-    throw new FtxError("E_UNREACHABLE", `cannot reach master ${display}: cannot resolve '${target.host}'`);
+    throw unreachable(display, `cannot resolve '${target.host}'`);
   }
   let lastError: FtxError | undefined;
   for (const address of addresses) {
@@ -83,7 +83,12 @@ export async function connectToMaster(target: HostPort, opts: ConnectOptions): P
       if (performance.now() >= deadline) break;
     }
   }
-  throw lastError ?? new FtxError("E_UNREACHABLE", `cannot reach master ${display}`);
+  throw lastError ?? unreachable(display, "its name resolves to no address");
+}
+
+/** The master did not answer; `detail` is why, for a caller that names the master itself. */
+function unreachable(display: string, why: string): FtxError {
+  return new FtxError("E_UNREACHABLE", `cannot reach master ${display}: ${why}`, { detail: why });
 }
 
 function withDeadline<T>(p: Promise<T>, deadline: number, display: string): Promise<T> {
@@ -92,7 +97,7 @@ function withDeadline<T>(p: Promise<T>, deadline: number, display: string): Prom
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
     new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: timed out`)), remaining);
+      timer = setTimeout(() => reject(unreachable(display, "timed out")), remaining);
     }),
   ]);
 }
@@ -114,7 +119,7 @@ function attempt(host: string, port: number, display: string, opts: ConnectOptio
       reject(err);
     };
     const timer = setTimeout(
-      () => fail(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: timed out after ${(opts.timeoutMs / 1000).toFixed(0)}s`)),
+      () => fail(unreachable(display, `timed out after ${(opts.timeoutMs / 1000).toFixed(0)}s`)),
       Math.max(0, deadline - performance.now()),
     );
 
@@ -178,16 +183,16 @@ function attempt(host: string, port: number, display: string, opts: ConnectOptio
           if (session && !session.closed) {
             session.closed = true;
             session.onClose(session.closeReason);
-          } else fail(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: connection closed during the handshake`));
+          } else fail(unreachable(display, "connection closed during the handshake"));
         },
         connectError(_socket, err) {
-          fail(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: ${describeConnectError(err)}`));
+          fail(unreachable(display, describeConnectError(err)));
         },
         error(_socket, err) {
           if (session) session.closeReason = `connection to master ${display} failed: ${err.message}`;
         },
       },
-    }).catch((err: Error) => fail(new FtxError("E_UNREACHABLE", `cannot reach master ${display}: ${describeConnectError(err)}`)));
+    }).catch((err: Error) => fail(unreachable(display, describeConnectError(err))));
   });
 }
 
@@ -199,10 +204,9 @@ function describeConnectError(err: Error): string {
 }
 
 export function errorFromMaster(code: number, message: string, display: string): FtxError {
-  if (code === IndexErrorCode.AuthFailed) return new FtxError("E_AUTH", `master ${display}: ${message}`);
-  if (code === IndexErrorCode.Limit) return new FtxError("E_LIMIT", `master ${display}: ${message}`);
-  if (code === IndexErrorCode.Timeout) return new FtxError("E_TIMEOUT", `master ${display}: ${message}`);
-  return new FtxError("E_PROTOCOL", `master ${display}: ${message}`);
+  const ftxCode =
+    code === IndexErrorCode.AuthFailed ? "E_AUTH" : code === IndexErrorCode.Limit ? "E_LIMIT" : code === IndexErrorCode.Timeout ? "E_TIMEOUT" : "E_PROTOCOL";
+  return new FtxError(ftxCode, `master ${display}: ${message}`, { detail: message });
 }
 
 /**
@@ -217,12 +221,13 @@ export async function connectToAnyMaster(targets: HostPort[], opts: ConnectOptio
     const remaining = deadline - performance.now();
     if (remaining <= 0) break;
     const share = Math.max(250, remaining / (targets.length - i));
+    const target = targets[i]!;
     try {
-      return await connectToMaster(targets[i]!, { ...opts, timeoutMs: Math.min(remaining, share) });
+      return await connectToMaster(target, { ...opts, timeoutMs: Math.min(remaining, share) });
     } catch (err) {
       const e = err as FtxError;
       if (e.code !== "E_UNREACHABLE" || targets.length === 1) throw e;
-      failures.push(e.message.replace(/^cannot reach master /, ""));
+      failures.push(`${formatAddress(target.host, target.port)}: ${e.detail ?? e.message}`);
     }
   }
   const names = targets.map((t) => formatAddress(t.host, t.port)).join(", ");

@@ -4,7 +4,7 @@ import { FtxError } from "../errors.ts";
 import { PART_SUFFIX } from "../files/safe-name.ts";
 import { pieceBytesFor, pieceCountFor } from "../files/pieces.ts";
 import { hasBit } from "./part-trailer.ts";
-import { SYNC_AFTER_BYTES, type WriterReply, type WriterRequest } from "./part-writer-protocol.ts";
+import { SYNC_AFTER_BYTES, writerErrorCode, type WriterReply, type WriterRequest } from "./part-writer-protocol.ts";
 import { dropFromPageCache } from "../files/page-cache.ts";
 
 /**
@@ -40,7 +40,7 @@ class WriterThread {
       const message = `writer thread failed: ${(event as ErrorEvent).message ?? "unknown error"}`;
       this.outstanding = 0;
       this.worker.unref();
-      for (const [id, listener] of this.listeners) listener({ op: "error", id, request: "commit", message });
+      for (const [id, listener] of this.listeners) listener({ op: "error", id, request: "commit", code: "E_IO", message });
     };
     this.worker.unref();
   }
@@ -115,7 +115,7 @@ export class PartFile {
   private inFlight = 0;
   private drainWaiters: { below: number; callback: () => void }[] = [];
   private buffered = 0;
-  private writeError: string | undefined;
+  private writeError: FtxError | undefined;
   private waiting: { op: string; resolve: (msg: WriterReply) => void } | undefined;
   private closed = false;
   readonly pieceBytes: number;
@@ -146,7 +146,7 @@ export class PartFile {
     const reply = await part.request({ op: "open", id: part.id, path: part.partPath, size, sha256, pieceBytes: part.pieceBytes, pieceHashes: hashes });
     if (reply.op !== "opened") {
       part.writer.forget(part.id);
-      throw new FtxError("E_IO", `cannot write ${part.partPath}: ${reply.op === "error" ? reply.message : "unexpected reply"}`);
+      throw part.writeError ?? part.unexpected(reply);
     }
     part.verified = reply.verified;
     return part;
@@ -163,9 +163,18 @@ export class PartFile {
     return n;
   }
 
+  /** What the writer thread reported, as the error for the user: its code decides, the detail is its message. */
+  private failed(reply: Extract<WriterReply, { op: "error" }>): FtxError {
+    return new FtxError(reply.code, `cannot write ${this.partPath}: ${reply.message}`, { detail: reply.message });
+  }
+
+  private unexpected(reply: WriterReply): FtxError {
+    return new FtxError("E_IO", `cannot write ${this.partPath}: the writer thread answered ${reply.op}`);
+  }
+
   private request(req: WriterRequest): Promise<WriterReply> {
     if (this.writeError !== undefined && req.op !== "open")
-      return Promise.resolve({ op: "error", id: this.id, request: req.op, message: this.writeError });
+      return Promise.resolve({ op: "error", id: this.id, request: req.op, code: writerErrorCode(this.writeError), message: this.writeError.detail ?? this.writeError.message });
     return new Promise((resolve) => {
       this.waiting = { op: req.op, resolve };
       this.writer.post(req);
@@ -173,7 +182,7 @@ export class PartFile {
   }
 
   private onReply(msg: WriterReply): void {
-    if (msg.op === "error") this.writeError ??= msg.message;
+    if (msg.op === "error") this.writeError ??= this.failed(msg);
     if (msg.op === "written" || (msg.op === "error" && msg.request === "write")) {
       this.inFlight--;
       if (msg.buffer) this.writer.recycle(msg.buffer);
@@ -208,8 +217,8 @@ export class PartFile {
     return this.inFlight * BLOCK_BYTES + this.buffered;
   }
 
-  /** Why writing failed, if it did. */
-  get failure(): string | undefined {
+  /** Why writing failed, if it did: E_NO_SPACE when the disk is full, else E_IO. */
+  get failure(): FtxError | undefined {
     return this.writeError;
   }
 
@@ -230,7 +239,7 @@ export class PartFile {
 
   /** @internal for RangeSink */
   post(offset: number, block: Uint8Array<ArrayBuffer>, length: number): void {
-    if (this.writeError) throw new FtxError("E_IO", `cannot write ${this.partPath}: ${this.writeError}`);
+    if (this.writeError) throw this.writeError;
     if (this.closed) return;
     this.inFlight++;
     const buffer = block.buffer as ArrayBuffer;
@@ -250,9 +259,7 @@ export class PartFile {
       return { badPieces: reply.failed };
     }
     this.finish();
-    if (reply.op !== "committed" || this.writeError) {
-      throw new FtxError("E_IO", `cannot write ${this.partPath}: ${this.writeError ?? (reply.op === "error" ? reply.message : "unexpected reply")}`);
-    }
+    if (reply.op !== "committed" || this.writeError) throw this.writeError ?? this.unexpected(reply);
     if (reply.sha256 !== expectedSha256) {
       try {
         unlinkSync(this.partPath);

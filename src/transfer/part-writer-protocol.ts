@@ -1,4 +1,5 @@
 /** Messages between a PartFile and the writer thread (part-writer.worker.ts). */
+import { FtxError, type FtxErrorCode } from "../errors.ts";
 
 /**
  * A part file is synced in the background each time this much more was written, and what a sync made
@@ -21,4 +22,18 @@ export type WriterReply =
   /** The commit found the whole file's hash wrong, audited every piece, and these failed: fetch them again. */
   | { op: "audited"; id: number; failed: number[] }
   | { op: "closed"; id: number }
-  | { op: "error"; id: number; request: WriterRequest["op"]; message: string; buffer?: ArrayBuffer };
+  /** `code` says what failed (the disk is full, or any other I/O failure); `message` is the detail, for the user. */
+  | { op: "error"; id: number; request: WriterRequest["op"]; code: WriterErrorCode; message: string; buffer?: ArrayBuffer };
+
+/** How a writer failure crosses the thread boundary: a code, since an Error's class and fields do not. */
+export type WriterErrorCode = Extract<FtxErrorCode, "E_IO" | "E_NO_SPACE">;
+
+/**
+ * The code for what the writer thread caught: its own FtxErrors keep theirs, and a system call that
+ * found the disk (ENOSPC) or the user's quota (EDQUOT) full is E_NO_SPACE; anything else is E_IO.
+ */
+export function writerErrorCode(err: unknown): WriterErrorCode {
+  if (err instanceof FtxError) return err.code === "E_NO_SPACE" ? "E_NO_SPACE" : "E_IO";
+  const errno = (err as { code?: unknown } | null)?.code;
+  return errno === "ENOSPC" || errno === "EDQUOT" ? "E_NO_SPACE" : "E_IO";
+}

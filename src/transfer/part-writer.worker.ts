@@ -31,11 +31,12 @@
  * 1.31–1.66 s (median 1.41) with it, alternating, against curl's 1.21–1.69 s.
  */
 import { closeSync, constants, fdatasync, fstatSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
+import { FtxError } from "../errors.ts";
 import { dropFromPageCache } from "../files/page-cache.ts";
 import { preallocate } from "../files/preallocate.ts";
 import { humanBytes } from "../util/format.ts";
 import { decodeSlot, encodeSlot, hasBit, newBitmap, setBit, SLOT_BYTES, TRAILER_BYTES } from "./part-trailer.ts";
-import { SYNC_AFTER_BYTES, type WriterReply, type WriterRequest } from "./part-writer-protocol.ts";
+import { SYNC_AFTER_BYTES, writerErrorCode, type WriterReply, type WriterRequest } from "./part-writer-protocol.ts";
 
 declare const self: Worker;
 
@@ -179,7 +180,7 @@ function reserveSpace(fd: number, path: string, size: number, created: boolean):
       unlinkSync(path);
     } catch {} // gone already: what matters is the disk-space error below
   }
-  throw new Error(`not enough free disk space (${humanBytes(size)} needed); free some and fetch again`);
+  throw new FtxError("E_NO_SPACE", `not enough free disk space (${humanBytes(size)} needed); free some and fetch again`);
 }
 
 /** Read back the done pieces that the frontier has reached into the whole-file hash. */
@@ -352,6 +353,7 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
         closePart(req.id);
       } catch {}
     }
-    reply({ op: "error", id: req.id, request: req.op, message: (err as Error).message, buffer: req.op === "write" ? req.buffer : undefined });
+    const message = err instanceof Error ? err.message : String(err);
+    reply({ op: "error", id: req.id, request: req.op, code: writerErrorCode(err), message, buffer: req.op === "write" ? req.buffer : undefined });
   }
 };

@@ -1,29 +1,12 @@
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, stopAll, tempDir } from "../support/ftx-process.ts";
+import { canMountSmallFileSystem, smallFileSystem } from "../support/small-file-system.ts";
 
 afterAll(stopAll);
 
-/** A 4 MiB tmpfs to fill: needs root (or CAP_SYS_ADMIN) and Linux; otherwise the test is skipped. */
-function smallFileSystem(at: string): (() => void) | undefined {
-  if (process.platform !== "linux") return undefined;
-  mkdirSync(at, { recursive: true });
-  try {
-    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", at], { stderr: "ignore" });
-    return mounted.exitCode === 0 ? () => void Bun.spawnSync(["umount", at]) : undefined;
-  } catch {
-    return undefined; // no mount command
-  }
-}
-
-const probe = tempDir("ftx-disk-probe-");
-const canMount = (() => {
-  const unmount = smallFileSystem(join(probe.path, "m"));
-  unmount?.();
-  probe.cleanup();
-  return unmount !== undefined;
-})();
+const canMount = canMountSmallFileSystem();
 
 test.skipIf(!canMount)("a file larger than the free space fails at once with what it needs; the other files still arrive", async () => {
   const share = tempDir();

@@ -28,6 +28,17 @@ export class Rng {
   }
 }
 
+/**
+ * An independent seed for one part of a seeded run (`deriveSeed(seed, "relay 2")`): FNV-1a over the
+ * seed and the label. Each part draws from its own generator, so a change in how many numbers one
+ * part takes cannot shift what another gets, and seeds n and n + 1 share no streams.
+ */
+export function deriveSeed(seed: number, label: string): number {
+  let h = 0x811c9dc5;
+  for (const ch of `${seed >>> 0}:${label}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return h;
+}
+
 /** Mutations in the style of AFL: flip bits, change bytes, truncate, extend, splice. */
 export function mutate(rng: Rng, input: Uint8Array): Uint8Array {
   let out = input.slice();

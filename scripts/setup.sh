@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Everything ftx needs to run, build and pass its tests, on a machine with only Node.js and npm:
+# Bun (through npm), redis-server (Debian's package, for the shared-index tests) and the locked
+# dependencies. Installs only what is missing; safe to run again. The README's commands and .ci/run
+# both start with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUN_VERSION=1.4.5
+
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+
+if ! command -v bun >/dev/null 2>&1 || [ "$(bun --version)" != "$BUN_VERSION" ]; then
+  echo "setup: installing bun@$BUN_VERSION (npm)"
+  npm install -g "bun@$BUN_VERSION"
+  hash -r
+fi
+
+# The shared-index tests (test/e2e/shared-index.test.ts) start their own redis-server on a free
+# loopback port; they fail, not skip, without one.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup: installing redis-server (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine has no package lists yet: fetch them only when the first attempt needs them.
+  $SUDO apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
+    { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends redis-server >/dev/null; }
+  command -v redis-server >/dev/null 2>&1 || { echo "setup: redis-server is still not on PATH" >&2; exit 1; }
+fi
+
+bun install --frozen-lockfile
+echo "setup: bun $(bun --version), $(redis-server --version | cut -d' ' -f1-3)"
