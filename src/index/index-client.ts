@@ -3,7 +3,7 @@ import { ipVersion } from "../net/ip.ts";
 import { lookup } from "node:dns/promises";
 import { FtxError, type ProtocolError } from "../errors.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
-import { FramedPeer } from "../net/framed-peer.ts";
+import { FramedPeer } from "./framed-peer.ts";
 import { authMac, newNonce, NO_TOKEN_MAC } from "./auth.ts";
 import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage, type ListEntry } from "./messages.ts";
 

@@ -2,7 +2,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { FtxError, type ProtocolError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
-import { FramedPeer } from "../net/framed-peer.ts";
+import { FramedPeer } from "./framed-peer.ts";
 import { newNonce, verifyMac } from "./auth.ts";
 import { encodeMessage } from "./codec.ts";
 import { MemoryStore } from "./memory-store.ts";

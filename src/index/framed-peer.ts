@@ -1,7 +1,7 @@
 import type { Socket } from "bun";
 import { ProtocolError } from "../errors.ts";
-import { encodeMessage, FrameDecoder } from "../index/codec.ts";
-import type { IndexMessage } from "../index/messages.ts";
+import { encodeMessage, FrameDecoder } from "./codec.ts";
+import type { IndexMessage } from "./messages.ts";
 
 export interface FramedPeerHandler {
   onMessage(msg: IndexMessage): void;
