@@ -12,6 +12,13 @@ import { VERSION } from "./version.ts";
 interface CommandModule {
   default: CommandDef<any>;
   variadic?: boolean;
+  /**
+   * A one-shot command (ls, fetch): once it has answered, the process ends. Every handle ftx owns is
+   * closed by then, but a host-name lookup in flight cannot be abandoned (getaddrinfo runs to its own
+   * timeout, 10 s with the default resolv.conf), and the contract wants an unreachable master reported
+   * and the process gone within 5 s.
+   */
+  exitWhenDone?: boolean;
 }
 
 const commands: Record<string, { description: string; load: () => Promise<CommandModule> }> = {
@@ -80,6 +87,13 @@ async function main(argv: string[]): Promise<void> {
     reportFailure(err, verbose);
     process.exitCode = 1;
   }
+  if (mod.exitWhenDone) await exitAfterOutput();
+}
+
+/** Exit once stdout and stderr have taken everything written to them (a pipe may still be draining). */
+async function exitAfterOutput(): Promise<never> {
+  await Promise.all([process.stdout, process.stderr].map((stream) => new Promise<void>((resolve) => stream.write("", () => resolve()))));
+  process.exit(process.exitCode ?? 0);
 }
 
 await main(process.argv.slice(2));

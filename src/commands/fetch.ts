@@ -8,6 +8,7 @@ import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
 import { jsonArg, logArgs, parseSeconds, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export const variadic = true;
+export const exitWhenDone = true;
 
 export default defineCommand({
   args: {

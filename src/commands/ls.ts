@@ -4,6 +4,8 @@ import type { ListEntry } from "../index/messages.ts";
 import { humanBytes, renderTable } from "../util/format.ts";
 import { jsonArg, logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
+export const exitWhenDone = true;
+
 export default defineCommand({
   args: {
     master: { type: "positional", required: true, valueHint: "HOST:PORT", description: "The master to ask, or a comma-separated list tried in turn (env FTX_MASTER)" },

@@ -1,8 +1,8 @@
 import { watch, type FSWatcher } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import { FtxError } from "../errors.ts";
-import type { FileRecord } from "../index/messages.ts";
 import { silentLogger, type Logger } from "../log.ts";
+import type { FileRecord } from "./file-record.ts";
 import { hashFile, type FileHashes } from "./hash-file.ts";
 import { walkFolder, type Candidate } from "./walk.ts";
 
@@ -38,6 +38,8 @@ export class Catalog {
   private readonly pending = new Map<string, Candidate>(); // waiting to be hashed
   private inFlight: Candidate | undefined; // being hashed right now
   private readonly listeners = new Set<CatalogListener>();
+  /** Names already reported as not served, so a rescan does not repeat the warning. */
+  private readonly skipped = new Set<string>();
   private readonly logger: Logger;
   private readonly settleMs: number;
   private scanning = false;
@@ -141,7 +143,7 @@ export class Catalog {
 
   private async scanOnce(): Promise<void> {
     const seen = new Set<string>();
-    for await (const c of walkFolder(this.root, (name, reason) => this.logger.debug(`not serving ${JSON.stringify(name)}: ${reason}`))) {
+    for await (const c of walkFolder(this.root, (name, reason) => this.onSkip(name, reason))) {
       if (this.stopped) return;
       seen.add(c.name);
       const known = this.entries.get(c.name);
@@ -154,6 +156,13 @@ export class Catalog {
     for (const name of [...this.entries.keys()]) if (!seen.has(name)) this.remove(name);
     for (const name of [...this.pending.keys()]) if (!seen.has(name)) this.pending.delete(name);
     void this.hashPending();
+  }
+
+  /** A file under DIR that no client could fetch (unsafe or too long a name): said once, not each scan. */
+  private onSkip(name: string, reason: string): void {
+    if (this.skipped.has(name)) return;
+    this.skipped.add(name);
+    this.logger.warn(`not serving ${JSON.stringify(name)}: ${reason}`);
   }
 
   private remove(name: string): void {

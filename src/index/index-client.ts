@@ -1,9 +1,9 @@
-import type { Socket } from "bun";
-import { ipVersion } from "../net/ip.ts";
 import { lookup } from "node:dns/promises";
+import { connect as tcpConnect, type Socket as NetSocket } from "node:net";
+import { ipVersion } from "../net/ip.ts";
 import { FtxError, type ProtocolError } from "../errors.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
-import { FramedPeer } from "../net/framed-peer.ts";
+import { FramedPeer, type ByteStream } from "./framed-peer.ts";
 import { authMac, newNonce, NO_TOKEN_MAC } from "./auth.ts";
 import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage, type ListEntry } from "./messages.ts";
 
@@ -18,10 +18,6 @@ export interface Welcome {
   peerId: number;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
-}
-
-interface ConnData {
-  session?: IndexSession;
 }
 
 /**
@@ -102,26 +98,33 @@ function withDeadline<T>(p: Promise<T>, deadline: number, display: string): Prom
   ]);
 }
 
+/**
+ * A `node:net` socket as FramedPeer's byte stream. `Bun.connect` gives no handle until the connection
+ * is open, so a connect whose SYNs go unanswered (a firewall, a dead host) cannot be abandoned: it
+ * keeps the process alive until the kernel gives up, 2 min 13 s later. A `node:net` socket is a
+ * handle from the start, and destroying it ends the attempt at once.
+ */
+function streamOf(sock: NetSocket): ByteStream {
+  return {
+    write(bytes) {
+      // node:net buffers whatever it is given; refuse while it is above its mark, so that FramedPeer
+      // queues the rest and its pendingBytes tells producers (registration) to wait.
+      if (sock.writableNeedDrain) return 0;
+      sock.write(bytes);
+      return bytes.byteLength;
+    },
+    // Once written out, close: the FIN goes after the data, and no wait on the peer's own FIN holds us.
+    end: () => sock.end(() => sock.destroy()),
+    terminate: () => sock.destroy(),
+  };
+}
+
 function attempt(host: string, port: number, display: string, opts: ConnectOptions, deadline: number): Promise<IndexSession> {
   return new Promise<IndexSession>((resolve, reject) => {
     const clientNonce = newNonce();
     let settled = false;
-    let socketRef: Socket<ConnData> | undefined;
-    let peer: FramedPeer | undefined;
+    let connected = false;
     let session: IndexSession | undefined;
-
-    const fail = (err: FtxError) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      peer?.destroy();
-      if (!peer) socketRef?.terminate();
-      reject(err);
-    };
-    const timer = setTimeout(
-      () => fail(unreachable(display, `timed out after ${(opts.timeoutMs / 1000).toFixed(0)}s`)),
-      Math.max(0, deadline - performance.now()),
-    );
 
     const onMessage = (msg: IndexMessage) => {
       if (session) return session.onMessage(msg);
@@ -130,15 +133,15 @@ function attempt(host: string, port: number, display: string, opts: ConnectOptio
           if (msg.version !== INDEX_VERSION)
             return fail(new FtxError("E_PROTOCOL", `master ${display} speaks protocol version ${msg.version}, this ftx speaks ${INDEX_VERSION}`));
           const mac = opts.token !== undefined ? authMac(opts.token, opts.role, clientNonce, msg.nonce) : NO_TOKEN_MAC;
-          peer!.send({ type: MsgType.Auth, mac });
+          peer.send({ type: MsgType.Auth, mac });
           return;
         }
         case MsgType.Welcome: {
           settled = true;
           clearTimeout(timer);
           const welcome = { peerId: msg.peerId, heartbeatIntervalMs: msg.heartbeatIntervalMs, heartbeatTimeoutMs: msg.heartbeatTimeoutMs };
-          session = new IndexSession(peer!, welcome, display);
-          session.localAddress = socketRef!.localAddress;
+          session = new IndexSession(peer, welcome, display);
+          session.localAddress = sock.localAddress ?? "";
           resolve(session);
           return;
         }
@@ -152,47 +155,44 @@ function attempt(host: string, port: number, display: string, opts: ConnectOptio
       const reason = `protocol error from master ${display}: ${err.message}`;
       if (session) {
         session.closeReason = reason;
-        peer?.destroy();
+        peer.destroy();
       } else fail(new FtxError("E_PROTOCOL", `${display} does not speak the ftx index protocol (is it an ftx master?): ${err.message}`));
     };
 
-    Bun.connect<ConnData>({
-      hostname: host,
-      port,
-      data: {},
-      socket: {
-        binaryType: "uint8array",
-        open(socket) {
-          socketRef = socket;
-          if (settled) {
-            socket.terminate();
-            return;
-          }
-          socket.setNoDelay(true);
-          peer = new FramedPeer(socket as Socket<unknown>, { onMessage, onProtocolError });
-          peer.send({ type: MsgType.Hello, version: INDEX_VERSION, role: opts.role, nonce: clientNonce });
-        },
-        data(_socket, chunk) {
-          peer?.receive(chunk);
-        },
-        drain() {
-          peer?.flush();
-        },
-        close() {
-          if (peer) peer.closed = true;
-          if (session && !session.closed) {
-            session.closed = true;
-            session.onClose(session.closeReason);
-          } else fail(unreachable(display, "connection closed during the handshake"));
-        },
-        connectError(_socket, err) {
-          fail(unreachable(display, describeConnectError(err)));
-        },
-        error(_socket, err) {
-          if (session) session.closeReason = `connection to master ${display} failed: ${err.message}`;
-        },
-      },
-    }).catch((err: Error) => fail(unreachable(display, describeConnectError(err))));
+    const sock = tcpConnect({ host, port });
+    const peer = new FramedPeer(streamOf(sock), { onMessage, onProtocolError });
+    // Every way out of the handshake but WELCOME closes the socket: nothing is left pending.
+    const fail = (err: FtxError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      peer.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(unreachable(display, `timed out after ${(opts.timeoutMs / 1000).toFixed(0)}s`)),
+      Math.max(0, deadline - performance.now()),
+    );
+
+    sock.on("connect", () => {
+      connected = true;
+      if (settled) return;
+      sock.setNoDelay(true);
+      peer.send({ type: MsgType.Hello, version: INDEX_VERSION, role: opts.role, nonce: clientNonce });
+    });
+    sock.on("data", (chunk: Uint8Array) => peer.receive(chunk));
+    sock.on("drain", () => peer.flush());
+    sock.on("error", (err: Error) => {
+      if (!connected) fail(unreachable(display, describeConnectError(err)));
+      else if (session) session.closeReason = `connection to master ${display} failed: ${err.message}`;
+    });
+    sock.on("close", () => {
+      peer.closed = true;
+      if (session && !session.closed) {
+        session.closed = true;
+        session.onClose(session.closeReason);
+      } else fail(unreachable(display, "connection closed during the handshake"));
+    });
   });
 }
 
@@ -245,15 +245,25 @@ export async function listFromMaster(target: HostPort | HostPort[], pattern: str
   return (await queryMaster(Array.isArray(target) ? target : [target], [pattern], token, timeoutMs))[0]!.entries;
 }
 
-/** Several LIST requests pipelined on one connection; answers come back in request order. */
+/**
+ * Several LIST requests pipelined on one connection; answers come back in request order. A master that
+ * goes quiet for `timeoutMs` in the middle (hung, or its host gone) fails the query rather than hold
+ * the caller forever.
+ */
 export async function queryMaster(targets: HostPort[], patterns: string[], token: string | undefined, timeoutMs = 4000): Promise<ListAnswer[]> {
   const session = await connectToAnyMaster(targets, { role: Role.Client, token, timeoutMs });
+  let silence: Timer | undefined;
   try {
     return await new Promise<ListAnswer[]>((resolve, reject) => {
       const results: ListAnswer[] = patterns.map(() => ({ entries: [], stale: false }));
       let remaining = patterns.length;
       if (remaining === 0) return resolve(results);
+      const expectWordWithin = () => {
+        clearTimeout(silence);
+        silence = setTimeout(() => reject(new FtxError("E_TIMEOUT", `master ${session.master} stopped answering: nothing for ${(timeoutMs / 1000).toFixed(0)}s before the listing was complete`)), timeoutMs);
+      };
       session.onMessage = (msg) => {
+        expectWordWithin();
         if (msg.type === MsgType.ListEntries && msg.requestId < patterns.length) results[msg.requestId]!.entries.push(...msg.entries);
         else if (msg.type === MsgType.ListEnd && msg.requestId < patterns.length) {
           results[msg.requestId]!.stale = msg.stale;
@@ -261,9 +271,11 @@ export async function queryMaster(targets: HostPort[], patterns: string[], token
         } else if (msg.type === MsgType.Error) reject(errorFromMaster(msg.code, msg.message, session.master));
       };
       session.onClose = (reason) => reject(new FtxError("E_CLOSED", `${reason} before the listing was complete`));
+      expectWordWithin();
       patterns.forEach((pattern, requestId) => session.send({ type: MsgType.List, requestId, pattern }));
     });
   } finally {
+    clearTimeout(silence);
     session.close();
   }
 }

@@ -2,11 +2,13 @@ import type { Socket, TCPSocketListener } from "bun";
 import { FtxError, type ProtocolError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
-import { FramedPeer } from "../net/framed-peer.ts";
-import { newNonce, verifyMac } from "./auth.ts";
+import { DeadlineTimer } from "../util/deadline-timer.ts";
+import { newNonce } from "./auth.ts";
+import { FramedPeer } from "./framed-peer.ts";
 import { encodeMessage } from "./codec.ts";
 import { MemoryStore } from "./memory-store.ts";
-import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage, type ListEntry } from "./messages.ts";
+import { IndexErrorCode, MsgType, type IndexMessage, type ListEntry } from "./messages.ts";
+import { PeerSession, type SessionConfig, type SessionEffect, type SessionState } from "./peer-session.ts";
 import { DEFAULT_REGISTRY_LIMITS, Registry, type RegistryLimits } from "./registry.ts";
 import type { RegistryStore } from "./store.ts";
 
@@ -25,20 +27,10 @@ export interface MasterOptions {
   clientIdleTimeoutMs?: number;
 }
 
-type Phase = "hello" | "auth" | "ready";
-
 interface Conn {
   socket: Socket<Conn>;
   peer: FramedPeer;
-  id: number;
-  remote: string;
-  phase: Phase;
-  role: Role;
-  clientNonce: Uint8Array;
-  serverNonce: Uint8Array;
-  openedAt: number;
-  lastFrameAt: number;
-  announced: boolean;
+  session: PeerSession;
   lists: ListJob[];
 }
 
@@ -49,18 +41,21 @@ interface ListJob {
   total: number;
 }
 
-/** Heartbeats go out three times per timeout, so two lost beats never evict a live server. */
-const BEATS_PER_TIMEOUT = 3;
-const TICK_MS = 200;
+/** What the master has parsed, by the state each message arrived in: tests and fuzzers read it. */
+export interface MasterStats {
+  framesByState: Record<SessionState, number>;
+  /** Byte streams that could never be a frame (bad length, garbage, a message that does not decode). */
+  undecodable: number;
+}
+
 /** Keep each list frame well under MAX_FRAME_BYTES and give the writer pieces it can interleave. */
 const LIST_CHUNK_BYTES = 256 * 1024;
-/** A client may pipeline this many LIST requests; each holds only its sorted name list while queued. */
-const MAX_QUEUED_LISTS = 64;
 
 /**
- * The index over TCP: a thin shell around Registry. Handles the handshake (version, token
- * challenge–response), feeds registration messages into the registry, answers list requests in
- * bounded chunks, and enforces handshake/idle/heartbeat deadlines on one timer.
+ * The index over TCP: a thin shell. Each connection's protocol (handshake, token, what each role may
+ * send, deadlines) is a PeerSession, a pure state machine over the Registry; this shell feeds it
+ * messages, carries out what it returns, streams list answers in bounded chunks, and keeps one timer
+ * armed at the earliest deadline of the registry's leases and the sessions.
  */
 export class MasterServer {
   private listener!: TCPSocketListener<Conn>;
@@ -68,17 +63,24 @@ export class MasterServer {
   private readonly registry: Registry;
   private readonly logger: Logger;
   private nextConnId = 1;
-  private tick: Timer | undefined;
+  private readonly timer = new DeadlineTimer(() => this.onTimeout(performance.now()));
   private readonly maxConnections: number;
-  private readonly handshakeTimeoutMs: number;
-  private readonly clientIdleTimeoutMs: number;
+  private readonly sessionConfig: SessionConfig;
+  readonly stats: MasterStats = {
+    framesByState: { "awaiting-hello": 0, "awaiting-auth": 0, "file-server": 0, announced: 0, client: 0, closed: 0 },
+    undecodable: 0,
+  };
 
   private constructor(private readonly opts: MasterOptions) {
     this.logger = opts.logger ?? silentLogger;
     this.registry = new Registry(opts.store ?? new MemoryStore(), opts.heartbeatTimeoutMs, opts.limits ?? DEFAULT_REGISTRY_LIMITS);
     this.maxConnections = opts.maxConnections ?? 4096;
-    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000;
-    this.clientIdleTimeoutMs = opts.clientIdleTimeoutMs ?? 30_000;
+    this.sessionConfig = {
+      token: opts.token,
+      heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 5000,
+      clientIdleTimeoutMs: opts.clientIdleTimeoutMs ?? 30_000,
+    };
   }
 
   static start(opts: MasterOptions): MasterServer {
@@ -116,7 +118,7 @@ export class MasterServer {
             self.onClose(socket);
           },
           error(socket, err) {
-            self.logger.debug(`connection error from ${socket.data?.remote ?? "?"}: ${err.message}`);
+            self.logger.debug(`connection error from ${socket.data?.session.remote ?? "?"}: ${err.message}`);
           },
         },
       });
@@ -124,11 +126,10 @@ export class MasterServer {
       const where = formatAddress(this.opts.host, this.opts.port);
       throw new FtxError("E_IO", `cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
     }
-    this.tick = setInterval(() => this.onTick(performance.now()), TICK_MS);
   }
 
   stop(): void {
-    if (this.tick) clearInterval(this.tick);
+    this.timer.cancel();
     this.opts.store?.close?.();
     for (const conn of this.conns.values()) conn.peer.destroy();
     this.conns.clear();
@@ -144,137 +145,82 @@ export class MasterServer {
       socket.end();
       return;
     }
-    const conn: Conn = {
-      socket,
-      peer: undefined as unknown as FramedPeer,
-      id: this.nextConnId++,
-      remote,
-      phase: "hello",
-      role: Role.Client,
-      clientNonce: new Uint8Array(),
-      serverNonce: newNonce(),
-      openedAt: now,
-      lastFrameAt: now,
-      announced: false,
-      lists: [],
-    };
+    const id = this.nextConnId++;
+    const session = new PeerSession(id, remote, unmapIPv4(socket.remoteAddress), newNonce(), this.registry, this.sessionConfig, now);
+    const conn: Conn = { socket, peer: undefined as unknown as FramedPeer, session, lists: [] };
     conn.peer = new FramedPeer(socket as Socket<unknown>, {
       onMessage: (msg) => this.onMessage(conn, msg),
       onProtocolError: (err) => this.onProtocolError(conn, err),
     });
     socket.data = conn;
-    this.conns.set(conn.id, conn);
+    this.conns.set(id, conn);
     this.logger.debug(`connection from ${remote}`);
+    this.wakeFor(session);
   }
 
   private onClose(socket: Socket<Conn>): void {
     const conn = socket.data;
-    if (!conn || !this.conns.has(conn.id)) return;
+    if (!conn || this.conns.get(conn.session.peerId) !== conn) return;
     conn.peer.closed = true;
-    this.conns.delete(conn.id);
-    if (conn.announced) {
-      this.registry.removeServer(conn.id);
-      this.logger.info(`file server ${conn.remote} disconnected; its files left the index`);
-    }
-  }
-
-  private refuse(conn: Conn, code: IndexErrorCode, message: string): void {
-    conn.peer.send({ type: MsgType.Error, code, message });
-    conn.peer.end();
-    if (conn.announced) {
-      this.registry.removeServer(conn.id);
-      conn.announced = false;
-    }
+    this.conns.delete(conn.session.peerId);
+    this.apply(conn, conn.session.handleClose());
   }
 
   private onProtocolError(conn: Conn, err: ProtocolError): void {
-    this.logger.warn(`protocol error from ${conn.remote}: ${err.message}; closing`);
-    this.refuse(conn, IndexErrorCode.Protocol, `protocol error: ${err.message}`);
+    this.stats.undecodable++;
+    this.apply(conn, conn.session.handleProtocolError(err.message));
   }
 
   private onMessage(conn: Conn, msg: IndexMessage): void {
-    const now = performance.now();
-    conn.lastFrameAt = now;
-    if (conn.announced) this.registry.touch(conn.id, now);
-    switch (conn.phase) {
-      case "hello":
-        return this.onHello(conn, msg);
-      case "auth":
-        return this.onAuth(conn, msg);
-      case "ready":
-        return conn.role === Role.FileServer ? this.onFileServerMessage(conn, msg, now) : this.onClientMessage(conn, msg);
-    }
+    this.stats.framesByState[conn.session.state]++;
+    this.apply(conn, conn.session.handle(msg, performance.now()));
+    this.wakeFor(conn.session);
   }
 
-  private onHello(conn: Conn, msg: IndexMessage): void {
-    if (msg.type !== MsgType.Hello) return this.refuse(conn, IndexErrorCode.Protocol, "protocol error: expected HELLO");
-    if (msg.version !== INDEX_VERSION)
-      return this.refuse(conn, IndexErrorCode.Version, `unsupported protocol version ${msg.version} (this master speaks ${INDEX_VERSION})`);
-    conn.role = msg.role;
-    conn.clientNonce = msg.nonce;
-    conn.phase = "auth";
-    conn.peer.send({ type: MsgType.Challenge, version: INDEX_VERSION, authRequired: this.opts.token !== undefined, nonce: conn.serverNonce });
-  }
-
-  private onAuth(conn: Conn, msg: IndexMessage): void {
-    if (msg.type !== MsgType.Auth) return this.refuse(conn, IndexErrorCode.Protocol, "protocol error: expected AUTH");
-    const token = this.opts.token;
-    if (token !== undefined && !verifyMac(token, conn.role, conn.clientNonce, conn.serverNonce, msg.mac)) {
-      this.logger.warn(`authentication failed for ${conn.remote} (${conn.role === Role.FileServer ? "file server" : "client"})`);
-      return this.refuse(conn, IndexErrorCode.AuthFailed, "authentication failed: wrong or missing token (--token / FTX_TOKEN)");
-    }
-    conn.phase = "ready";
-    const timeout = this.opts.heartbeatTimeoutMs;
-    conn.peer.send({
-      type: MsgType.Welcome,
-      peerId: conn.id,
-      heartbeatIntervalMs: Math.max(100, Math.floor(timeout / BEATS_PER_TIMEOUT)),
-      heartbeatTimeoutMs: timeout,
-    });
-  }
-
-  private onFileServerMessage(conn: Conn, msg: IndexMessage, now: number): void {
-    switch (msg.type) {
-      case MsgType.Ping:
-        conn.peer.send({ type: MsgType.Pong, seq: msg.seq });
-        return;
-      case MsgType.Announce: {
-        const host = msg.host === "" ? unmapIPv4(conn.socket.remoteAddress) : msg.host;
-        if (msg.port === 0) return this.refuse(conn, IndexErrorCode.Protocol, "protocol error: announced UDP port 0");
-        const address = formatAddress(host, msg.port);
-        const refusal = this.registry.addServer(conn.id, address, now);
-        if (refusal) return this.refuse(conn, IndexErrorCode.Limit, refusal);
-        conn.announced = true;
-        this.logger.info(`file server ${conn.remote} registered, serving at ${address}`);
-        return;
+  /** Carry out what a session decided. */
+  private apply(conn: Conn, effects: SessionEffect[]): void {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case "send":
+          conn.peer.send(effect.msg);
+          break;
+        case "end":
+          conn.lists.length = 0;
+          conn.peer.end();
+          break;
+        case "list":
+          this.sendList(conn, effect.requestId, effect.pattern);
+          break;
+        case "log":
+          this.logger[effect.level](effect.text);
+          break;
       }
-      case MsgType.FilesAdd: {
-        if (!conn.announced) return this.refuse(conn, IndexErrorCode.Protocol, "protocol error: FILES_ADD before ANNOUNCE");
-        const rejected = this.registry.addFiles(conn.id, msg.files, now);
-        for (const r of rejected.slice(0, 100)) conn.peer.send({ type: MsgType.FileRejected, name: r.name, reason: r.reason });
-        if (rejected.length > 0) this.logger.warn(`refused ${rejected.length} file(s) from ${conn.remote}: ${rejected[0]!.reason}`);
-        return;
-      }
-      case MsgType.FilesRemove:
-        if (!conn.announced) return this.refuse(conn, IndexErrorCode.Protocol, "protocol error: FILES_REMOVE before ANNOUNCE");
-        this.registry.removeFiles(conn.id, msg.names, now);
-        return;
-      default:
-        return this.refuse(conn, IndexErrorCode.Protocol, `protocol error: unexpected ${MsgType[msg.type]} from a file server`);
     }
   }
 
-  private onClientMessage(conn: Conn, msg: IndexMessage): void {
-    switch (msg.type) {
-      case MsgType.Ping:
-        conn.peer.send({ type: MsgType.Pong, seq: msg.seq });
-        return;
-      case MsgType.List:
-        if (conn.lists.length >= MAX_QUEUED_LISTS) return this.refuse(conn, IndexErrorCode.Limit, `more than ${MAX_QUEUED_LISTS} list requests in flight`);
-        return this.sendList(conn, msg.requestId, msg.pattern);
-      default:
-        return this.refuse(conn, IndexErrorCode.Protocol, `protocol error: unexpected ${MsgType[msg.type]} from a client`);
+  /** Make sure the timer fires by this session's next deadline (an earlier one already armed is kept). */
+  private wakeFor(session: PeerSession): void {
+    const at = session.pollTimeout();
+    if (at !== undefined) this.timer.wakeBy(at);
+  }
+
+  /**
+   * The one timer fired: drop the servers whose lease ran out, close sessions past their handshake or
+   * idle deadline, and arm again at the earliest deadline left (the registry's own, or a session's).
+   */
+  private onTimeout(now: number): void {
+    for (const peerId of this.registry.expire(now)) {
+      const conn = this.conns.get(peerId);
+      if (conn) this.apply(conn, conn.session.evict());
     }
+    let next = this.registry.pollTimeout() ?? Infinity;
+    for (const conn of this.conns.values()) {
+      if (conn.peer.closed) continue;
+      this.apply(conn, conn.session.handleTimeout(now));
+      const at = conn.session.pollTimeout();
+      if (at !== undefined && at < next) next = at;
+    }
+    if (next !== Infinity) this.timer.wakeBy(next);
   }
 
   /**
@@ -310,27 +256,8 @@ export class MasterServer {
       }
       conn.peer.send({ type: MsgType.ListEnd, requestId: job.requestId, total: job.total, stale: this.registry.stale });
       conn.lists.shift();
-    }
-  }
-
-  private onTick(now: number): void {
-    for (const peerId of this.registry.expire(now)) {
-      const conn = this.conns.get(peerId);
-      if (!conn) continue;
-      conn.announced = false;
-      this.logger.warn(`file server ${conn.remote} silent for ${this.opts.heartbeatTimeoutMs / 1000}s; its files left the index`);
-      this.refuse(conn, IndexErrorCode.Timeout, "heartbeat timeout: evicted from the index, register again");
-    }
-    for (const conn of this.conns.values()) {
-      if (conn.peer.closed) continue;
-      if (conn.phase !== "ready" && now - conn.openedAt > this.handshakeTimeoutMs) {
-        this.logger.debug(`handshake timeout for ${conn.remote}`);
-        this.refuse(conn, IndexErrorCode.Timeout, "handshake timeout");
-      } else if (conn.phase === "ready" && !conn.announced) {
-        const limit = conn.role === Role.FileServer ? this.opts.heartbeatTimeoutMs : this.clientIdleTimeoutMs;
-        if (now - conn.lastFrameAt > limit) this.refuse(conn, IndexErrorCode.Timeout, "idle timeout");
-      }
+      conn.session.listAnswered(performance.now());
+      this.wakeFor(conn.session);
     }
   }
 }
-

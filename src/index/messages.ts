@@ -2,12 +2,18 @@
  * The index protocol's messages (master ⇄ file servers and clients, over TCP).
  * docs/PROTOCOL.md describes each one byte by byte; codec.ts is the only code that reads or writes them.
  */
+import type { FileRecord } from "../files/file-record.ts";
+import { MAX_NAME_BYTES } from "../files/name-limits.ts";
+
+export type { FileRecord };
+export { MAX_NAME_BYTES };
+
 export const INDEX_MAGIC = 0x46545849; // "FTXI"
 export const INDEX_VERSION = 2;
 /** A frame is at most this long (type + payload), so one peer cannot make us buffer without bound. */
 export const MAX_FRAME_BYTES = 1 << 20;
-export const MAX_NAME_BYTES = 4096;
-export const MAX_PATTERN_BYTES = 1024;
+/** `ftx fetch` asks for a name with a LIST pattern: a pattern carries at least a whole name. */
+export const MAX_PATTERN_BYTES = MAX_NAME_BYTES;
 export const MAX_ERROR_TEXT_BYTES = 1024;
 export const MAX_ADDRESS_BYTES = 255;
 export const NONCE_BYTES = 16;
@@ -43,14 +49,6 @@ export enum IndexErrorCode {
   Version = 4,
   Timeout = 5,
   Busy = 6,
-}
-
-export interface FileRecord {
-  name: string;
-  size: number;
-  sha256: string; // 64 lowercase hex
-  /** SHA-256 of the file's piece hashes (src/files/pieces.ts), 64 hex; absent when the server did not say. */
-  piecesRoot?: string;
 }
 
 export interface ListEntry extends FileRecord {

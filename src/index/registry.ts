@@ -24,10 +24,14 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 /**
  * The master's index, as a pure state machine: file servers and their files, each server held by a
  * lease that its traffic renews. No sockets, no clock: every call that depends on time takes `now`
- * (monotonic ms), and `expire(now)` returns the servers whose lease ran out for the shell to drop.
+ * (monotonic ms, never going back), and `expire(now)` returns the servers whose lease ran out for the shell to drop.
  */
 export class Registry {
-  private readonly leases = new Map<number, number>(); // peerId → lease deadline
+  /**
+   * peerId → lease deadline. Every lease is `now + leaseMs` and `now` only grows, so a lease that is
+   * renewed is moved to the end and the map stays in deadline order: the earliest is always first.
+   */
+  private readonly leases = new Map<number, number>();
   constructor(
     private readonly store: RegistryStore,
     private readonly leaseMs: number,
@@ -39,7 +43,7 @@ export class Registry {
     if (!this.store.hasServer(peerId) && this.store.serverCount() >= this.limits.maxServers)
       return `the index holds its maximum of ${this.limits.maxServers} file servers`;
     this.store.addServer(peerId, address);
-    this.leases.set(peerId, now + this.leaseMs);
+    this.renewLease(peerId, now);
     return undefined;
   }
 
@@ -50,8 +54,20 @@ export class Registry {
   /** Any sign of life from a server renews its lease. */
   touch(peerId: number, now: number): void {
     if (!this.leases.has(peerId)) return;
-    this.leases.set(peerId, now + this.leaseMs);
+    this.renewLease(peerId, now);
     this.store.renew?.(peerId, now);
+  }
+
+  private renewLease(peerId: number, now: number): void {
+    const deadline = now + this.leaseMs;
+    if (this.leases.get(peerId) === deadline) return;
+    this.leases.delete(peerId);
+    this.leases.set(peerId, deadline);
+  }
+
+  /** When this server's lease runs out, if it holds one. */
+  leaseDeadline(peerId: number): number | undefined {
+    return this.leases.get(peerId);
   }
 
   /** Whether list answers may be out of date (the shared store is unreachable). */
@@ -97,7 +113,8 @@ export class Registry {
   expire(now: number): number[] {
     const expired: number[] = [];
     for (const [peerId, deadline] of this.leases) {
-      if (deadline <= now) expired.push(peerId);
+      if (deadline > now) break; // in deadline order: the rest run out later
+      expired.push(peerId);
     }
     for (const peerId of expired) this.removeServer(peerId);
     return expired;
@@ -105,9 +122,8 @@ export class Registry {
 
   /** The earliest lease deadline: when the shell should call expire() next. */
   pollTimeout(): number | undefined {
-    let earliest: number | undefined;
-    for (const deadline of this.leases.values()) if (earliest === undefined || deadline < earliest) earliest = deadline;
-    return earliest;
+    for (const deadline of this.leases.values()) return deadline;
+    return undefined;
   }
 
   /**

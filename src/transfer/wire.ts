@@ -1,5 +1,6 @@
 import { ProtocolError } from "../errors.ts";
 import { truncateUtf8 } from "../util/bytes.ts";
+import { MAX_NAME_BYTES } from "../files/name-limits.ts";
 
 /**
  * The transfer protocol's datagrams (docs/PROTOCOL.md has the byte layout). Every datagram starts
@@ -21,7 +22,7 @@ export const MIN_SEGMENT_BYTES = 512;
 export function clampSegmentBytes(bytes: number): number {
   return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
 }
-export const MAX_NAME_BYTES = 4096;
+export { MAX_NAME_BYTES };
 export const MAX_ERROR_TEXT_BYTES = 512;
 export const SHA256_BYTES = 32;
 export const MAC_BYTES = 32;

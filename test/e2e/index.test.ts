@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync, appendFileSync } from "node:fs";
 import { join } from "node:path";
-import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, stopAll, tempDir, FtxProcess } from "../support/ftx-process.ts";
+import { CLI, REPO, eventually, ftxEnv, lsJson, runFtx, sha256Hex, startMaster, startServer, stopAll, tempDir, FtxProcess, type RunResult } from "../support/ftx-process.ts";
 
 afterAll(stopAll);
 
@@ -222,4 +222,82 @@ describe("usage and errors", () => {
       d.cleanup();
     }
   });
+});
+
+/**
+ * A master whose host drops every packet (a firewall, a dead machine): in a network namespace of our
+ * own, 10.99.0.2 is a neighbour that takes frames and answers nothing, so SYNs go unanswered. The
+ * contract wants the message and the process gone within 5 s; the kernel would wait 2 min 13 s.
+ */
+const NETNS = `ftx-e2e-${process.pid}`;
+const netns = (() => {
+  if (Bun.spawnSync(["ip", "netns", "add", NETNS], { stderr: "ignore" }).exitCode !== 0) return false;
+  const run = (...args: string[]) => {
+    const r = Bun.spawnSync(["ip", "netns", "exec", NETNS, ...args], { stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`${args.join(" ")}: ${r.stderr.toString()}`);
+    return r.stdout.toString().trim();
+  };
+  run("ip", "link", "set", "lo", "up");
+  run("ip", "link", "add", "ftx0", "type", "veth", "peer", "name", "ftx1");
+  run("ip", "link", "set", "ftx0", "up");
+  run("ip", "link", "set", "ftx1", "up");
+  run("ip", "addr", "add", "10.99.0.1/24", "dev", "ftx0");
+  // ftx1 has no address: what reaches it for 10.99.0.2 is dropped without a word.
+  run("ip", "neigh", "replace", "10.99.0.2", "lladdr", run("cat", "/sys/class/net/ftx1/address"), "dev", "ftx0", "nud", "permanent");
+  return true;
+})();
+afterAll(() => {
+  if (netns) Bun.spawnSync(["ip", "netns", "del", NETNS]);
+});
+
+async function runInNetns(args: string[], timeoutMs = 20_000): Promise<RunResult & { seconds: number }> {
+  const t0 = performance.now();
+  const proc = Bun.spawn(["ip", "netns", "exec", NETNS, "bun", CLI, ...args], { env: ftxEnv(), cwd: REPO, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { exitCode, stdout, stderr, seconds: (performance.now() - t0) / 1000 };
+}
+
+describe.skipIf(!netns)("a master that drops every packet", () => {
+  test("ls, ls --json and fetch report it naming HOST:PORT and exit within 5 s", async () => {
+    const out = tempDir();
+    try {
+      const runs = await Promise.all([
+        runInNetns(["ls", "10.99.0.2:7700"]),
+        runInNetns(["ls", "10.99.0.2:7700", "--json"]),
+        runInNetns(["fetch", "10.99.0.2:7700", "a.txt", "--json", "-o", out.path]),
+      ]);
+      for (const r of runs) {
+        expect(r.stderr).toContain("cannot reach master 10.99.0.2:7700: timed out");
+        expect(r.exitCode).toBe(1);
+        expect(r.seconds).toBeLessThan(5);
+      }
+      expect(JSON.parse(runs[2]!.stdout)).toMatchObject([{ name: "a.txt", ok: false }]);
+    } finally {
+      out.cleanup();
+    }
+  }, 30_000);
+
+  test("a file server retrying such a master leaves no connection attempt behind", async () => {
+    const dir = tempDir();
+    const proc = Bun.spawn(["ip", "netns", "exec", NETNS, "bun", CLI, "serve", dir.path, "--master", "10.99.0.2:7700", "--host", "127.0.0.1"], {
+      env: ftxEnv(),
+      cwd: REPO,
+      stdout: "ignore",
+      stderr: "ignore",
+      stdin: "ignore",
+    });
+    try {
+      // Three connect timeouts of 3 s each: before the fix, one SYN-SENT socket stayed per attempt.
+      await Bun.sleep(10_000);
+      const synSent = Bun.spawnSync(["ip", "netns", "exec", NETNS, "ss", "-Htn", "state", "syn-sent"]).stdout.toString().trim();
+      expect(synSent.split("\n").filter((l) => l.includes("10.99.0.2:7700")).length).toBeLessThanOrEqual(1);
+      expect(proc.exitCode).toBeNull();
+    } finally {
+      proc.kill("SIGKILL");
+      await proc.exited;
+      dir.cleanup();
+    }
+  }, 30_000);
 });

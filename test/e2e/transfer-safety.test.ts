@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectToMaster } from "../../src/index/index-client.ts";
 import { MsgType, Role } from "../../src/index/messages.ts";
@@ -235,4 +235,43 @@ describe("file server safety", () => {
       out.cleanup();
     }
   }, 120_000);
+});
+
+describe("names at the limits", () => {
+  test("a 246-byte last segment in a 1024-byte name is listed and fetched intact; longer ones are not advertised", async () => {
+    const share = tempDir();
+    const out = tempDir();
+    try {
+      const dirs = ["d".repeat(246), "e".repeat(246), "f".repeat(246)].join("/"); // 740 bytes
+      const longest = `${dirs}/${"g".repeat(1024 - 741 - 37)}/${"s".repeat(36)}`; // 1024 bytes in all
+      const lastSegment = `top/${"é".repeat(123)}`; // a 246-byte segment, in two-byte letters
+      const tooLongSegment = `top/${"x".repeat(247)}`;
+      const tooLongName = `${dirs}/${"h".repeat(246)}/${"i".repeat(39)}`; // 1027 bytes
+      expect([Buffer.byteLength(longest), Buffer.byteLength(lastSegment.split("/")[1]!), Buffer.byteLength(tooLongName)]).toEqual([1024, 246, 1027]);
+      for (const [name, content] of [[longest, "longest"], [lastSegment, "last segment"], [tooLongSegment, "x"], [tooLongName, "y"]] as const) {
+        mkdirSync(join(share.path, name, ".."), { recursive: true });
+        writeFileSync(join(share.path, name), content);
+      }
+      const { address } = await startMaster();
+      const { server } = await startServer(share.path, address);
+      await eventually(async () => (await lsJson(address)).length === 2, 5000, "two files listed");
+      expect((await lsJson(address)).map((f) => f.name).sort()).toEqual([longest, lastSegment].sort());
+      expect(server.stderr).toContain("path segment of 247 bytes, longer than 246");
+      expect(server.stderr).toContain("name of 1027 bytes, longer than 1024");
+
+      const r = await runFtx(["fetch", address, longest, lastSegment, "-o", out.path, "--json"]);
+      expect(r.exitCode).toBe(0);
+      expect(JSON.parse(r.stdout).map((f: { ok: boolean }) => f.ok)).toEqual([true, true]);
+      expect(readFileSync(join(out.path, longest), "utf8")).toBe("longest");
+      expect(readFileSync(join(out.path, lastSegment), "utf8")).toBe("last segment");
+
+      // Asked for anyway: refused before any traffic, with the reason.
+      const refused = await runFtx(["fetch", address, tooLongSegment, "-o", out.path]);
+      expect(refused.exitCode).toBe(1);
+      expect(refused.stderr).toContain("is not a safe name (path segment of 247 bytes, longer than 246");
+    } finally {
+      share.cleanup();
+      out.cleanup();
+    }
+  }, 30_000);
 });

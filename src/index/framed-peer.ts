@@ -1,7 +1,6 @@
-import type { Socket } from "bun";
 import { ProtocolError } from "../errors.ts";
-import { encodeMessage, FrameDecoder } from "../index/codec.ts";
-import type { IndexMessage } from "../index/messages.ts";
+import { encodeMessage, FrameDecoder } from "./codec.ts";
+import type { IndexMessage } from "./messages.ts";
 
 export interface FramedPeerHandler {
   onMessage(msg: IndexMessage): void;
@@ -9,11 +8,23 @@ export interface FramedPeerHandler {
   onProtocolError(err: ProtocolError): void;
 }
 
+/**
+ * The byte stream under a peer: a Bun `Socket` is one as it is (the master's side); the client's
+ * `node:net` socket is adapted (index-client.ts). `write` returns how many bytes were taken.
+ */
+export interface ByteStream {
+  write(bytes: Uint8Array): number;
+  /** Close after what was written has gone out. */
+  end(): unknown;
+  /** Close now, discarding anything unsent. */
+  terminate(): unknown;
+}
+
 /** Beyond this much unsent output the peer is not reading: drop it rather than buffer forever. */
 const DEFAULT_MAX_QUEUED_BYTES = 64 << 20;
 
 /**
- * The thin shell between a Bun TCP socket and the index codec. Bun's `write()` takes what the kernel
+ * The thin shell between a TCP byte stream and the index codec. Bun's `write()` takes what the kernel
  * accepts and keeps nothing, so the rest is queued here and flushed on `drain`.
  */
 export class FramedPeer {
@@ -26,7 +37,7 @@ export class FramedPeer {
   onDrained: (() => void) | undefined;
 
   constructor(
-    private readonly socket: Socket<unknown>,
+    private readonly socket: ByteStream,
     private readonly handler: FramedPeerHandler,
     private readonly maxQueuedBytes = DEFAULT_MAX_QUEUED_BYTES,
   ) {}
