@@ -67,7 +67,7 @@ describe("Go-Back-N over simulated impaired links", () => {
     }
     expect(totalSimMs).toBeGreaterThan(0);
     if (!only) expect(corrupted).toBeGreaterThan(100); // the checksum really was exercised
-  });
+  }, 60_000); // ~3 s alone; more on a loaded 2-core machine
 
   test("a clean link completes without a single retransmission", () => {
     const data = new Rng(5).bytes(200_000);
