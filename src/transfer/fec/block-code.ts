@@ -15,10 +15,12 @@
  * Sender: `BlockEncoder` accumulates the m repairs as data segments are added (the sender sends data
  * first), so `repair(j)` is a copy. Receiver: `BlockDecoder` keeps references to what arrived and does
  * work only when a segment is missing: syndromes for e missing segments from e received repairs, then
- * an e × e inverse by Gauss–Jordan elimination.
+ * an e × e inverse by Gauss–Jordan elimination. The row arithmetic is row-workspace.ts's (WebAssembly
+ * SIMD where available, else JavaScript tables).
  */
 import { ProtocolError } from "../../errors.ts";
-import { GF_MUL_TABLE, gfDiv, gfInv, mulAddWords } from "./gf256.ts";
+import { GF_MUL_TABLE, gfDiv, gfInv } from "./gf256.ts";
+import { createRowWorkspace, type RowWorkspace } from "./row-workspace.ts";
 
 /** X_j = 255 − j must stay clear of the data points 0 … MAX_BLOCK_DATA − 1: 128 + 32 ≤ 256. */
 export const MAX_BLOCK_DATA = 128;
@@ -44,18 +46,9 @@ function checkShape(k: number, m: number, segmentBytes: number): void {
   if (!Number.isInteger(segmentBytes) || segmentBytes < 1 || segmentBytes > MAX_SEGMENT_BYTES) throw new RangeError(`segment size ${segmentBytes} out of range`);
 }
 
-/** `count` rows of `rowBytes`, each on a 4-byte boundary, with a byte and a word view of each. */
-class Rows {
-  readonly bytes: Uint8Array[] = [];
-  readonly words: Uint32Array[] = [];
-  constructor(count: number, rowBytes: number) {
-    const stride = (rowBytes + 3) & ~3;
-    const buffer = new ArrayBuffer(count * stride);
-    for (let r = 0; r < count; r++) {
-      this.bytes.push(new Uint8Array(buffer, r * stride, rowBytes));
-      this.words.push(new Uint32Array(buffer, r * stride, stride >>> 2));
-    }
-  }
+export interface BlockCodeOptions {
+  /** Row arithmetic: WebAssembly SIMD where the runtime has it (the default), or plain JavaScript. */
+  kernel?: "simd" | "js";
 }
 
 /**
@@ -66,17 +59,22 @@ class Rows {
 export class BlockEncoder {
   private kNow: number;
   private mNow: number;
-  private parity: Rows;
+  private parity: RowWorkspace;
   private readonly added: Uint8Array;
   private addedCount = 0;
   /** Length of the longest data segment so far: the repairs' length. */
   private repairBytes = 0;
 
-  constructor(k: number, m: number, readonly segmentBytes: number) {
+  constructor(
+    k: number,
+    m: number,
+    readonly segmentBytes: number,
+    private readonly options: BlockCodeOptions = {},
+  ) {
     checkShape(k, m, segmentBytes);
     this.kNow = k;
     this.mNow = m;
-    this.parity = new Rows(m, segmentBytes);
+    this.parity = createRowWorkspace(m, segmentBytes, options.kernel);
     this.added = new Uint8Array(MAX_BLOCK_DATA);
   }
 
@@ -94,7 +92,7 @@ export class BlockEncoder {
   /** Start the next block, optionally with another shape (the last block of a file is shorter). */
   reset(k = this.kNow, m = this.mNow): void {
     checkShape(k, m, this.segmentBytes);
-    if (m > this.parity.bytes.length) this.parity = new Rows(m, this.segmentBytes);
+    if (m > this.parity.rowCount) this.parity = createRowWorkspace(m, this.segmentBytes, this.options.kernel);
     this.kNow = k;
     this.mNow = m;
     this.added.fill(0);
@@ -112,13 +110,13 @@ export class BlockEncoder {
     if (first) this.repairBytes = length;
     else if (length > this.repairBytes) {
       // a longer segment after a shorter one: the repairs' padding so far must read as zeros
-      for (let j = 0; j < this.mNow; j++) this.parity.bytes[j]!.fill(0, this.repairBytes, length);
+      for (let j = 0; j < this.mNow; j++) this.parity.row(j).fill(0, this.repairBytes, length);
       this.repairBytes = length;
     }
+    this.parity.load(bytes);
     for (let j = 0; j < this.mNow; j++) {
-      const row = this.parity.bytes[j]!;
-      if (first) row.fill(0, 0, length);
-      mulAddWords(row, this.parity.words[j]!, bytes, COEFFICIENTS[j * MAX_BLOCK_DATA + index]!, length);
+      if (first) this.parity.row(j).fill(0, 0, length);
+      this.parity.mulAddInput(j, COEFFICIENTS[j * MAX_BLOCK_DATA + index]!, length);
     }
     this.added[index] = 1;
     this.addedCount++;
@@ -129,7 +127,7 @@ export class BlockEncoder {
     if (!Number.isInteger(j) || j < 0 || j >= this.mNow) throw new RangeError(`repair index ${j} outside 0…${this.mNow - 1}`);
     if (!this.complete) throw new RangeError(`repair asked after ${this.addedCount} of ${this.kNow} data segments`);
     if (out.byteLength < this.repairBytes) throw new RangeError(`output of ${out.byteLength} bytes cannot hold ${this.repairBytes}`);
-    out.set(this.parity.bytes[j]!.subarray(0, this.repairBytes));
+    out.set(this.parity.row(j).subarray(0, this.repairBytes));
     return this.repairBytes;
   }
 }
@@ -156,18 +154,24 @@ export class BlockDecoder {
   private dataCount = 0;
   private repairCount = 0;
   /** Syndromes, then (rescaled in place) the recovered segments: one row per missing segment. */
-  private work: Rows;
+  private work: RowWorkspace;
   private readonly matrix = new Uint8Array(MAX_BLOCK_REPAIR * MAX_BLOCK_REPAIR);
   private readonly inverse = new Uint8Array(MAX_BLOCK_REPAIR * MAX_BLOCK_REPAIR);
   private readonly missing = new Uint8Array(MAX_BLOCK_REPAIR);
   private readonly chosen = new Uint8Array(MAX_BLOCK_REPAIR);
 
-  constructor(k: number, m: number, readonly segmentBytes: number, lastSegmentBytes = segmentBytes) {
+  constructor(
+    k: number,
+    m: number,
+    readonly segmentBytes: number,
+    lastSegmentBytes = segmentBytes,
+    private readonly options: BlockCodeOptions = {},
+  ) {
     checkShape(k, m, segmentBytes);
     this.kNow = k;
     this.mNow = m;
     this.lastBytes = BlockDecoder.checkLast(lastSegmentBytes, segmentBytes);
-    this.work = new Rows(2 * m, segmentBytes);
+    this.work = createRowWorkspace(2 * m, segmentBytes, options.kernel);
   }
 
   private static checkLast(lastSegmentBytes: number, segmentBytes: number): number {
@@ -194,7 +198,7 @@ export class BlockDecoder {
   reset(k = this.kNow, m = this.mNow, lastSegmentBytes = this.segmentBytes): void {
     checkShape(k, m, this.segmentBytes);
     this.lastBytes = BlockDecoder.checkLast(lastSegmentBytes, this.segmentBytes);
-    if (2 * m > this.work.bytes.length) this.work = new Rows(2 * m, this.segmentBytes);
+    if (2 * m > this.work.rowCount) this.work = createRowWorkspace(2 * m, this.segmentBytes, this.options.kernel);
     this.data.fill(undefined);
     this.repairs.fill(undefined);
     this.kNow = k;
@@ -259,15 +263,13 @@ export class BlockDecoder {
 
     // Syndromes: s_a = repair_{chosen a} ⊕ Σ_{received i} c(chosen a, i) · data_i = Σ_b c(chosen a, missing b) · data_{missing b}
     const length = this.repairBytes;
-    const syn = this.work.bytes;
-    const synWords = this.work.words;
-    for (let a = 0; a < e; a++) syn[a]!.set(this.repairs[this.chosen[a]!]!);
+    const work = this.work;
+    for (let a = 0; a < e; a++) work.row(a).set(this.repairs[this.chosen[a]!]!);
     for (let i = 0; i < k; i++) {
       const segment = this.data[i];
       if (segment === undefined) continue;
-      for (let a = 0; a < e; a++) {
-        mulAddWords(syn[a]!, synWords[a]!, segment, COEFFICIENTS[this.chosen[a]! * MAX_BLOCK_DATA + i]!, segment.byteLength);
-      }
+      work.load(segment);
+      for (let a = 0; a < e; a++) work.mulAddInput(a, COEFFICIENTS[this.chosen[a]! * MAX_BLOCK_DATA + i]!, segment.byteLength);
     }
 
     // data_missing = A⁻¹ · s with A[a][b] = c(chosen a, missing b): any square Cauchy submatrix is invertible.
@@ -277,12 +279,12 @@ export class BlockDecoder {
     invert(this.matrix, this.inverse, e);
     const out: RecoveredSegment[] = [];
     for (let b = 0; b < e; b++) {
-      let row = syn[0]!;
+      let row = work.row(0);
       // one segment missing and its coefficient 1 (repair 0, XOR): the syndrome is the segment
       if (e !== 1 || this.inverse[0] !== 1) {
-        row = syn[e + b]!;
+        row = work.row(e + b);
         row.fill(0, 0, length);
-        for (let a = 0; a < e; a++) mulAddWords(row, synWords[e + b]!, syn[a]!, this.inverse[b * e + a]!, length);
+        for (let a = 0; a < e; a++) work.mulAddRow(e + b, a, this.inverse[b * e + a]!, length);
       }
       const index = this.missing[b]!;
       const bytes = row.subarray(0, this.dataBytes(index));

@@ -1,6 +1,7 @@
-import { describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { FtxError, ProtocolError } from "../../../../src/errors.ts";
-import { BlockDecoder, BlockEncoder, MAX_BLOCK_DATA, MAX_BLOCK_REPAIR, repairCoefficient } from "../../../../src/transfer/fec/block-code.ts";
+import { BlockDecoder, BlockEncoder, type BlockCodeOptions, MAX_BLOCK_DATA, MAX_BLOCK_REPAIR, repairCoefficient } from "../../../../src/transfer/fec/block-code.ts";
+import { simdAvailable } from "../../../../src/transfer/fec/row-workspace.ts";
 import { Rng } from "../../../support/random.ts";
 
 interface Block {
@@ -9,7 +10,9 @@ interface Block {
 }
 
 /** k segments of `segmentBytes`, the last `lastBytes` long, and their m repairs. */
-function encode(rng: Rng, k: number, m: number, segmentBytes: number, lastBytes: number, encoder = new BlockEncoder(k, m, segmentBytes)): Block {
+let options: BlockCodeOptions = {};
+
+function encode(rng: Rng, k: number, m: number, segmentBytes: number, lastBytes: number, encoder = new BlockEncoder(k, m, segmentBytes, options)): Block {
   const data = Array.from({ length: k }, (_, i) => rng.bytes(i === k - 1 ? lastBytes : segmentBytes));
   // added in a random order: the code must not depend on it
   const order = data.map((_, i) => i).sort(() => rng.next() - 0.5);
@@ -25,7 +28,7 @@ function encode(rng: Rng, k: number, m: number, segmentBytes: number, lastBytes:
 function decode(block: Block, lost: Set<number>, segmentBytes: number, decoder?: BlockDecoder): Uint8Array[] | undefined {
   const k = block.data.length;
   const m = block.repairs.length;
-  const dec = decoder ?? new BlockDecoder(k, m, segmentBytes, block.data[k - 1]!.byteLength);
+  const dec = decoder ?? new BlockDecoder(k, m, segmentBytes, block.data[k - 1]!.byteLength, options);
   for (let i = 0; i < k; i++) if (!lost.has(i)) expect(dec.addData(i, block.data[i]!)).toBe(true);
   for (let j = 0; j < m; j++) if (!lost.has(k + j)) expect(dec.addRepair(j, block.repairs[j]!)).toBe(true);
   const recovered = dec.recover();
@@ -49,7 +52,12 @@ function subsets(n: number, maxSize: number): number[][] {
   return out;
 }
 
-describe("systematic block code (Cauchy, row 0 = XOR)", () => {
+for (const kernel of ["simd", "js"] as const) {
+describe(`systematic block code (Cauchy, row 0 = XOR), ${kernel} rows`, () => {
+  beforeAll(() => {
+    options = { kernel };
+  });
+
   test("every pattern of at most m erasures among k + m is recovered exactly, k ≤ 8, m ≤ 3", () => {
     const rng = new Rng(1);
     let patterns = 0;
@@ -58,8 +66,10 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
         const segmentBytes = 13; // not a multiple of 4
         const lastBytes = k === 1 ? 13 : 1 + rng.int(13);
         const block = encode(rng, k, m, segmentBytes, lastBytes);
+        const dec = new BlockDecoder(k, m, segmentBytes, lastBytes, options);
         for (const lost of subsets(k + m, m)) {
-          expect(decode(block, new Set(lost), segmentBytes)).toEqual(block.data);
+          dec.reset(k, m, lastBytes); // reused, as the receiver will
+          expect(decode(block, new Set(lost), segmentBytes, dec)).toEqual(block.data);
           patterns++;
         }
       }
@@ -72,9 +82,10 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
     for (let k = 1; k <= 8; k++) {
       for (let m = 1; m <= 3; m++) {
         const block = encode(rng, k, m, 9, 9);
+        const dec = new BlockDecoder(k, m, 9, undefined, options);
         for (const lost of subsets(k + m, m + 1)) {
           if (lost.length !== m + 1 || !lost.some((i) => i < k)) continue;
-          const dec = new BlockDecoder(k, m, 9);
+          dec.reset();
           expect(decode(block, new Set(lost), 9, dec)).toBeUndefined();
           expect(dec.missingCount).toBeGreaterThan(dec.repairsReceived);
         }
@@ -113,7 +124,7 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
   test("a block's repairs do not depend on m: repair j is the same whether m is 2 or 8", () => {
     const data = Array.from({ length: 10 }, (_, i) => new Rng(i).bytes(50));
     const repairs = (m: number) => {
-      const enc = new BlockEncoder(10, m, 50);
+      const enc = new BlockEncoder(10, m, 50, options);
       data.forEach((d, i) => enc.addData(i, d));
       return Array.from({ length: 2 }, (_, j) => {
         const out = new Uint8Array(50);
@@ -126,8 +137,8 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
 
   test("encoder and decoder are reused across blocks of different shapes, the last one short", () => {
     const rng = new Rng(4);
-    const enc = new BlockEncoder(16, 2, 100);
-    const dec = new BlockDecoder(16, 2, 100);
+    const enc = new BlockEncoder(16, 2, 100, options);
+    const dec = new BlockDecoder(16, 2, 100, undefined, options);
     const shapes = [
       [16, 2, 100],
       [16, 4, 100],
@@ -143,7 +154,7 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
   });
 
   test("a shorter segment added before a longer one still pads with zeros", () => {
-    const enc = new BlockEncoder(2, 2, 8);
+    const enc = new BlockEncoder(2, 2, 8, options);
     const short = Uint8Array.of(1, 2, 3);
     const long = Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9);
     enc.addData(1, short);
@@ -153,14 +164,14 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
     expect([...r0]).toEqual([8, 11, 10, 9, 9, 9, 9, 9]);
     const r1 = new Uint8Array(8);
     enc.repair(1, r1);
-    const dec = new BlockDecoder(2, 2, 8, 3);
+    const dec = new BlockDecoder(2, 2, 8, 3, options);
     dec.addRepair(0, r0);
     dec.addRepair(1, r1);
     expect(dec.recover()?.map((r) => [...r.bytes])).toEqual([[...long], [...short]]);
   });
 
   test("the encoder refuses misuse with RangeError", () => {
-    const enc = new BlockEncoder(4, 2, 10);
+    const enc = new BlockEncoder(4, 2, 10, options);
     expect(() => enc.repair(0, new Uint8Array(10))).toThrow(RangeError); // block not complete
     expect(() => enc.addData(4, new Uint8Array(10))).toThrow(RangeError);
     expect(() => enc.addData(0, new Uint8Array(11))).toThrow(RangeError);
@@ -169,15 +180,15 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
     for (let i = 1; i < 4; i++) enc.addData(i, new Uint8Array(10));
     expect(() => enc.repair(2, new Uint8Array(10))).toThrow(RangeError);
     expect(() => enc.repair(0, new Uint8Array(9))).toThrow(RangeError);
-    expect(() => new BlockEncoder(0, 1, 10)).toThrow(RangeError);
-    expect(() => new BlockEncoder(MAX_BLOCK_DATA + 1, 1, 10)).toThrow(RangeError);
-    expect(() => new BlockEncoder(4, MAX_BLOCK_REPAIR + 1, 10)).toThrow(RangeError);
+    expect(() => new BlockEncoder(0, 1, 10, options)).toThrow(RangeError);
+    expect(() => new BlockEncoder(MAX_BLOCK_DATA + 1, 1, 10, options)).toThrow(RangeError);
+    expect(() => new BlockEncoder(4, MAX_BLOCK_REPAIR + 1, 10, options)).toThrow(RangeError);
   });
 
   test("duplicates are ignored: the decoder keeps the first copy", () => {
     const rng = new Rng(5);
     const block = encode(rng, 4, 1, 20, 20);
-    const dec = new BlockDecoder(4, 1, 20);
+    const dec = new BlockDecoder(4, 1, 20, undefined, options);
     expect(dec.addData(1, block.data[1]!)).toBe(true);
     expect(dec.addData(1, new Uint8Array(20))).toBe(false);
     expect(dec.addRepair(0, block.repairs[0]!)).toBe(true);
@@ -195,7 +206,7 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
     const weird = [-1, k, m, 1.5, NaN, Infinity, -Infinity, 2 ** 53, -0, 255, 256];
     const outcomes = { protocolError: 0, duplicate: 0, added: 0 };
     for (let round = 0; round < 200; round++) {
-      const dec = new BlockDecoder(k, m, 64, 30);
+      const dec = new BlockDecoder(k, m, 64, 30, options);
       const lost = new Set<number>();
       while (lost.size < m) lost.add(rng.int(k + m));
       for (let step = 0; step < 30; step++) {
@@ -224,5 +235,24 @@ describe("systematic block code (Cauchy, row 0 = XOR)", () => {
     expect(outcomes.protocolError).toBeGreaterThan(100);
     expect(outcomes.added).toBeGreaterThan(100);
     expect(outcomes.duplicate).toBeGreaterThan(10);
+  });
+});
+}
+
+describe("row kernels", () => {
+  test("Bun runs the WebAssembly SIMD rows, and they give the same repairs as the JavaScript ones", () => {
+    expect(simdAvailable()).toBe(true);
+    const rng = new Rng(6);
+    const data = Array.from({ length: 20 }, (_, i) => rng.bytes(i === 19 ? 77 : 1374));
+    const repairs = (kernel: "simd" | "js") => {
+      const enc = new BlockEncoder(20, 8, 1374, { kernel });
+      data.forEach((d, i) => enc.addData(i, d.subarray(0)));
+      return Array.from({ length: 8 }, (_, j) => {
+        const out = new Uint8Array(1374);
+        enc.repair(j, out);
+        return out;
+      });
+    };
+    expect(repairs("simd")).toEqual(repairs("js"));
   });
 });
