@@ -240,6 +240,22 @@ describe(`systematic block code (Cauchy, row 0 = XOR), ${kernel} rows`, () => {
 }
 
 describe("row kernels", () => {
+  test("the coefficients and a repair of docs/fec-draft.md's example (the wire depends on them)", () => {
+    const row = (j: number) => Array.from({ length: 8 }, (_, i) => repairCoefficient(j, i));
+    expect(row(1)).toEqual([0x7f, 0xfc, 0x7e, 0xfe, 0xe9, 0x74, 0x43, 0xd5]);
+    expect(row(3)).toEqual([0x80, 0x1d, 0x83, 0x1b, 0xc7, 0x60, 0x24, 0x9e]);
+    for (const kernel of ["simd", "js"] as const) {
+      const enc = new BlockEncoder(3, 3, 4, { kernel });
+      [Uint8Array.of(1, 2, 3, 4), Uint8Array.of(0x10, 0x20, 0x30, 0x40), Uint8Array.of(0xff, 0x80)].forEach((d, i) => enc.addData(i, d));
+      const hex = [0, 1, 2].map((j) => {
+        const out = new Uint8Array(4);
+        enc.repair(j, out);
+        return Buffer.from(out).toString("hex");
+      });
+      expect(hex).toEqual(["eea23344", "7bf90c10", "5431e69e"]);
+    }
+  });
+
   test("Bun runs the WebAssembly SIMD rows, and they give the same repairs as the JavaScript ones", () => {
     expect(simdAvailable()).toBe(true);
     const rng = new Rng(6);
