@@ -24,7 +24,7 @@ export function simFile(rng: Rng, name: string, size: number, pieces = 1 + rng.i
  */
 export class MemoryFiles implements ServedFiles<SimFile, number> {
   readonly files = new Map<string, SimFile>();
-  readonly open_ = new Map<number, SimFile>();
+  private readonly handles = new Map<number, SimFile>();
   private nextHandle = 1;
   scans = 0;
   /** Names whose content now differs from what was hashed (changed() says so). */
@@ -39,7 +39,7 @@ export class MemoryFiles implements ServedFiles<SimFile, number> {
   }
 
   get openHandles(): number {
-    return this.open_.size;
+    return this.handles.size;
   }
 
   lookup(name: string): SimFile | undefined {
@@ -50,12 +50,12 @@ export class MemoryFiles implements ServedFiles<SimFile, number> {
     const code = this.openFails.get(file.name);
     if (code !== undefined) return { ok: false, code };
     const handle = this.nextHandle++;
-    this.open_.set(handle, file);
+    this.handles.set(handle, file);
     return { ok: true, handle };
   }
 
   read(handle: number, buf: Uint8Array, bufOffset: number, length: number, position: number): number {
-    const file = this.open_.get(handle);
+    const file = this.handles.get(handle);
     if (!file) throw new Error(`read of handle ${handle}, which is not open`);
     const take = this.shrunk.has(file.name) ? Math.max(0, Math.min(length, file.size - 1 - position)) : Math.min(length, file.size - position);
     buf.set(file.data.subarray(position, position + take), bufOffset);
@@ -63,12 +63,12 @@ export class MemoryFiles implements ServedFiles<SimFile, number> {
   }
 
   changed(handle: number, file: SimFile): boolean {
-    if (!this.open_.has(handle)) throw new Error(`changed() on handle ${handle}, which is not open`);
+    if (!this.handles.has(handle)) throw new Error(`changed() on handle ${handle}, which is not open`);
     return this.changing.has(file.name);
   }
 
   close(handle: number): void {
-    if (!this.open_.delete(handle)) throw new Error(`handle ${handle} closed twice`);
+    if (!this.handles.delete(handle)) throw new Error(`handle ${handle} closed twice`);
   }
 
   requestScan(): void {

@@ -231,6 +231,21 @@ describe("admission", () => {
   });
 });
 
+describe("stopping", () => {
+  test("closeAll ends every session, same-id ones included, and closes every file", () => {
+    const { ep, storage } = setup([FILE]);
+    for (const [address, port] of [[A, 1], [B, 1], [A, 2]] as const) ep.handle(request(FILE, 5, { segmentBytes: 512 }), address, port, 0);
+    ep.handle(request(FILE, 6), A, 1, 0);
+    drain(ep, 0);
+    expect(storage.openHandles).toBe(4);
+    ep.closeAll();
+    expect(ep.sessionCount).toBe(0);
+    expect(storage.openHandles).toBe(0);
+    expect(ep.pollTimeout()).toBeUndefined();
+    expect(drain(ep, 1)).toEqual([]);
+  });
+});
+
 describe("anti-amplification", () => {
   test("a client that never proves its address gets at most 3× what it sent, then the session is dropped at the idle timeout", () => {
     const { ep, storage } = setup([FILE]);
@@ -405,7 +420,11 @@ describe("the one timer table", () => {
     const order = new Rng(7);
     const createdAt = Array.from({ length: 100 }, (_, i) => i * 10);
     // Opened in a shuffled order, each at its own time: the earliest idle deadline is the earliest session's.
-    const ids = createdAt.map((_, i) => i + 1).sort(() => order.next() - 0.5);
+    const ids = createdAt.map((_, i) => i + 1);
+    for (let i = ids.length - 1; i > 0; i--) {
+      const j = order.int(i + 1);
+      [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+    }
     const sorted = [...ids].sort((a, b) => a - b);
     for (const [k, id] of sorted.entries()) {
       ep.handle(request(FILE, ids[k]!, { segmentBytes: 512 }), A, 7000 + id, createdAt[k]!);
