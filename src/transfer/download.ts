@@ -77,6 +77,12 @@ const PROBE_MAX_MS = 1000;
 
 export type DownloadState = "requesting" | "receiving" | "done" | "failed";
 
+/** What a simulator replaces: the clock (monotonic ms) and the session id. The real client uses neither. */
+export interface DownloadEnvironment {
+  now?: () => number;
+  sessionId?: number;
+}
+
 /**
  * One session with one file server: REQUEST (retransmitted until ACCEPT), then DATA in through a
  * GbnReceiver into the part file, ACKs out. The owner routes datagrams here by session id and calls
@@ -106,6 +112,8 @@ export class Download {
   private settle!: { resolve: () => void; reject: (e: FtxError) => void };
   readonly finished: Promise<void>;
   readonly counters = { datagrams: 0, badLength: 0, throttled: 0 };
+  /** For the few calls that come without a `now` (a shortened range, the window reopening, a failure). */
+  private readonly clock: () => number;
 
   constructor(
     readonly spec: DownloadSpec,
@@ -114,8 +122,10 @@ export class Download {
     now: number,
     /** Told when a deadline moved earlier outside the owner's calls (the window reopened). */
     private readonly deadlineMoved: (at: number) => void = () => {},
+    env: DownloadEnvironment = {},
   ) {
-    this.sessionId = randomU32() || 1;
+    this.clock = env.now ?? (() => performance.now());
+    this.sessionId = env.sessionId ?? (randomU32() || 1);
     this.limit = spec.length;
     const sha = Buffer.from(spec.sha256, "hex");
     const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, spec.offset, spec.length, sha, spec.name) : undefined;
@@ -151,7 +161,7 @@ export class Download {
   shorten(length: number): void {
     if (length >= this.limit) return;
     this.limit = Math.max(length, this.received);
-    if (this.state === "receiving" && this.received >= this.limit) this.complete(performance.now());
+    if (this.state === "receiving" && this.received >= this.limit) this.complete(this.clock());
   }
 
   private updateWindow(): void {
@@ -163,7 +173,7 @@ export class Download {
     this.sink.whenBacklogBelow(WRITE_BACKLOG_RESUME_BYTES, () => {
       this.windowClosed = false;
       if (this.state !== "receiving" || !this.receiver) return;
-      const now = performance.now();
+      const now = this.clock();
       this.receiver.windowSegments = this.spec.windowSegments;
       this.receiver.requestAck();
       this.flushAcks(now);
@@ -275,7 +285,7 @@ export class Download {
   /** Ends the session; unless the server ended it itself, tell it (best effort) so it frees the session now. */
   fail(err: FtxError, tellServer = true): void {
     if (this.state === "done" || this.state === "failed") return;
-    if (tellServer) this.send(encodeError(this.sessionId, { code: TransferErrorCode.Cancelled, text: err.message }, timestampUs(performance.now())));
+    if (tellServer) this.send(encodeError(this.sessionId, { code: TransferErrorCode.Cancelled, text: err.message }, timestampUs(this.clock())));
     this.state = "failed";
     this.failure = err;
     this.settle.reject(err);

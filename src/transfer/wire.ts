@@ -131,6 +131,15 @@ export function seal(buf: Uint8Array, view: DataView, length: number): void {
 }
 
 /**
+ * `seal` for a datagram that is all of `datagram` (`view` over the same bytes, from its first): no
+ * subarray, so a hot path that keeps an exact-length view of its buffer allocates nothing per datagram.
+ */
+export function sealDatagram(datagram: Uint8Array, view: DataView): void {
+  view.setUint32(CHECKSUM_AT, 0);
+  view.setUint32(CHECKSUM_AT, crc(datagram));
+}
+
+/**
  * Validate magic, version and checksum and read the header. Throws ProtocolError for anything that is
  * not an intact ftx datagram; the shells count it and drop it.
  */

@@ -1,0 +1,662 @@
+import { ProtocolError } from "../errors.ts";
+import { GbnSender, type SenderStats } from "./gbn-sender.ts";
+import {
+  decodeAck,
+  decodeRequest,
+  encodeAccept,
+  encodeError,
+  encodeProbeAck,
+  clampSegmentBytes,
+  FLAG_ACK_NOW,
+  HEADER_BYTES,
+  MAX_SEGMENT_BYTES,
+  MIN_PROBE_BYTES,
+  PacketType,
+  readHeader,
+  sealDatagram,
+  timestampUs,
+  TransferErrorCode,
+  writeHeader,
+  type RequestBody,
+} from "./wire.ts";
+
+/**
+ * The file server's side of the transfer protocol (docs/PROTOCOL.md §2), sans-IO: every session of
+ * one UDP socket, told apart by (client address, client port, session id). It never touches a socket,
+ * a file, a clock or a random source: datagrams come in through `handle`, time is the `now` passed in,
+ * files are read through `ServedFiles`, cookies come from the `randomU32` it is given. The shell
+ * (file-service.ts, or a simulator) drives it:
+ *
+ *   handle(datagram, address, port, now)   a datagram arrived
+ *   pollTransmit(now) → Transmit           call until undefined, send what it gives
+ *   unsend()                               the newest transmit was not sent (socket full): take it back
+ *   handleDrain(now)                       the socket can take more again
+ *   pollTimeout() → ms | undefined         the one deadline for all sessions
+ *   handleTimeout(now)                     that deadline (or a later moment) came
+ *   pollEvent() → EndpointEvent            log-worthy news, call until undefined
+ */
+
+/** RFC 9000 §8.1: until the client proves its address (an ACK echoes the cookie), send at most 3× what it sent. */
+export const AMPLIFICATION_FACTOR = 3;
+/** The congestion window's ceiling, and so the engine state a session may hold. */
+export const MAX_WINDOW_SEGMENTS = 4096;
+/** Transmits a shell may hold at once (one sendMany); each DATA one has a buffer of its own. */
+export const SEND_BATCH = 8;
+/** How often (in segments) a session re-checks that its file is unchanged on disk. */
+export const CHANGE_CHECK_EVERY = 256;
+export const DEFAULT_MAX_SESSIONS = 512;
+export const DEFAULT_MAX_SESSIONS_PER_ADDRESS = 64;
+/** A session whose client acknowledges nothing for this long is dropped. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
+/**
+ * Control datagrams (ACCEPT, ERROR, PROBE_ACK) waiting while the socket is full. Past this, new ones
+ * are dropped, as the kernel would: a flood of PROBEs cannot grow the server's memory.
+ */
+const MAX_QUEUED_CONTROLS = 1024;
+/** Events not yet polled; past this, `dropped` events are only counted. */
+const MAX_QUEUED_EVENTS = 1024;
+
+/** What the server serves under a name: a catalog entry for the real one, a record in the simulator. */
+export interface ServedFile {
+  name: string;
+  size: number;
+  /** SHA-256 of the content, lowercase hex. */
+  sha256: string;
+  /** The piece-hash list (§3), sent instead of the bytes when a REQUEST has flag bit 1. */
+  pieceHashes: Uint8Array;
+}
+
+export type OpenResult<H> = { ok: true; handle: H } | { ok: false; code: TransferErrorCode.Changed | TransferErrorCode.NotFound };
+
+/** Storage, injected: the shell's is node:fs over the catalog, the simulator's is in memory. */
+export interface ServedFiles<F extends ServedFile, H> {
+  lookup(name: string): F | undefined;
+  /** Opens the content; Changed when it is no longer what was hashed, NotFound when it cannot be read. */
+  open(file: F): OpenResult<H>;
+  /** Reads into `buf[bufOffset…]`; returns how many bytes it read (fewer: the file shrank). May throw. */
+  read(handle: H, buf: Uint8Array, bufOffset: number, length: number, position: number): number;
+  /** The open content no longer matches what was hashed (size or mtime moved). May throw. */
+  changed(handle: H, file: F): boolean;
+  close(handle: H): void;
+  /** The catalog is out of date (a file changed or vanished under it): look again soon. */
+  requestScan(): void;
+}
+
+export interface ServerEndpointConfig<F extends ServedFile, H> {
+  files: ServedFiles<F, H>;
+  /** Session cookies (32 random bits each). */
+  randomU32: () => number;
+  /** Checks a REQUEST's MAC (request-mac.ts). Absent: the server has no token and serves anyone. */
+  verifyMac?: (sessionId: number, request: RequestBody) => boolean;
+  maxSessions?: number;
+  maxSessionsPerAddress?: number;
+  idleTimeoutMs?: number;
+}
+
+/** A datagram to send. The object and its bytes are the endpoint's: valid until SEND_BATCH more polls. */
+export interface Transmit {
+  bytes: Uint8Array;
+  address: string;
+  port: number;
+}
+
+export interface Peer {
+  address: string;
+  port: number;
+  sessionId: number;
+}
+
+export type EndpointEvent =
+  | (Peer & { type: "opened"; name: string; pieceHashes: boolean; offset: number; length: number; segmentBytes: number })
+  | (Peer & { type: "refused"; code: TransferErrorCode; text: string })
+  /** `via`: every segment was acknowledged, or the client said FIN first. */
+  | (Peer & { type: "completed"; name: string; via: "acknowledged" | "fin"; stats: SenderStats })
+  /** `code`: the server stopped it and told the client so; absent: the engine gave up (no ACKs). */
+  | (Peer & { type: "failed"; name: string; reason: string; code?: TransferErrorCode; stats: SenderStats })
+  | (Peer & { type: "cancelled"; name: string })
+  | { type: "dropped"; address: string; port: number; reason: string };
+
+export interface EndpointCounters {
+  sessions: number;
+  peakConcurrent: number;
+  completed: number;
+  failed: number;
+  /** Datagrams that failed validation. */
+  dropped: number;
+  /** DATA bytes handed to the socket. */
+  bytesSent: number;
+}
+
+class Session<F, H> {
+  /** Another session with the same id (from another address or port): ids are the client's choice. */
+  sameId: Session<F, H> | undefined = undefined;
+  validated = false;
+  bytesSent = 0;
+  sinceChangeCheck = 0;
+  closed = false;
+  /** In the ready queue (it may have something to send). */
+  ready = false;
+  readyNext: Session<F, H> | undefined = undefined;
+  /** Its entry in the timer heap: when the endpoint must call on it without news (Infinity: none). */
+  deadline = Infinity;
+  heapIndex = -1;
+
+  constructor(
+    readonly sessionId: number,
+    readonly address: string,
+    readonly port: number,
+    readonly file: F,
+    readonly handle: H,
+    /** Set when the session carries the piece-hash list (from memory) rather than the file. */
+    readonly pieceHashes: Uint8Array | undefined,
+    readonly offset: number,
+    /** One past the last byte served. */
+    readonly end: number,
+    readonly segmentBytes: number,
+    readonly sender: GbnSender,
+    readonly cookie: number,
+    readonly accept: Uint8Array,
+    public bytesReceived: number,
+    readonly createdAt: number,
+  ) {}
+}
+
+interface Control {
+  bytes: Uint8Array;
+  address: string;
+  port: number;
+}
+
+/** One of SEND_BATCH transmits handed out: what it was, so `unsend` can take it back. */
+interface Slot<F, H> extends Transmit {
+  readonly buffer: Uint8Array;
+  readonly view: DataView;
+  /** The last exact-length view of `buffer`, reused while the length repeats. */
+  exact: Uint8Array;
+  session: Session<F, H> | undefined;
+  /** The DATA segment, or -1 for a control datagram. */
+  seq: number;
+  control: Control | undefined;
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+function hex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += HEX[b];
+  return s;
+}
+
+export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
+  /** Sessions by id; same-id sessions chained through `sameId`. No key string is built per datagram. */
+  private readonly sessions = new Map<number, Session<F, H>>();
+  private liveSessions = 0;
+  private readonly perAddress = new Map<string, number>();
+  private readonly files: ServedFiles<F, H>;
+  private readonly randomU32: () => number;
+  private readonly verifyMac: ((sessionId: number, request: RequestBody) => boolean) | undefined;
+  readonly maxSessions: number;
+  readonly maxSessionsPerAddress: number;
+  readonly idleTimeoutMs: number;
+
+  private readonly controls: (Control | undefined)[] = [];
+  private controlHead = 0;
+  /** Sessions that may have something to send, served one datagram each in turn. */
+  private readyHead: Session<F, H> | undefined = undefined;
+  private readyTail: Session<F, H> | undefined = undefined;
+  /** A binary min-heap of sessions by deadline; each session knows its index, so a move is O(log n). */
+  private readonly heap: Session<F, H>[] = [];
+  private readonly events: (EndpointEvent | undefined)[] = [];
+  private eventHead = 0;
+
+  private readonly slots: Slot<F, H>[];
+  private cursor = 0;
+  /** How many of the newest transmits `unsend` may still take back. */
+  private undoable = 0;
+  private isBlocked = false;
+
+  readonly counters: EndpointCounters = { sessions: 0, peakConcurrent: 0, completed: 0, failed: 0, dropped: 0, bytesSent: 0 };
+
+  constructor(config: ServerEndpointConfig<F, H>) {
+    this.files = config.files;
+    this.randomU32 = config.randomU32;
+    this.verifyMac = config.verifyMac;
+    this.maxSessions = config.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    this.maxSessionsPerAddress = config.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS;
+    this.idleTimeoutMs = config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.slots = Array.from({ length: SEND_BATCH }, () => {
+      const buffer = new Uint8Array(HEADER_BYTES + MAX_SEGMENT_BYTES);
+      return { buffer, view: new DataView(buffer.buffer), exact: buffer, bytes: buffer, address: "", port: 0, session: undefined, seq: -1, control: undefined };
+    });
+  }
+
+  /** Sessions open now. */
+  get sessionCount(): number {
+    return this.liveSessions;
+  }
+
+  /** A transmit was taken back: nothing more until `handleDrain`. */
+  get blocked(): boolean {
+    return this.isBlocked;
+  }
+
+  // ---- inputs ----
+
+  handle(datagram: Uint8Array, address: string, port: number, now: number): void {
+    this.undoable = 0; // an input in between: the senders forget what they could undo
+    let header;
+    try {
+      header = readHeader(datagram);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      return this.drop(address, port, err.message);
+    }
+    const s = this.find(header.sessionId, address, port);
+    try {
+      switch (header.type) {
+        case PacketType.Request:
+          if (s) {
+            // The ACCEPT was lost: answer again, within the address-validation budget.
+            s.bytesReceived += datagram.byteLength;
+            this.sendControl(s, s.accept);
+            this.makeReady(s); // the budget grew
+          } else this.admit(decodeRequest(datagram, header), header.sessionId, address, port, datagram.byteLength, now);
+          return;
+        case PacketType.Ack: {
+          if (!s) return;
+          const ack = decodeAck(datagram);
+          s.bytesReceived += datagram.byteLength;
+          if (ack.cookie !== s.cookie) return; // not from the address we answered: spoofed or stale
+          s.validated = true;
+          s.sender.handleAck(header.seq, ack.windowSegments, ack.echoTimestampUs, ack.ackDelayUs, now);
+          return this.afterInput(s);
+        }
+        case PacketType.Probe:
+          // Stateless: say how big the datagram that arrived was. The answer is 30 bytes, the probe ≥ 1200.
+          if (datagram.byteLength >= MIN_PROBE_BYTES) this.queueControl(encodeProbeAck(header.sessionId, datagram.byteLength, timestampUs(now)), address, port);
+          return;
+        case PacketType.Fin:
+          if (s) {
+            this.counters.completed++;
+            this.emit({ type: "completed", address, port, sessionId: s.sessionId, name: s.file.name, via: "fin", stats: s.sender.stats() });
+            this.close(s);
+          }
+          return;
+        case PacketType.Error:
+          if (s) {
+            this.emit({ type: "cancelled", address, port, sessionId: s.sessionId, name: s.file.name });
+            this.close(s);
+          }
+          return;
+        default:
+          return this.drop(address, port, `unexpected packet type ${header.type}`);
+      }
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.drop(address, port, err.message);
+    }
+  }
+
+  /** The socket has room again. */
+  handleDrain(_now: number): void {
+    this.undoable = 0;
+    this.isBlocked = false;
+  }
+
+  /** Every session whose deadline is ≤ now gets its timer; the shell calls this at `pollTimeout()`. */
+  handleTimeout(now: number): void {
+    this.undoable = 0;
+    const heap = this.heap;
+    while (heap.length > 0 && heap[0]!.deadline <= now) {
+      const s = heap[0]!;
+      this.setDeadline(s, Infinity);
+      s.sender.handleTimeout(now);
+      this.afterInput(s);
+    }
+  }
+
+  /** Ends every session (the server stops); no datagrams are sent for them. */
+  closeAll(): void {
+    const all: Session<F, H>[] = [];
+    for (const first of this.sessions.values()) for (let s: Session<F, H> | undefined = first; s; s = s.sameId) all.push(s);
+    for (const s of all) this.close(s);
+  }
+
+  // ---- outputs ----
+
+  /**
+   * The next datagram to send, or undefined (nothing now, or blocked). Control datagrams first, then
+   * one DATA datagram from each session with something to send, in turn.
+   */
+  pollTransmit(now: number): Transmit | undefined {
+    if (this.isBlocked) return undefined;
+    for (;;) {
+      if (this.controlHead < this.controls.length) {
+        const c = this.controls[this.controlHead]!;
+        this.controls[this.controlHead++] = undefined;
+        if (this.controlHead === this.controls.length) this.controls.length = this.controlHead = 0;
+        const slot = this.takeSlot();
+        slot.bytes = c.bytes;
+        slot.address = c.address;
+        slot.port = c.port;
+        slot.session = undefined;
+        slot.seq = -1;
+        slot.control = c;
+        return slot;
+      }
+      const s = this.readyHead;
+      if (!s) return undefined;
+      this.readyHead = s.readyNext;
+      if (!this.readyHead) this.readyTail = undefined;
+      s.readyNext = undefined;
+      s.ready = false;
+      if (s.closed) continue;
+      if (!s.validated && s.bytesSent + HEADER_BYTES + s.segmentBytes > AMPLIFICATION_FACTOR * s.bytesReceived) {
+        // Only an ACK (or a repeated REQUEST) can let it send: until then only the idle limit matters
+        // (its sender has had no ACK since it began). Its pacing deadline would say "now" forever.
+        this.setDeadline(s, s.createdAt + this.idleTimeoutMs);
+        continue;
+      }
+      const seq = s.sender.pollTransmit(now);
+      if (seq === undefined) {
+        this.setDeadline(s, s.sender.pollTimeout(now) ?? Infinity);
+        continue;
+      }
+      const slot = this.slots[this.cursor]!;
+      const total = this.prepareSegment(s, seq, now, slot);
+      if (total === 0) continue; // the session was stopped; its ERROR is queued
+      this.takeSlot();
+      slot.address = s.address;
+      slot.port = s.port;
+      slot.session = s;
+      slot.seq = seq;
+      slot.control = undefined;
+      s.bytesSent += total;
+      this.counters.bytesSent += total;
+      this.makeReady(s); // to the back of the queue: the others go first
+      return slot;
+    }
+  }
+
+  /**
+   * The newest transmit not yet taken back was not sent (the socket refused it). A shell that sent
+   * only part of a batch calls this once per datagram left, newest first. DATA goes back to its
+   * sender (it goes out again, not counted as lost); a control datagram goes back to the head of the
+   * queue. The endpoint then gives nothing more until `handleDrain`.
+   */
+  unsend(): void {
+    this.isBlocked = true;
+    if (this.undoable === 0) return;
+    this.undoable--;
+    this.cursor = (this.cursor + SEND_BATCH - 1) % SEND_BATCH;
+    const slot = this.slots[this.cursor]!;
+    const s = slot.session;
+    if (s) {
+      s.sender.unsend(slot.seq);
+      s.bytesSent -= slot.bytes.byteLength;
+      this.counters.bytesSent -= slot.bytes.byteLength;
+      this.makeReadyFirst(s);
+    } else if (slot.control) {
+      if (this.controlHead > 0) this.controls[--this.controlHead] = slot.control;
+      else this.controls.unshift(slot.control);
+    }
+    slot.session = undefined;
+    slot.control = undefined;
+  }
+
+  /** The earliest deadline of any session (absolute ms), or undefined: then only a datagram can wake it. */
+  pollTimeout(): number | undefined {
+    const top = this.heap[0];
+    return top === undefined || top.deadline === Infinity ? undefined : top.deadline;
+  }
+
+  pollEvent(): EndpointEvent | undefined {
+    if (this.eventHead === this.events.length) return undefined;
+    const ev = this.events[this.eventHead];
+    this.events[this.eventHead++] = undefined;
+    if (this.eventHead === this.events.length) this.events.length = this.eventHead = 0;
+    return ev;
+  }
+
+  // ---- admission ----
+
+  private admit(req: RequestBody, sessionId: number, address: string, port: number, receivedBytes: number, now: number): void {
+    // An ERROR is far smaller than the padded REQUEST, so refusals never amplify.
+    if (this.verifyMac && !this.verifyMac(sessionId, req)) return this.refuse(sessionId, address, port, TransferErrorCode.Forbidden, "authentication failed: wrong or missing token", now);
+    const file = this.files.lookup(req.name);
+    if (!file) return this.refuse(sessionId, address, port, TransferErrorCode.NotFound, `${req.name} is not served here`, now);
+    if (file.sha256 !== hex(req.sha256)) return this.refuse(sessionId, address, port, TransferErrorCode.Changed, `${req.name} has changed since it was listed`, now);
+    const pieceHashes = req.pieceHashes ? file.pieceHashes : undefined;
+    const size = pieceHashes ? pieceHashes.byteLength : file.size;
+    const what = pieceHashes ? `the piece hashes of ${req.name}` : req.name;
+    const end = req.length === 0 ? size : req.offset + req.length;
+    if (req.offset > size || end > size || end < req.offset)
+      return this.refuse(sessionId, address, port, TransferErrorCode.BadRequest, `range ${req.offset}+${req.length} is outside ${what} (${size} bytes)`, now);
+    if (this.liveSessions >= this.maxSessions) return this.refuse(sessionId, address, port, TransferErrorCode.Busy, "server busy: too many transfers, try again", now);
+    if ((this.perAddress.get(address) ?? 0) >= this.maxSessionsPerAddress)
+      return this.refuse(sessionId, address, port, TransferErrorCode.Busy, `server busy: more than ${this.maxSessionsPerAddress} transfers from your address`, now);
+    const opened = this.files.open(file);
+    if (!opened.ok) {
+      this.files.requestScan();
+      const text = opened.code === TransferErrorCode.Changed ? `${req.name} has changed since it was listed` : `${req.name} is no longer readable here`;
+      return this.refuse(sessionId, address, port, opened.code, text, now);
+    }
+
+    const segmentBytes = clampSegmentBytes(req.segmentBytes);
+    const totalSegments = Math.ceil((end - req.offset) / segmentBytes);
+    const cookie = this.randomU32() >>> 0;
+    const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256 }, timestampUs(now));
+    const sender = new GbnSender({ totalSegments, maxWindowSegments: MAX_WINDOW_SEGMENTS, idleTimeoutMs: this.idleTimeoutMs }, now, Math.max(1, req.windowSegments));
+    const s = new Session<F, H>(sessionId, address, port, file, opened.handle, pieceHashes, req.offset, end, segmentBytes, sender, cookie, accept, receivedBytes, now);
+    s.sameId = this.sessions.get(sessionId);
+    this.sessions.set(sessionId, s);
+    this.liveSessions++;
+    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
+    this.counters.sessions++;
+    if (this.liveSessions > this.counters.peakConcurrent) this.counters.peakConcurrent = this.liveSessions;
+    this.emit({ type: "opened", address, port, sessionId, name: req.name, pieceHashes: pieceHashes !== undefined, offset: req.offset, length: end - req.offset, segmentBytes });
+    this.sendControl(s, accept);
+    this.afterInput(s); // an empty range is complete at once
+  }
+
+  private refuse(sessionId: number, address: string, port: number, code: TransferErrorCode, text: string, now: number): void {
+    this.queueControl(encodeError(sessionId, { code, text }, timestampUs(now)), address, port);
+    this.emit({ type: "refused", address, port, sessionId, code, text });
+  }
+
+  // ---- sessions ----
+
+  private find(sessionId: number, address: string, port: number): Session<F, H> | undefined {
+    for (let s = this.sessions.get(sessionId); s; s = s.sameId) if (s.port === port && s.address === address) return s;
+    return undefined;
+  }
+
+  /** After news for a session's sender: it finished, or it may have something to send. */
+  private afterInput(s: Session<F, H>): void {
+    const ev = s.sender.pollEvent();
+    if (!ev) return this.makeReady(s);
+    const base = { address: s.address, port: s.port, sessionId: s.sessionId, name: s.file.name, stats: s.sender.stats() };
+    if (ev.type === "completed") {
+      this.counters.completed++;
+      this.emit({ type: "completed", ...base, via: "acknowledged" });
+    } else {
+      this.counters.failed++;
+      this.emit({ type: "failed", ...base, reason: ev.reason });
+    }
+    this.close(s);
+  }
+
+  /** Stops a session on the server's side, telling the client why (within the budget). */
+  private abort(s: Session<F, H>, code: TransferErrorCode, text: string, now: number): 0 {
+    this.sendControl(s, encodeError(s.sessionId, { code, text }, timestampUs(now)));
+    this.counters.failed++;
+    this.emit({ type: "failed", address: s.address, port: s.port, sessionId: s.sessionId, name: s.file.name, reason: text, code, stats: s.sender.stats() });
+    this.close(s);
+    return 0;
+  }
+
+  private close(s: Session<F, H>): void {
+    if (s.closed) return;
+    s.closed = true;
+    const first = this.sessions.get(s.sessionId);
+    if (first === s) {
+      if (s.sameId) this.sessions.set(s.sessionId, s.sameId);
+      else this.sessions.delete(s.sessionId);
+    } else {
+      for (let p = first; p; p = p.sameId) {
+        if (p.sameId === s) {
+          p.sameId = s.sameId;
+          break;
+        }
+      }
+    }
+    s.sameId = undefined;
+    this.liveSessions--;
+    const n = (this.perAddress.get(s.address) ?? 1) - 1;
+    if (n <= 0) this.perAddress.delete(s.address);
+    else this.perAddress.set(s.address, n);
+    this.setDeadline(s, Infinity);
+    // A closed session still in the ready queue is skipped when its turn comes.
+    this.files.close(s.handle);
+  }
+
+  /** Sends a session's control datagram if the address-validation budget allows. */
+  private sendControl(s: Session<F, H>, bytes: Uint8Array): void {
+    if (!s.validated && s.bytesSent + bytes.byteLength > AMPLIFICATION_FACTOR * s.bytesReceived) return;
+    s.bytesSent += bytes.byteLength;
+    this.queueControl(bytes, s.address, s.port);
+  }
+
+  private queueControl(bytes: Uint8Array, address: string, port: number): void {
+    if (this.controls.length - this.controlHead >= MAX_QUEUED_CONTROLS) return;
+    this.controls.push({ bytes, address, port });
+  }
+
+  private makeReady(s: Session<F, H>): void {
+    if (s.ready || s.closed) return;
+    s.ready = true;
+    if (this.readyTail) this.readyTail.readyNext = s;
+    else this.readyHead = s;
+    this.readyTail = s;
+  }
+
+  /** A refused session goes first once the socket drains (unsend is called newest first, so order holds). */
+  private makeReadyFirst(s: Session<F, H>): void {
+    if (s.ready || s.closed) return;
+    s.ready = true;
+    s.readyNext = this.readyHead;
+    this.readyHead = s;
+    if (!this.readyTail) this.readyTail = s;
+  }
+
+  private takeSlot(): Slot<F, H> {
+    const slot = this.slots[this.cursor]!;
+    this.cursor = (this.cursor + 1) % SEND_BATCH;
+    if (this.undoable < SEND_BATCH) this.undoable++;
+    return slot;
+  }
+
+  /** Reads segment `seq` into `slot` and seals it; returns its length, or 0 if the session was stopped. */
+  private prepareSegment(s: Session<F, H>, seq: number, now: number, slot: Slot<F, H>): number {
+    const position = s.offset + seq * s.segmentBytes;
+    const length = Math.min(s.segmentBytes, s.end - position);
+    if (++s.sinceChangeCheck >= CHANGE_CHECK_EVERY) {
+      s.sinceChangeCheck = 0;
+      let changed: boolean;
+      try {
+        changed = this.files.changed(s.handle, s.file);
+      } catch (err) {
+        return this.abort(s, TransferErrorCode.Internal, `cannot check ${s.file.name}: ${(err as Error).message}`, now);
+      }
+      if (changed) return this.abort(s, TransferErrorCode.Changed, `${s.file.name} changed during the transfer`, now);
+    }
+    const buffer = slot.buffer;
+    let read: number;
+    try {
+      if (s.pieceHashes) {
+        buffer.set(s.pieceHashes.subarray(position, position + length), HEADER_BYTES);
+        read = length;
+      } else read = this.files.read(s.handle, buffer, HEADER_BYTES, length, position);
+    } catch (err) {
+      return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.file.name}: ${(err as Error).message}`, now);
+    }
+    if (read !== length) return this.abort(s, TransferErrorCode.Changed, `${s.file.name} changed during the transfer`, now);
+    writeHeader(buffer, slot.view, PacketType.Data, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now));
+    const total = HEADER_BYTES + length;
+    if (slot.exact.byteLength !== total) slot.exact = buffer.subarray(0, total);
+    sealDatagram(slot.exact, slot.view);
+    slot.bytes = slot.exact;
+    return total;
+  }
+
+  private drop(address: string, port: number, reason: string): void {
+    this.counters.dropped++;
+    if (this.events.length - this.eventHead < MAX_QUEUED_EVENTS) this.emit({ type: "dropped", address, port, reason });
+  }
+
+  private emit(ev: EndpointEvent): void {
+    this.events.push(ev);
+  }
+
+  // ---- the timer heap ----
+
+  private setDeadline(s: Session<F, H>, at: number): void {
+    const heap = this.heap;
+    if (at === Infinity) {
+      if (s.heapIndex < 0) return;
+      const i = s.heapIndex;
+      const last = heap.pop()!;
+      s.heapIndex = -1;
+      s.deadline = Infinity;
+      if (last !== s) {
+        heap[i] = last;
+        last.heapIndex = i;
+        this.siftDown(i);
+        this.siftUp(i);
+      }
+      return;
+    }
+    const earlier = at < s.deadline;
+    s.deadline = at;
+    if (s.heapIndex < 0) {
+      s.heapIndex = heap.length;
+      heap.push(s);
+      this.siftUp(s.heapIndex);
+    } else if (earlier) this.siftUp(s.heapIndex);
+    else this.siftDown(s.heapIndex);
+  }
+
+  private siftUp(i: number): void {
+    const heap = this.heap;
+    const s = heap[i]!;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const p = heap[parent]!;
+      if (p.deadline <= s.deadline) break;
+      heap[i] = p;
+      p.heapIndex = i;
+      i = parent;
+    }
+    heap[i] = s;
+    s.heapIndex = i;
+  }
+
+  private siftDown(i: number): void {
+    const heap = this.heap;
+    const s = heap[i]!;
+    const n = heap.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && heap[r]!.deadline < heap[l]!.deadline ? r : l;
+      const child = heap[c]!;
+      if (child.deadline >= s.deadline) break;
+      heap[i] = child;
+      child.heapIndex = i;
+      i = c;
+    }
+    heap[i] = s;
+    s.heapIndex = i;
+  }
+}
