@@ -28,6 +28,7 @@ import {
   writeHeader,
   type Header,
   type RequestBody,
+  MAX_NAME_BYTES,
 } from "../../../src/transfer/wire.ts";
 import { mutate, Rng } from "../../support/random.ts";
 import { MemoryFiles, simFile, type SimFile } from "../../support/sim-endpoints.ts";
@@ -113,7 +114,7 @@ describe("admission", () => {
   const refusals: [string, Partial<ServerEndpointConfig<SimFile, number>>, (s: MemoryFiles) => void, () => Uint8Array, TransferErrorCode][] = [
     ["a wrong MAC", { verifyMac: () => false }, () => {}, () => request(FILE, 1, { token: "wrong" }), TransferErrorCode.Forbidden],
     ["a name not served", {}, () => {}, () => request({ ...FILE, name: "missing.bin" }, 1), TransferErrorCode.NotFound],
-    ["a name of the longest kind, not served", {}, () => {}, () => request({ ...FILE, name: "n".repeat(4096) }, 1), TransferErrorCode.NotFound],
+    ["a name of the longest kind, not served", {}, () => {}, () => request({ ...FILE, name: "n".repeat(MAX_NAME_BYTES) }, 1), TransferErrorCode.NotFound],
     ["content other than listed", {}, () => {}, () => request(FILE, 1, { sha256: new Uint8Array(32) }), TransferErrorCode.Changed],
     ["an offset past the end", {}, () => {}, () => request(FILE, 1, { offset: FILE.size + 1, length: 0 }), TransferErrorCode.BadRequest],
     ["a range past the end", {}, () => {}, () => request(FILE, 1, { offset: 10, length: FILE.size }), TransferErrorCode.BadRequest],
