@@ -21,6 +21,13 @@ import { ImpairmentRelay } from "../test/support/impairment-relay.ts";
 import { freePort, RedisProcess } from "../test/support/redis-process.ts";
 import { waitForStderr } from "./process-lines.ts";
 
+// `--paths[=NAME,…]`: ftx against TCP over emulated network paths (bench/paths/), instead of the rest.
+const pathsFlag = process.argv.find((a) => a === "--paths" || a.startsWith("--paths="));
+if (pathsFlag) {
+  const { runPaths } = await import("./paths/run-paths.ts");
+  process.exit(await runPaths({ only: pathsFlag.split("=")[1]?.split(",").filter(Boolean), source: process.argv.includes("--source") }));
+}
+
 const quick = process.argv.includes("--quick");
 const work = mkdtempSync(join(tmpdir(), "ftx-bench-"));
 /**
