@@ -97,7 +97,10 @@ export class PathNamespaces {
   }
 
   private async joinByEmulator(link: Extract<Link, { kind: "emulator" }>): Promise<void> {
-    const argv = [process.execPath, resolve(import.meta.dir, "emulator.ts"), "--ns-a", this.client, "--ns-b", this.server];
+    // BENCH_PATH_EMULATOR: another emulator taking the same flags (a reference instrument), to check
+    // ours against on the same parameters.
+    const command = process.env.BENCH_PATH_EMULATOR ? [process.env.BENCH_PATH_EMULATOR] : [process.execPath, resolve(import.meta.dir, "emulator.ts")];
+    const argv = [...command, "--ns-a", this.client, "--ns-b", this.server];
     argv.push("--rate-mbit", String(link.rateMbit), "--delay-ms", String(link.delayMs), "--queue-ms", String(link.queueMs));
     argv.push("--loss-pct", String(link.lossPct), "--burst", String(link.burst), "--seed", String(link.seed));
     const e = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });

@@ -239,7 +239,7 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
     result.emulator = await ns.close();
     live.namespaces.delete(ns);
   }
-  if (result.emulator) {
+  if (result.emulator?.aToB?.released !== undefined) {
     const { aToB, bToA, peakPacketsPerSec } = result.emulator;
     console.error(
       `  emulator: to server ${aToB.released} packets, ${aToB.lost} lost, ${aToB.dropped} queue drops; to client ${bToA.released} packets, ${bToA.lost} lost, ${bToA.dropped} queue drops; ` +
@@ -323,6 +323,7 @@ export async function runPaths(options: PathsOptions): Promise<number> {
   console.log([header, ...rows].map((r) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")).join("\n"));
   console.log(`\nmedians of ${samples} samples, alternating ftx / BBR / CUBIC; a sample is stopped after ${capSeconds} s`);
   for (const r of results) console.log(`  ${r.name}: ${r.label}`);
+  if (process.env.BENCH_PATH_EMULATOR) console.log(`emulated paths through ${process.env.BENCH_PATH_EMULATOR}, not bench/paths/emulator.ts`);
   const outDir = resolve(import.meta.dir, "../results");
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, "paths-latest.json"), JSON.stringify({ date: new Date().toISOString(), samples, capSeconds, paths: results }, null, 2));
