@@ -18,6 +18,13 @@ import { benchMultiSource } from "./multi-source.ts";
 import { benchPeers } from "./peers.ts";
 import { benchSparse, benchTransfer } from "./transfer-loopback.ts";
 
+// `--paths[=NAME,…]`: ftx against TCP over emulated network paths (bench/paths/), instead of the rest.
+const pathsFlag = process.argv.find((a) => a === "--paths" || a.startsWith("--paths="));
+if (pathsFlag) {
+  const { runPaths } = await import("./paths/run-paths.ts");
+  process.exit(await runPaths({ only: pathsFlag.split("=")[1]?.split(",").filter(Boolean), source: process.argv.includes("--source") }));
+}
+
 interface Scenario {
   name: string;
   run: (bench: Bench) => Promise<void>;
@@ -38,7 +45,8 @@ const SCENARIOS: Scenario[] = [
 
 const argv = process.argv.slice(2);
 if (argv.includes("--help") || argv.includes("-h")) {
-  console.log(`usage: bun bench/run.ts [--quick] [--source] [--only=NAME[,NAME…]]
+  console.log(`usage: bun bench/run.ts [--quick] [--source] [--only=NAME[,NAME…]] | --paths[=NAME,…]
+  --paths    ftx against curl ← nginx (TCP BBR and CUBIC) over emulated paths (bench/paths/README in bench/README.md)
   --quick    smaller sizes (about 10 s)
   --source   run \`bun src/cli.ts\` instead of the executable built afresh
   --only     run these scenarios only: ${SCENARIOS.map((s) => s.name + (s.optIn ? " (only when named)" : "")).join(", ")}`);
