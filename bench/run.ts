@@ -46,7 +46,7 @@ const SCENARIOS: Scenario[] = [
 const argv = process.argv.slice(2);
 if (argv.includes("--help") || argv.includes("-h")) {
   console.log(`usage: bun bench/run.ts [--quick] [--source] [--only=NAME[,NAME…]] | --paths[=NAME,…]
-  --paths    ftx against curl ← nginx (TCP BBR and CUBIC) over emulated paths (bench/paths/README in bench/README.md)
+  --paths    ftx against curl ← nginx (TCP BBR and CUBIC) over emulated paths (see bench/README.md)
   --quick    smaller sizes (about 10 s)
   --source   run \`bun src/cli.ts\` instead of the executable built afresh
   --only     run these scenarios only: ${SCENARIOS.map((s) => s.name + (s.optIn ? " (only when named)" : "")).join(", ")}`);
