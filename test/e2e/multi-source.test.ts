@@ -66,19 +66,25 @@ describe("multi-source fetch", () => {
       const content = Buffer.from(new Rng(32).bytes(16 * MiB));
       for (const d of dirs) writeServed(join(d, "x.bin"), content);
       const { address } = await startMaster();
-      const servers = [];
-      for (const d of dirs) servers.push(await startServer(d, address));
+      // The healthy two at 8 MB/s each and the damaged one at full speed: it is sure to complete a piece
+      // of its own before the others could take its whole range over (on a loaded machine, a damaged
+      // server that started late once had its range taken before it finished a piece, and nothing
+      // was there to detect).
+      const healthy = [];
+      for (const d of dirs.slice(0, 2)) healthy.push(await startServerBehindRelay(d, address, { toClient: { bytesPerSecond: 8e6 } }));
+      const damaged = await startServer(dirs[2]!, address);
       await eventually(async () => (await lsJson(address))[0]?.servers.length === 3, 5000, "all three listed");
       damage(join(dirs[2]!, "x.bin"), Array.from({ length: 16 }, (_, i) => i * MiB + 4096)); // every piece
       await Bun.sleep(300); // let the watcher look: the stat is unchanged, so the old hash stays listed
       expect((await lsJson(address))[0]!.servers.length).toBe(3);
-      const bad = `127.0.0.1:${servers[2]!.udpPort}`;
+      const bad = `127.0.0.1:${damaged.udpPort}`;
       const r = await runFtx(["fetch", address, "x.bin", "-o", out], { timeoutMs: 60_000 });
       expect(r.exitCode).toBe(0);
       expect(sha256Hex(readFileSync(join(out, "x.bin")))).toBe(sha256Hex(content));
       expect(r.stderr).toContain(`not using file server ${bad} for this file: sent bad data: piece`);
       // Only the damaged server is blamed.
       expect(r.stderr.match(/not using file server/g)?.length).toBe(1);
+      for (const h of healthy) h.relay.close();
     });
   }, 90_000);
 
