@@ -55,6 +55,8 @@ export interface DownloadSpec {
 const REQUEST_FIRST_RETRY_MS = 500;
 const REQUEST_MAX_RETRY_MS = 2000;
 const ACK_DELAY_MS = 2;
+/** The largest FEC block a server may ask for (the receiver keeps one block of segments). */
+const MAX_FEC_BLOCK = 128;
 /**
  * Flow control against the disk: when this much received data is still waiting to be written, the
  * advertised window closes (0) until the backlog is below half of it, and then an ACK reopens it, so
@@ -204,6 +206,8 @@ export class Download {
         return this.onAccept(decodeAccept(data), header.timestampUs, now);
       case PacketType.Data:
         return this.onData(header, data, now);
+      case PacketType.Repair:
+        return this.onRepair(header, data, now);
       case PacketType.Error: {
         const e = decodeError(data);
         const code =
@@ -228,8 +232,13 @@ export class Download {
       return this.fail(new FtxError("E_PROTOCOL", `file server ${this.spec.display} answered with a range or segment size we did not ask for`));
     this.accept = a;
     this.state = "receiving";
+    const totalSegments = Math.ceil(a.length / a.segmentBytes);
+    if (a.fecBlock > MAX_FEC_BLOCK) return this.fail(new FtxError("E_PROTOCOL", `file server ${this.spec.display} asked for FEC blocks of ${a.fecBlock} segments`));
     this.receiver = new GbnReceiver({
-      totalSegments: Math.ceil(a.length / a.segmentBytes),
+      totalSegments,
+      fecBlock: a.fecBlock,
+      segmentBytes: a.segmentBytes,
+      lastSegmentBytes: a.length - (totalSegments - 1) * a.segmentBytes,
       windowSegments: this.spec.windowSegments,
       // A large window of small segments would flood the server's one socket with ACKs: acknowledge
       // about four times per window (growth counts segments, so fewer ACKs do not slow it), and never
@@ -254,16 +263,38 @@ export class Download {
       this.counters.badLength++;
       return;
     }
-    if (receiver.handleData(header.seq, header.timestampUs, now, (header.flags & FLAG_ACK_NOW) !== 0)) {
-      const take = Math.min(expected, this.limit - this.received);
-      if (take > 0) {
-        this.sink.append(take === expected ? data.subarray(HEADER_BYTES) : data.subarray(HEADER_BYTES, HEADER_BYTES + take));
-        this.received += take;
-      }
-      this.updateWindow();
+    const payload = data.subarray(HEADER_BYTES);
+    if (receiver.handleData(header.seq, header.timestampUs, now, (header.flags & FLAG_ACK_NOW) !== 0, accept.fecBlock > 0 ? payload : undefined)) this.deliver(payload);
+    this.afterDatagram(receiver, now);
+  }
+
+  /** A REPAIR: the receiver may rebuild a lost segment of its block and deliver what it held behind it. */
+  private onRepair(header: Header, data: Uint8Array, now: number): void {
+    const receiver = this.receiver;
+    const accept = this.accept;
+    if (!receiver || !accept || accept.fecBlock === 0) return;
+    if (data.byteLength - HEADER_BYTES > accept.segmentBytes) {
+      this.counters.badLength++;
+      return;
     }
+    receiver.handleRepair(header.seq, header.flags, header.timestampUs, now, data.subarray(HEADER_BYTES));
+    this.afterDatagram(receiver, now);
+  }
+
+  private afterDatagram(receiver: GbnReceiver, now: number): void {
+    for (let bytes = receiver.pollDelivered(); bytes; bytes = receiver.pollDelivered()) this.deliver(bytes);
     this.flushAcks(now);
     if (receiver.complete || this.received >= this.limit) this.complete(now);
+  }
+
+  /** The next segment in order: to the sink, up to where this session's range now ends. */
+  private deliver(payload: Uint8Array): void {
+    const take = Math.min(payload.byteLength, this.limit - this.received);
+    if (take > 0) {
+      this.sink.append(take === payload.byteLength ? payload : payload.subarray(0, take));
+      this.received += take;
+    }
+    this.updateWindow();
   }
 
   private flushAcks(now: number): void {
@@ -312,7 +343,8 @@ export class Download {
     }
     if (this.state !== "receiving") return;
     if (this.windowClosed) this.lastHeardAt = now; // the server is silent because we asked it to wait
-    if (now - this.lastHeardAt >= this.spec.idleTimeoutMs) {
+    // The same sum pollTimeout gives: `now - lastHeardAt` can fall a rounding error short of it.
+    if (now >= this.lastHeardAt + this.spec.idleTimeoutMs) {
       return this.fail(new FtxError("E_TIMEOUT", `file server ${this.spec.display} went silent for ${(this.spec.idleTimeoutMs / 1000).toFixed(0)}s`));
     }
     if (now >= this.nextProbeAt) {

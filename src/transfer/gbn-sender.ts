@@ -1,5 +1,5 @@
-import { CongestionController } from "./congestion.ts";
-import { RttEstimator } from "./rtt-estimator.ts";
+import { BbrController, type DeliverySample } from "./bbr.ts";
+import { MAX_RTO_MS, RttEstimator } from "./rtt-estimator.ts";
 import { elapsedUs, timestampUs } from "./wire.ts";
 
 /**
@@ -15,6 +15,8 @@ export interface SenderConfig {
   /** Fail when nothing at all has been acknowledged for this long. */
   idleTimeoutMs: number;
   dupAckThreshold?: number;
+  /** Data segments per FEC block, 0 for no repair at all (ACCEPT tells the receiver the same number). */
+  fecBlock?: number;
 }
 
 export type SenderEvent = { type: "completed" } | { type: "failed"; reason: string };
@@ -25,7 +27,9 @@ export interface SenderStats {
   minRttMs: number;
   rtoMs: number;
   cwnd: number;
-  ssthresh: number;
+  /** The rate controller's state and its bottleneck-bandwidth estimate (segments per ms). */
+  state: string;
+  bandwidth: number;
   peerWindow: number;
   sent: number;
   retransmitted: number;
@@ -33,11 +37,11 @@ export interface SenderStats {
   fastRetransmits: number;
   probes: number;
   acked: number;
+  /** REPAIR datagrams sent, and the raw loss rate (before repair) the receiver's counts show. */
+  repairs: number;
+  lossRate: number;
 }
 
-/** Pacing gain: 2× the window per RTT in slow start, 1.25× after (as Linux TCP pacing does). */
-const PACING_GAIN_SLOW_START = 2;
-const PACING_GAIN = 1.25;
 /** Timers fire no finer than ~1 ms in practice: let a burst cover that much sending. */
 const PACING_BURST_MS = 1.5;
 const MIN_BURST_SEGMENTS = 4;
@@ -56,10 +60,50 @@ const PTO_MIN_MS = 2;
 /** A timestamp echo older than this is garbage, not an RTT. */
 const MAX_PLAUSIBLE_RTT_MS = 60_000;
 
-const enum SendKind {
+/** What the newest pollTransmit handed out, for the shell: it builds DATA or REPAIR accordingly. */
+export const enum SendKind {
+  /** DATA, the first time this segment leaves. */
   First,
   Resend,
   Probe,
+  /** REPAIR `repairIndex` of the FEC block whose first segment is the returned number. */
+  Repair,
+}
+
+/** At most this many repairs per block (the decoder's capacity; src/transfer/fec/block-code.ts allows 32). */
+export const MAX_REPAIRS_PER_BLOCK = 8;
+/**
+ * The loss estimate follows about this many datagrams: long enough to see 1 % loss as more than
+ * noise, short enough to follow a path that changes within a few seconds.
+ */
+const LOSS_MEMORY_DATAGRAMS = 2000;
+
+/**
+ * How many repairs a block of `k` segments gets at raw loss rate `p`, with `inFlight` segments out:
+ * the m that minimises what is sent on top of the data, m / k for the repairs plus, when the block still
+ * cannot be rebuilt (more than m of its k + m datagrams lost), a Go-Back-N resend of everything in
+ * flight. None at all on a clean path.
+ */
+export function repairsFor(k: number, p: number, inFlight: number): number {
+  if (!(p > 0) || k <= 0) return 0;
+  let best = 0;
+  let bestCost = Infinity;
+  for (let m = 0; m <= MAX_REPAIRS_PER_BLOCK; m++) {
+    const n = k + m;
+    // P(X ≤ m) for X ~ Binomial(n, p), summed term by term.
+    let term = Math.pow(1 - p, n);
+    let cdf = term;
+    for (let x = 1; x <= m; x++) {
+      term *= ((n - x + 1) / x) * (p / (1 - p));
+      cdf += term;
+    }
+    const cost = m / k + Math.max(0, 1 - cdf) * (Math.max(k, inFlight) / k);
+    if (cost < bestCost - 1e-9) {
+      best = m;
+      bestCost = cost;
+    }
+  }
+  return best;
 }
 
 /** A bounded stack of what recent pollTransmit calls did (numbers only: no allocation per datagram). */
@@ -97,9 +141,122 @@ class UndoStack {
   }
 }
 
+/**
+ * How many datagrams had left by a given send timestamp, checkpointed every few datagrams in a ring
+ * (48 KiB a session; it covers 32,768 datagrams in flight, a 1 Gbit/s × 250 ms path at 1500 bytes).
+ */
+class SendLog {
+  private static readonly SIZE = 4096;
+  private static readonly EVERY = 8;
+  private readonly stamps = new Uint32Array(SendLog.SIZE);
+  private readonly counts = new Float64Array(SendLog.SIZE);
+  private head = 0; // next slot
+  private length = 0;
+
+  /** Datagram number `count` left at `stampUs`. */
+  sent(count: number, stampUs: number): void {
+    if (count % SendLog.EVERY !== 0) return;
+    this.stamps[this.head] = stampUs;
+    this.counts[this.head] = count;
+    this.head = (this.head + 1) % SendLog.SIZE;
+    if (this.length < SendLog.SIZE) this.length++;
+  }
+
+  /** A send was taken back: a checkpoint beyond what left is forgotten. */
+  unsent(count: number): void {
+    if (this.length === 0) return;
+    const last = (this.head + SendLog.SIZE - 1) % SendLog.SIZE;
+    if (this.counts[last]! > count) {
+      this.head = last;
+      this.length--;
+    }
+  }
+
+  /**
+   * Datagrams that had surely left before one stamped `stampUs` (to within a checkpoint; never more,
+   * as datagrams of one burst share a stamp), or undefined if that is older than the log.
+   */
+  sentBy(stampUs: number): number | undefined {
+    if (this.length === 0) return undefined;
+    const oldest = (this.head + SendLog.SIZE - this.length) % SendLog.SIZE;
+    const origin = this.stamps[oldest]!;
+    const target = elapsedUs(origin, stampUs);
+    if (target === 0 || target >= 0x80000000) return undefined;
+    // Binary search for the newest checkpoint strictly before the stamp (stamps rise along the ring).
+    let lo = 0;
+    let hi = this.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (elapsedUs(origin, this.stamps[(oldest + mid) % SendLog.SIZE]!) < target) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.counts[(oldest + lo) % SendLog.SIZE];
+  }
+}
+
+/** Per-segment send state for delivery-rate sampling, in typed arrays indexed by seq modulo a power of two. */
+class SendRecords {
+  readonly seqs: Float64Array;
+  readonly sentAt: Float64Array;
+  readonly deliveredAt: Float64Array;
+  readonly sentCount: Float64Array;
+  readonly deliveredTimeAt: Float64Array;
+  readonly firstSentAt: Float64Array;
+  readonly appLimited: Uint8Array;
+  private readonly mask: number;
+
+  constructor(readonly capacity: number) {
+    this.mask = capacity - 1;
+    this.seqs = new Float64Array(capacity).fill(-1);
+    this.sentAt = new Float64Array(capacity);
+    this.deliveredAt = new Float64Array(capacity);
+    this.sentCount = new Float64Array(capacity);
+    this.deliveredTimeAt = new Float64Array(capacity);
+    this.firstSentAt = new Float64Array(capacity);
+    this.appLimited = new Uint8Array(capacity);
+  }
+
+  /** A larger table for a window of `needed` segments (the entries in flight are dropped: a few samples lost). */
+  grown(needed: number): SendRecords {
+    let capacity = this.capacity * 2;
+    while (capacity < needed) capacity *= 2;
+    return new SendRecords(capacity);
+  }
+
+  index(seq: number): number {
+    return seq & this.mask;
+  }
+
+  has(seq: number): boolean {
+    return seq >= 0 && this.seqs[seq & this.mask] === seq;
+  }
+
+  set(seq: number, sentAt: number, delivered: number, sentCount: number, deliveredTime: number, firstSent: number, appLimited: boolean): void {
+    const i = seq & this.mask;
+    this.seqs[i] = seq;
+    this.sentAt[i] = sentAt;
+    this.deliveredAt[i] = delivered;
+    this.sentCount[i] = sentCount;
+    this.deliveredTimeAt[i] = deliveredTime;
+    this.firstSentAt[i] = firstSent;
+    this.appLimited[i] = appLimited ? 1 : 0;
+  }
+
+  forget(seq: number): void {
+    this.seqs[seq & this.mask] = -1;
+  }
+}
+
 export class GbnSender {
   readonly rtt = new RttEstimator();
-  readonly cc: CongestionController;
+  readonly cc: BbrController;
+  /** Per segment in flight, what delivery-rate sampling needs (indexed by seq & mask; grows with the window). */
+  private rec = new SendRecords(1024);
+  /** Segments delivered (the cumulative ACK), when the last ACK came, and when the sampled segment left. */
+  private deliveredTimeMs: number;
+  private firstSentTimeMs: number;
+  /** Losses from here on belong to the loss already reacted to: one go-back per window of data. */
+  private lossEpochUntilSeq = -1;
   /** Oldest unacknowledged segment. */
   base = 0;
   /** Next segment to transmit; goes back to `base` on loss. */
@@ -133,17 +290,42 @@ export class GbnSender {
   private tokens = 0;
   private lastRefillAt: number;
   private readonly dupAckThreshold: number;
-  readonly counters = { sent: 0, retransmitted: 0, timeouts: 0, fastRetransmits: 0, probes: 0 };
+  readonly counters = { sent: 0, retransmitted: 0, timeouts: 0, fastRetransmits: 0, probes: 0, repairs: 0 };
+  /** What the newest pollTransmit handed out (and the repair's index within its block). */
+  transmitKind: SendKind = SendKind.First;
+  repairIndex = 0;
+  private readonly fecBlock: number;
+  /** Repairs due: for the block starting at `repairBlock`, indices `repairNext` … `repairCount` − 1. */
+  private repairBlock = -1;
+  private repairNext = 0;
+  private repairCount = 0;
+  /** Repairs chosen for the block now being sent, and that block's first segment. */
+  private blockRepairs = 0;
+  private blockRepairsStart = -1;
+  /** DATA and REPAIR datagrams that left, and how many the receiver says arrived (never more than left). */
+  private datagramsSent = 0;
+  private peerReceived = 0;
+  /** The receiver reports its datagram count (every ACK of this protocol does; some tests do not). */
+  private countsFromPeer = false;
+  /** Raw loss rate (before repair), and what it was last computed from. */
+  lossRate = 0;
+  private lossMarkSent = 0;
+  private lossMarkLost = 0;
+  /** How many datagrams had left by when: what an ACK's echoed timestamp says has arrived or been lost. */
+  private readonly sendLog = new SendLog();
 
   constructor(
     private readonly config: SenderConfig,
     now: number,
     initialPeerWindow: number,
   ) {
-    this.cc = new CongestionController(config.maxWindowSegments);
+    this.cc = new BbrController(config.maxWindowSegments, now);
+    this.deliveredTimeMs = now;
+    this.firstSentTimeMs = now;
     this.peerWindow = Math.max(0, initialPeerWindow);
     this.lastAckAt = now;
     this.createdAt = now;
+    this.fecBlock = config.fecBlock ?? 0;
     this.lastRefillAt = now;
     this.dupAckThreshold = config.dupAckThreshold ?? 3;
     if (config.totalSegments === 0) this.finish({ type: "completed" });
@@ -185,8 +367,7 @@ export class GbnSender {
 
   private pacingRatePerMs(): number {
     if (!this.rtt.hasSample) return Infinity;
-    const gain = this.cc.inSlowStart ? PACING_GAIN_SLOW_START : PACING_GAIN;
-    return (gain * this.cc.cwnd) / Math.max(this.rtt.srttMs, 0.05);
+    return this.cc.pacingRate(this.rtt.srttMs);
   }
 
   private refill(now: number): void {
@@ -200,7 +381,25 @@ export class GbnSender {
   /** The next segment to put on the wire now, or undefined (window full, paced, or nothing left). */
   pollTransmit(now: number): number | undefined {
     if (this.finished) return undefined;
+    if (this.repairNext < this.repairCount) {
+      // Repairs go before new data (the receiver is holding its block for them), paced like data.
+      if (this.tokens < 1 - TOKEN_EPSILON) {
+        this.refill(now);
+        if (this.tokens < 1 - TOKEN_EPSILON) return undefined;
+      }
+      this.tokens -= 1;
+      this.transmitKind = SendKind.Repair;
+      this.repairIndex = this.repairNext++;
+      this.counters.repairs++;
+      this.datagramsSent++;
+      this.sendLog.sent(this.datagramsSent, timestampUs(now));
+      this.undo.push(this.repairBlock, SendKind.Repair, 0, undefined);
+      return this.repairBlock;
+    }
     if (this.probePending) {
+      this.transmitKind = SendKind.Probe;
+      this.datagramsSent++;
+      this.sendLog.sent(this.datagramsSent, timestampUs(now));
       this.probePending = false;
       const seq = this.nextSeq - 1;
       this.counters.sent++;
@@ -220,16 +419,73 @@ export class GbnSender {
     this.tokens -= 1;
     const seq = this.nextSeq++;
     this.counters.sent++;
+    this.datagramsSent++;
+    this.sendLog.sent(this.datagramsSent, timestampUs(now));
+    this.record(seq, now);
     if (seq < this.highestSent) {
       this.counters.retransmitted++;
+      this.transmitKind = SendKind.Resend;
       this.undo.push(seq, SendKind.Resend, 0, undefined);
     } else {
       this.highestSent = seq + 1;
+      this.transmitKind = SendKind.First;
       this.undo.push(seq, SendKind.First, 0, undefined);
     }
-    if (this.rtoDeadline === undefined) this.rtoDeadline = now + this.rtt.rtoMs();
+    if (this.fecBlock > 0) this.onBlockSend(seq);
+    if (this.rtoDeadline === undefined) this.rtoDeadline = now + this.rtoMs();
     this.armProbe(now);
     return seq;
+  }
+
+  /**
+   * FEC: the first segment of a block to leave (its first, or where a go-back resumed) decides how many
+   * repairs the block gets; its last one queues them (they go before any new data). Resent blocks get
+   * repairs again: the receiver still holds what it had of them.
+   */
+  private onBlockSend(seq: number): void {
+    const k = this.fecBlock;
+    const index = seq % k;
+    const start = seq - index;
+    if (start !== this.blockRepairsStart) {
+      this.blockRepairsStart = start;
+      this.blockRepairs = repairsFor(Math.min(k, this.config.totalSegments - start), this.lossRate, this.nextSeq - this.base + this.cc.cwnd);
+    }
+    if ((index === k - 1 || seq === this.config.totalSegments - 1) && this.blockRepairs > 0) {
+      this.repairBlock = start;
+      this.repairNext = 0;
+      this.repairCount = this.blockRepairs;
+    }
+  }
+
+  /** The shell has no repair to give for the queued block (its encoder lost the block): forget them. */
+  dropRepairs(): void {
+    this.repairCount = this.repairNext;
+  }
+
+  /** How many repairs the block now being sent gets (the shell's encoder needs it at the block's first segment). */
+  get currentBlockRepairs(): number {
+    return this.blockRepairs;
+  }
+
+  /** What delivery-rate sampling needs to know about a segment leaving now. */
+  private record(seq: number, now: number): void {
+    if (this.nextSeq - 1 === this.base) {
+      // Nothing else in flight: intervals start afresh (the draft's reset when the pipe is empty).
+      this.firstSentTimeMs = now;
+      this.deliveredTimeMs = now;
+    }
+    if (this.nextSeq - this.base > this.rec.capacity) this.rec = this.rec.grown(this.nextSeq - this.base);
+    this.rec.set(seq, now, this.delivered, this.datagramsSent, this.deliveredTimeMs, this.firstSentTimeMs, this.peerWindow < this.cc.cwnd);
+  }
+
+  /** The retransmission timer: RFC 6298's, but never before a tail-loss probe could have done the job. */
+  private rtoMs(): number {
+    if (!this.rtt.hasSample) return this.rtt.rtoMs();
+    return Math.min(MAX_RTO_MS, Math.max(this.rtt.rtoMs(), (this.ptoMs() + this.rtt.srttMs) * this.rtt.backoffFactor));
+  }
+
+  private ptoMs(): number {
+    return Math.max(PTO_MIN_MS, 2 * this.rtt.srttMs, this.rtt.srttMs + 4 * this.rtt.rttvarMs);
   }
 
   /** Once nothing more may go out, a probe is due if no ACK comes within about two round trips. */
@@ -238,8 +494,7 @@ export class GbnSender {
       this.ptoDeadline = undefined;
       return;
     }
-    const pto = Math.max(PTO_MIN_MS, 2 * this.rtt.srttMs, this.rtt.srttMs + 4 * this.rtt.rttvarMs);
-    this.ptoDeadline = now + pto;
+    this.ptoDeadline = now + this.ptoMs();
   }
 
   /**
@@ -252,6 +507,14 @@ export class GbnSender {
   unsend(seq: number): void {
     const top = this.undo.pop(seq);
     if (top === undefined) return;
+    this.datagramsSent--;
+    this.sendLog.unsent(this.datagramsSent);
+    if (top === SendKind.Repair) {
+      this.repairNext--;
+      this.counters.repairs--;
+      this.tokens += 1;
+      return;
+    }
     this.counters.sent--;
     if (top === SendKind.Probe) {
       this.counters.retransmitted--;
@@ -264,7 +527,11 @@ export class GbnSender {
     this.nextSeq--;
     this.tokens += 1;
     if (top === SendKind.Resend) this.counters.retransmitted--;
-    else this.highestSent = seq;
+    else {
+      this.highestSent = seq;
+      // The block's last segment did not leave: neither may its repairs (none of them has: LIFO).
+      if (this.repairBlock >= 0 && seq >= this.repairBlock && seq < this.repairBlock + this.fecBlock && this.repairNext === 0) this.repairCount = 0;
+    }
   }
 
   /** The timestamp to stamp on a datagram sent at `now` (echoed back in ACKs for RTT). */
@@ -272,7 +539,11 @@ export class GbnSender {
     return timestampUs(now);
   }
 
-  handleAck(cumulative: number, peerWindow: number, echoTimestampUs: number, ackDelayUs: number, now: number): void {
+  /**
+   * An ACK: `cumulative` is the next segment the receiver expects; `received`, how many DATA and REPAIR
+   * datagrams it has had in this session (mod 2^32; undefined from a test that does not care).
+   */
+  handleAck(cumulative: number, peerWindow: number, echoTimestampUs: number, ackDelayUs: number, now: number, received?: number, gap = true): void {
     if (this.finished) return;
     this.undo.clear();
     if (cumulative > this.highestSent) {
@@ -280,12 +551,21 @@ export class GbnSender {
       return;
     }
     this.lastAckAt = now;
+    if (received !== undefined) {
+      this.noteReceived(received);
+      // Everything sent before the datagram this ACK echoes has arrived or is lost (the path keeps order).
+      const through = this.sendLog.sentBy(echoTimestampUs);
+      if (through !== undefined) this.updateLoss(through);
+    }
     // 0: the receiver's disk is behind; nothing new goes out until an ACK opens the window again.
     this.peerWindow = Math.max(0, peerWindow);
     // An echo older than this session is not an RTT: a peer that echoes nothing (or garbage) must not
     // be able to inflate SRTT, which would stall pacing.
     const rttMs = elapsedUs(echoTimestampUs, timestampUs(now)) / 1000;
-    if (rttMs <= MAX_PLAUSIBLE_RTT_MS && rttMs <= now - this.createdAt + 1) this.rtt.onSample(rttMs, ackDelayUs / 1000);
+    if (rttMs <= MAX_PLAUSIBLE_RTT_MS && rttMs <= now - this.createdAt + 1) {
+      this.rtt.onSample(rttMs, ackDelayUs / 1000);
+      this.cc.onRtt(rttMs, now);
+    }
 
     // The ACK of a probe reports on everything up to the probe's segment, all sent before it: what it
     // does not cover is lost (segments travel in order here, and a reordered one costs only a needless
@@ -293,23 +573,24 @@ export class GbnSender {
     const answersProbe = this.probeStampUs !== undefined && elapsedUs(this.probeStampUs, echoTimestampUs) < 0x80000000;
     if (answersProbe) this.probeStampUs = undefined;
     if (answersProbe && cumulative <= this.probeSeq) {
-      if (cumulative > this.base) this.acknowledge(cumulative, now);
+      if (cumulative > this.base) this.acknowledge(cumulative, echoTimestampUs, now);
       if (this.finished) return;
-      this.cc.onLoss(this.base, this.nextSeq);
+      this.onLoss();
       this.goBack(now);
       return;
     }
     if (cumulative > this.base) {
-      this.acknowledge(cumulative, now);
+      this.acknowledge(cumulative, echoTimestampUs, now);
       return;
     }
     // The probe's own duplicate delivery explains this ACK: it is no evidence of a gap.
     if (answersProbe) return;
-    if (cumulative === this.base && this.base < this.highestSent) {
+    if (cumulative === this.base && this.base < this.highestSent && gap) {
       this.dupAcks++;
       // Early retransmit (RFC 5827): with fewer than 4 segments in flight, 3 duplicates can never come.
       const threshold = Math.max(1, Math.min(this.dupAckThreshold, this.highestSent - this.base - 1));
-      if (this.dupAcks === threshold && this.cc.onLoss(this.base, this.nextSeq)) {
+      if (this.dupAcks === threshold && this.base >= this.lossEpochUntilSeq) {
+        this.onLoss();
         // Fast retransmit, Go-Back-N style: everything from the base goes again, without waiting for the timer.
         this.goBack(now);
         return;
@@ -325,19 +606,19 @@ export class GbnSender {
   }
 
   /** New data acknowledged up to `cumulative`. */
-  private acknowledge(cumulative: number, now: number): void {
+  private acknowledge(cumulative: number, echoTimestampUs: number, now: number): void {
     const newlyAcked = cumulative - this.base;
     this.base = cumulative;
     if (this.nextSeq < this.base) this.nextSeq = this.base;
     this.dupAcks = 0;
     this.freshDupAcks = 0;
-    this.cc.onAck(newlyAcked, this.base);
+    this.cc.onAck(newlyAcked, this.delivered, this.nextSeq - cumulative, this.sample(cumulative - 1, echoTimestampUs, now), now);
     if (this.base >= this.config.totalSegments) {
       this.finish({ type: "completed" });
       return;
     }
     // RFC 6298 §5.3: restart the timer when new data is acknowledged.
-    this.rtoDeadline = this.base < this.nextSeq ? now + this.rtt.rtoMs() : undefined;
+    this.rtoDeadline = this.base < this.nextSeq ? now + this.rtoMs() : undefined;
     this.armProbe(now);
   }
 
@@ -347,8 +628,72 @@ export class GbnSender {
     this.dupAcks = 0;
     this.freshDupAcks = 0;
     this.goBackStampUs = timestampUs(now);
-    this.rtoDeadline = now + this.rtt.rtoMs();
+    this.rtoDeadline = now + this.rtoMs();
     this.dropProbe();
+  }
+
+  /**
+   * What has been delivered, for the rate model: datagrams the receiver counted (repairs and resent
+   * copies crossed the bottleneck too), or acknowledged segments where it counts nothing.
+   */
+  private get delivered(): number {
+    return this.countsFromPeer ? this.peerReceived : this.base;
+  }
+
+  /** The receiver's count of datagrams: never back, never beyond what left (a peer cannot inflate the model). */
+  private noteReceived(received: number): void {
+    this.countsFromPeer = true;
+    // Unwrap the 32-bit count against what we know (a session sends far fewer than 2^32 between ACKs).
+    const delta = (received - this.peerReceived) >>> 0;
+    if (delta < 0x80000000) this.peerReceived = Math.min(this.datagramsSent, this.peerReceived + delta);
+  }
+
+  /**
+   * Raw loss (before repair) from the receiver's count: everything sent up to the newest segment this
+   * ACK covers has arrived or is lost (the path keeps order), so the difference is what was lost.
+   */
+  private updateLoss(sentThrough: number): void {
+    const lost = Math.max(0, sentThrough - this.peerReceived);
+    const sent = sentThrough - this.lossMarkSent;
+    if (sent <= 0) return;
+    const newlyLost = Math.max(0, lost - this.lossMarkLost);
+    this.lossMarkSent = sentThrough;
+    this.lossMarkLost = Math.max(this.lossMarkLost, lost);
+    const weight = Math.min(1, sent / LOSS_MEMORY_DATAGRAMS);
+    this.lossRate += weight * (Math.min(1, newlyLost / sent) - this.lossRate);
+    if (newlyLost > 0) this.cc.onLoss(newlyLost);
+    this.cc.onSent(sent);
+  }
+
+  /** A loss the sender goes back for: later losses of what is already sent are part of it. */
+  private onLoss(): void {
+    this.lossEpochUntilSeq = this.nextSeq;
+    this.cc.onGoBack(this.nextSeq - this.base, this.rtt.latestRttMs);
+  }
+
+  /** The delivery-rate sample an ACK covering segment `seq` gives (draft-cheng-iccrg-delivery-rate-estimation §3.3). */
+  private readonly deliverySample: DeliverySample = { delivered: 0, intervalMs: 0, appLimited: false, priorDelivered: 0 };
+  private sample(seq: number, echoTimestampUs: number, now: number): DeliverySample | undefined {
+    const r = this.rec;
+    if (!r.has(seq)) return undefined;
+    const i = r.index(seq);
+    const sentAt = r.sentAt[i]!;
+    // The ACK left the receiver before this (re)transmission of the segment could have arrived: it
+    // reports on an earlier copy, and the record would mis-time it (Karn's ambiguity, for rates).
+    if (elapsedUs(timestampUs(sentAt), echoTimestampUs) >= 0x80000000) return undefined;
+    const sendElapsed = sentAt - r.firstSentAt[i]!;
+    const ackElapsed = now - r.deliveredTimeAt[i]!;
+    const out = this.deliverySample;
+    out.priorDelivered = r.deliveredAt[i]!;
+    out.delivered = this.delivered - out.priorDelivered;
+    out.appLimited = r.appLimited[i] === 1;
+    const interval = Math.max(sendElapsed, ackElapsed);
+    // Shorter than the minimum RTT: the ACKs were compressed, the rate would be a fantasy.
+    out.intervalMs = interval < this.rtt.minRttMs * 0.9 ? 0 : interval;
+    this.firstSentTimeMs = sentAt;
+    this.deliveredTimeMs = now;
+    r.forget(seq);
+    return out;
   }
 
   /** No probe armed or due, and no probe's ACK awaited: the sender is going back anyway. */
@@ -379,13 +724,14 @@ export class GbnSender {
     this.counters.timeouts++;
     this.dropProbe();
     this.rtt.onTimeout();
-    this.cc.onTimeout(this.nextSeq);
+    this.cc.onTimeout();
+    this.lossEpochUntilSeq = this.nextSeq;
     this.nextSeq = this.base;
     this.dupAcks = 0;
     this.freshDupAcks = 0;
     this.goBackStampUs = timestampUs(now);
     this.tokens = Math.max(this.tokens, 1);
-    this.rtoDeadline = now + this.rtt.rtoMs();
+    this.rtoDeadline = now + this.rtoMs();
   }
 
   /** The earliest moment the shell must call back: RTO, idle limit, or the next pacing token. */
@@ -412,11 +758,13 @@ export class GbnSender {
       srttMs: this.rtt.srttMs,
       rttvarMs: this.rtt.rttvarMs,
       minRttMs: this.rtt.minRttMs,
-      rtoMs: this.rtt.rtoMs(),
+      rtoMs: this.rtoMs(),
       cwnd: this.cc.cwnd,
-      ssthresh: this.cc.ssthresh,
+      state: this.cc.state,
+      bandwidth: this.cc.bandwidth,
       peerWindow: this.peerWindow,
       acked: this.base,
+      lossRate: this.lossRate,
       ...this.counters,
     };
   }

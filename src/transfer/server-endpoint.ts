@@ -1,5 +1,6 @@
 import { ProtocolError } from "../errors.ts";
-import { GbnSender, type SenderStats } from "./gbn-sender.ts";
+import { SenderRepairs } from "./fec/sender-repairs.ts";
+import { GbnSender, SendKind, type SenderStats } from "./gbn-sender.ts";
 import {
   decodeAck,
   decodeRequest,
@@ -8,6 +9,7 @@ import {
   encodeProbeAck,
   clampSegmentBytes,
   FLAG_ACK_NOW,
+  FLAG_GAP,
   HEADER_BYTES,
   MAX_SEGMENT_BYTES,
   MIN_PROBE_BYTES,
@@ -39,7 +41,20 @@ import {
 /** RFC 9000 §8.1: until the client proves its address (an ACK echoes the cookie), send at most 3× what it sent. */
 export const AMPLIFICATION_FACTOR = 3;
 /** The congestion window's ceiling, and so the engine state a session may hold. */
-export const MAX_WINDOW_SEGMENTS = 4096;
+export const MAX_WINDOW_SEGMENTS = 32768;
+/**
+ * FEC blocks of about this many bytes of data (at most 64 segments, at least 4): long enough that a
+ * few repairs cover a block at 1–2 % loss (64 + 3 at 1 %), short enough that the client holds one
+ * block in memory (about 86 KiB at a 1500-byte MTU, 256 KiB with loopback's 64 KiB segments).
+ */
+const FEC_BLOCK_BYTES = 128 * 1024;
+const MAX_FEC_BLOCK = 64;
+const MIN_FEC_BLOCK = 4;
+
+/** The FEC block a session of this segment size uses. */
+export function fecBlockFor(segmentBytes: number): number {
+  return Math.max(MIN_FEC_BLOCK, Math.min(MAX_FEC_BLOCK, Math.floor(FEC_BLOCK_BYTES / segmentBytes)));
+}
 /** Transmits a shell may hold at once (one sendMany); each DATA one has a buffer of its own. */
 export const SEND_BATCH = 8;
 /** How often (in segments) a session re-checks that its file is unchanged on disk. */
@@ -154,6 +169,8 @@ class Session<F, H> {
     readonly end: number,
     readonly segmentBytes: number,
     readonly sender: GbnSender,
+    /** The encoder of REPAIR datagrams (absent for piece-hash sessions: small, and from memory). */
+    readonly repairs: SenderRepairs | undefined,
     readonly cookie: number,
     readonly accept: Uint8Array,
     public bytesReceived: number,
@@ -268,7 +285,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
           s.bytesReceived += datagram.byteLength;
           if (ack.cookie !== s.cookie) return; // not from the address we answered: spoofed or stale
           s.validated = true;
-          s.sender.handleAck(header.seq, ack.windowSegments, ack.echoTimestampUs, ack.ackDelayUs, now);
+          s.sender.handleAck(header.seq, ack.windowSegments, ack.echoTimestampUs, ack.ackDelayUs, now, ack.received, (header.flags & FLAG_GAP) !== 0);
           return this.afterInput(s);
         }
         case PacketType.Probe:
@@ -363,8 +380,8 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
         continue;
       }
       const slot = this.slots[this.cursor]!;
-      const total = this.prepareSegment(s, seq, now, slot);
-      if (total === 0) continue; // the session was stopped; its ERROR is queued
+      const total = s.sender.transmitKind === SendKind.Repair ? this.prepareRepair(s, seq, now, slot) : this.prepareSegment(s, seq, now, slot);
+      if (total === 0) continue; // the session was stopped (its ERROR is queued), or had no repair to give
       this.takeSlot();
       slot.address = s.address;
       slot.port = s.port;
@@ -445,9 +462,11 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     const segmentBytes = clampSegmentBytes(req.segmentBytes);
     const totalSegments = Math.ceil((end - req.offset) / segmentBytes);
     const cookie = this.randomU32() >>> 0;
-    const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256 }, timestampUs(now));
-    const sender = new GbnSender({ totalSegments, maxWindowSegments: MAX_WINDOW_SEGMENTS, idleTimeoutMs: this.idleTimeoutMs }, now, Math.max(1, req.windowSegments));
-    const s = new Session<F, H>(sessionId, address, port, file, opened.handle, pieceHashes, req.offset, end, segmentBytes, sender, cookie, accept, receivedBytes, now);
+    const fecBlock = pieceHashes ? 0 : fecBlockFor(segmentBytes);
+    const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256, fecBlock }, timestampUs(now));
+    const sender = new GbnSender({ totalSegments, maxWindowSegments: MAX_WINDOW_SEGMENTS, idleTimeoutMs: this.idleTimeoutMs, fecBlock }, now, Math.max(1, req.windowSegments));
+    const repairs = fecBlock > 0 ? new SenderRepairs(fecBlock, segmentBytes, totalSegments) : undefined;
+    const s = new Session<F, H>(sessionId, address, port, file, opened.handle, pieceHashes, req.offset, end, segmentBytes, sender, repairs, cookie, accept, receivedBytes, now);
     s.sameId = this.sessions.get(sessionId);
     this.sessions.set(sessionId, s);
     this.liveSessions++;
@@ -581,7 +600,42 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.file.name}: ${(err as Error).message}`, now);
     }
     if (read !== length) return this.abort(s, TransferErrorCode.Changed, `${s.file.name} changed during the transfer`, now);
+    if (s.repairs && s.sender.transmitKind !== SendKind.Probe) {
+      const repairs = s.sender.currentBlockRepairs;
+      if (repairs > 0) {
+        try {
+          s.repairs.onData(seq, buffer.subarray(HEADER_BYTES, HEADER_BYTES + length), repairs, (earlier, into) => this.readSegment(s, earlier, into));
+        } catch (err) {
+          return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.file.name}: ${(err as Error).message}`, now);
+        }
+      }
+    }
     writeHeader(buffer, slot.view, PacketType.Data, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now));
+    const total = HEADER_BYTES + length;
+    if (slot.exact.byteLength !== total) slot.exact = buffer.subarray(0, total);
+    sealDatagram(slot.exact, slot.view);
+    slot.bytes = slot.exact;
+    return total;
+  }
+
+  /** An earlier segment of a block whose repairs are being computed part-way through it (after a go-back). */
+  private readSegment(s: Session<F, H>, seq: number, into: Uint8Array): Uint8Array {
+    const position = s.offset + seq * s.segmentBytes;
+    const length = Math.min(s.segmentBytes, s.end - position);
+    const read = this.files.read(s.handle, into, 0, length, position);
+    if (read !== length) throw new Error("short read");
+    return into.subarray(0, length);
+  }
+
+  /** REPAIR `repairIndex` of the block starting at segment `blockStart` into `slot`; 0 when there is none to give. */
+  private prepareRepair(s: Session<F, H>, blockStart: number, now: number, slot: Slot<F, H>): number {
+    const buffer = slot.buffer;
+    const length = s.repairs?.repair(blockStart, s.sender.repairIndex, buffer.subarray(HEADER_BYTES)) ?? 0;
+    if (length === 0) {
+      s.sender.dropRepairs();
+      return 0;
+    }
+    writeHeader(buffer, slot.view, PacketType.Repair, s.sender.repairIndex, s.sessionId, blockStart, s.sender.stamp(now));
     const total = HEADER_BYTES + length;
     if (slot.exact.byteLength !== total) slot.exact = buffer.subarray(0, total);
     sealDatagram(slot.exact, slot.view);

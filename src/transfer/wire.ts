@@ -8,7 +8,8 @@ import { MAX_NAME_BYTES } from "../files/name-limits.ts";
  * Decoders never allocate for DATA: the payload is a view into the received buffer.
  */
 export const WIRE_MAGIC = 0x4658; // "FX"
-export const WIRE_VERSION = 1;
+/** 2: REPAIR datagrams (forward error correction), the ACCEPT's FEC block size, the ACK's received count. */
+export const WIRE_VERSION = 2;
 export const HEADER_BYTES = 26;
 const CHECKSUM_AT = 22;
 /** A REQUEST is padded to at least this, so the 3× anti-amplification budget covers the ACCEPT. */
@@ -38,6 +39,11 @@ export enum PacketType {
   Probe = 7,
   /** Server → client: "a datagram of this many bytes arrived"; always far smaller than the probe. */
   ProbeAck = 8,
+  /**
+   * Server → client: repair segment `flags` (its index j) of the FEC block whose first segment is `seq`:
+   * Σ c(j, i) · segment_i over GF(2^8) (src/transfer/fec/block-code.ts), as long as the block's longest segment.
+   */
+  Repair = 9,
 }
 
 export const FLAG_HAS_MAC = 0x01;
@@ -50,6 +56,12 @@ export const FLAG_PIECE_HASHES = 0x02;
  * smaller (after losses); without this flag every round trip would wait out the delayed-ACK timer.
  */
 export const FLAG_ACK_NOW = 0x04;
+/**
+ * ACK: a segment beyond a gap arrived (the receiver is missing `seq`): only such ACKs count as
+ * duplicates toward a go-back. An ACK that repeats the cumulative point for another reason (a resent
+ * copy arrived, a timer, a window update) must not, or every go-back would draw the next one.
+ */
+export const FLAG_GAP = 0x08;
 
 export enum TransferErrorCode {
   NotFound = 1,
@@ -89,13 +101,19 @@ export interface AcceptBody {
   segmentBytes: number;
   cookie: number;
   sha256: Uint8Array;
+  /** Data segments per FEC block (repairs cover one block); 0: the server sends no repairs. */
+  fecBlock: number;
 }
 
 export interface AckBody {
   windowSegments: number;
   echoTimestampUs: number;
   ackDelayUs: number;
+  /** DATA and REPAIR datagrams received in this session so far (mod 2^32): the sender's loss and delivery-rate signal. */
+  received: number;
   cookie: number;
+  /** FLAG_GAP: sent because a segment beyond a gap arrived. */
+  gap?: boolean;
 }
 
 export interface ErrorBody {
@@ -154,7 +172,7 @@ export function readHeader(buf: Uint8Array): Header {
   view.setUint32(CHECKSUM_AT, claimed);
   if (claimed !== actual) throw new ProtocolError("checksum mismatch");
   const type = buf[3]!;
-  if (type < PacketType.Request || type > PacketType.ProbeAck) throw new ProtocolError(`unknown packet type ${type}`);
+  if (type < PacketType.Request || type > PacketType.Repair) throw new ProtocolError(`unknown packet type ${type}`);
   if (buf[5] !== 0) throw new ProtocolError("reserved byte is not zero");
   const hi = view.getUint32(10);
   if (hi > 0x1fffff) throw new ProtocolError("sequence number out of range");
@@ -245,19 +263,21 @@ export function decodeAccept(buf: Uint8Array): AcceptBody {
     segmentBytes: r.u16("segment size"),
     cookie: r.u32("cookie"),
     sha256: r.bytes(SHA256_BYTES, "sha256"),
+    fecBlock: r.u8("FEC block"),
   };
   r.end("ACCEPT");
   return body;
 }
 
 export function decodeAck(buf: Uint8Array): AckBody {
-  if (buf.byteLength !== HEADER_BYTES + 16) throw new ProtocolError("ACK of the wrong length");
+  if (buf.byteLength !== ACK_BYTES) throw new ProtocolError("ACK of the wrong length");
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   return {
     windowSegments: view.getUint32(HEADER_BYTES),
     echoTimestampUs: view.getUint32(HEADER_BYTES + 4),
     ackDelayUs: view.getUint32(HEADER_BYTES + 8),
-    cookie: view.getUint32(HEADER_BYTES + 12),
+    received: view.getUint32(HEADER_BYTES + 12),
+    cookie: view.getUint32(HEADER_BYTES + 16),
   };
 }
 
@@ -297,7 +317,7 @@ export function encodeRequest(sessionId: number, body: RequestBody, timestampUs:
 }
 
 export function encodeAccept(sessionId: number, body: AcceptBody, timestampUs: number): Uint8Array {
-  const buf = new Uint8Array(HEADER_BYTES + 8 + 8 + 8 + 2 + 4 + SHA256_BYTES);
+  const buf = new Uint8Array(HEADER_BYTES + 8 + 8 + 8 + 2 + 4 + SHA256_BYTES + 1);
   const view = new DataView(buf.buffer);
   writeHeader(buf, view, PacketType.Accept, 0, sessionId, 0, timestampUs);
   let at = HEADER_BYTES;
@@ -309,6 +329,7 @@ export function encodeAccept(sessionId: number, body: AcceptBody, timestampUs: n
   view.setUint16(at, body.segmentBytes);
   view.setUint32(at + 2, body.cookie);
   buf.set(body.sha256, at + 6);
+  buf[at + 6 + SHA256_BYTES] = body.fecBlock;
   seal(buf, view, buf.byteLength);
   return buf;
 }
@@ -361,14 +382,15 @@ export function decodeProbeAck(buf: Uint8Array): number {
 }
 
 /** ACKs are built into a buffer the caller reuses. */
-export const ACK_BYTES = HEADER_BYTES + 16;
+export const ACK_BYTES = HEADER_BYTES + 20;
 /** The receiver's ACK fields and the session cookie are passed apart, so the hot path builds no object. */
 export function writeAck(buf: Uint8Array, view: DataView, sessionId: number, cumulative: number, body: Omit<AckBody, "cookie">, cookie: number, timestampUs: number): void {
-  writeHeader(buf, view, PacketType.Ack, 0, sessionId, cumulative, timestampUs);
+  writeHeader(buf, view, PacketType.Ack, body.gap ? FLAG_GAP : 0, sessionId, cumulative, timestampUs);
   view.setUint32(HEADER_BYTES, body.windowSegments);
   view.setUint32(HEADER_BYTES + 4, body.echoTimestampUs >>> 0);
   view.setUint32(HEADER_BYTES + 8, body.ackDelayUs >>> 0);
-  view.setUint32(HEADER_BYTES + 12, cookie >>> 0);
+  view.setUint32(HEADER_BYTES + 12, body.received >>> 0);
+  view.setUint32(HEADER_BYTES + 16, cookie >>> 0);
   seal(buf, view, ACK_BYTES);
 }
 

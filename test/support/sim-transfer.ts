@@ -1,7 +1,8 @@
 import { ProtocolError } from "../../src/errors.ts";
 import { GbnReceiver } from "../../src/transfer/gbn-receiver.ts";
-import { GbnSender, type SenderEvent } from "../../src/transfer/gbn-sender.ts";
-import { ACK_BYTES, decodeAck, FLAG_ACK_NOW, HEADER_BYTES, PacketType, readHeader, seal, writeAck, writeHeader } from "../../src/transfer/wire.ts";
+import { SenderRepairs } from "../../src/transfer/fec/sender-repairs.ts";
+import { GbnSender, SendKind, type SenderEvent } from "../../src/transfer/gbn-sender.ts";
+import { ACK_BYTES, decodeAck, FLAG_ACK_NOW, FLAG_GAP, HEADER_BYTES, PacketType, readHeader, seal, writeAck, writeHeader } from "../../src/transfer/wire.ts";
 import type { Rng } from "./random.ts";
 import { SimLink, type LinkProfile } from "./sim-link.ts";
 
@@ -14,6 +15,8 @@ export interface SimOptions {
   ackEvery?: number;
   maxWindow?: number;
   idleTimeoutMs?: number;
+  /** Data segments per FEC block (0 or absent: no repair). */
+  fecBlock?: number;
   /** Give up (fail the test) past this much simulated time. */
   maxSimMs?: number;
   onTransmit?: (sender: GbnSender, seq: number, now: number) => void;
@@ -39,8 +42,11 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
   const forward = new SimLink(rng, o.forward);
   const backward = new SimLink(rng, o.backward);
   const receiverWindow = o.receiverWindow ?? 64;
-  const sender = new GbnSender({ totalSegments, maxWindowSegments: o.maxWindow ?? 256, idleTimeoutMs: o.idleTimeoutMs ?? 30_000 }, 0, receiverWindow);
-  const receiver = new GbnReceiver({ totalSegments, windowSegments: receiverWindow, ackEvery: o.ackEvery ?? 2, ackDelayMs: 2 });
+  const fecBlock = o.fecBlock ?? 0;
+  const sender = new GbnSender({ totalSegments, maxWindowSegments: o.maxWindow ?? 256, idleTimeoutMs: o.idleTimeoutMs ?? 30_000, fecBlock }, 0, receiverWindow);
+  const lastSegmentBytes = o.data.byteLength - (totalSegments - 1) * o.segmentBytes;
+  const receiver = new GbnReceiver({ totalSegments, windowSegments: receiverWindow, ackEvery: o.ackEvery ?? 2, ackDelayMs: 2, fecBlock, segmentBytes: o.segmentBytes, lastSegmentBytes });
+  const repairs = new SenderRepairs(fecBlock, o.segmentBytes, totalSegments);
   const output = new Uint8Array(o.data.byteLength);
   const dgram = new Uint8Array(HEADER_BYTES + o.segmentBytes);
   const dview = new DataView(dgram.buffer);
@@ -56,19 +62,38 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
   const refuse = o.forward.refuse ?? 0;
   let blockedUntil = 0;
   const batch: number[] = [];
+  const kinds: SendKind[] = [];
+  const segment = (seq: number) => o.data.subarray(seq * o.segmentBytes, Math.min((seq + 1) * o.segmentBytes, o.data.byteLength));
+  const indices: number[] = [];
 
   for (let steps = 0; steps < 10_000_000; steps++) {
     while (now >= blockedUntil) {
       batch.length = 0;
+      kinds.length = 0;
+      indices.length = 0;
       for (let seq = sender.pollTransmit(now); seq !== undefined; seq = batch.length < 8 ? sender.pollTransmit(now) : undefined) {
-        o.onTransmit?.(sender, seq, now);
+        if (sender.transmitKind !== SendKind.Repair) o.onTransmit?.(sender, seq, now);
+        else if (fecBlock === 0) throw new Error("a repair without FEC");
         batch.push(seq);
+        kinds.push(sender.transmitKind);
+        indices.push(sender.repairIndex);
+        if ((sender.transmitKind === SendKind.First || sender.transmitKind === SendKind.Resend) && fecBlock > 0) {
+          repairs.onData(seq, segment(seq), sender.currentBlockRepairs, segment);
+        }
       }
       if (batch.length === 0) break;
       const taken = refuse > 0 && rng.chance(refuse) ? rng.int(batch.length) : batch.length;
       for (let i = batch.length - 1; i >= taken; i--) sender.unsend(batch[i]!);
       for (let i = 0; i < taken; i++) {
         const seq = batch[i]!;
+        if (kinds[i] === SendKind.Repair) {
+          const length = repairs.repair(seq, indices[i]!, dgram.subarray(HEADER_BYTES));
+          if (length === 0) throw new Error(`repair ${indices[i]} of block ${seq} asked for but not encoded`);
+          writeHeader(dgram, dview, PacketType.Repair, indices[i]!, 7, seq, sender.stamp(now));
+          seal(dgram, dview, HEADER_BYTES + length);
+          forward.send(dgram.subarray(0, HEADER_BYTES + length), now);
+          continue;
+        }
         const start = seq * o.segmentBytes;
         const payload = o.data.subarray(start, Math.min(start + o.segmentBytes, o.data.byteLength));
         writeHeader(dgram, dview, PacketType.Data, sender.awaitingAck ? FLAG_ACK_NOW : 0, 7, seq, sender.stamp(now));
@@ -95,11 +120,14 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
     for (const d of forward.deliver(now)) {
       try {
         const h = readHeader(d);
-        if (h.type !== PacketType.Data) continue;
-        const start = h.seq * o.segmentBytes;
-        const expectedLength = Math.min(o.segmentBytes, o.data.byteLength - start);
-        if (d.byteLength - HEADER_BYTES !== expectedLength) continue;
-        if (receiver.handleData(h.seq, h.timestampUs, now, (h.flags & FLAG_ACK_NOW) !== 0)) output.set(d.subarray(HEADER_BYTES), start);
+        if (h.type === PacketType.Repair) receiver.handleRepair(h.seq, h.flags, h.timestampUs, now, d.subarray(HEADER_BYTES));
+        else if (h.type === PacketType.Data) {
+          const start = h.seq * o.segmentBytes;
+          const expectedLength = Math.min(o.segmentBytes, o.data.byteLength - start);
+          if (d.byteLength - HEADER_BYTES !== expectedLength) continue;
+          if (receiver.handleData(h.seq, h.timestampUs, now, (h.flags & FLAG_ACK_NOW) !== 0, fecBlock > 0 ? d.subarray(HEADER_BYTES) : undefined)) output.set(d.subarray(HEADER_BYTES), start);
+        }
+        for (let bytes = receiver.pollDelivered(); bytes; bytes = receiver.pollDelivered()) output.set(bytes, (receiver.expected - 1) * o.segmentBytes);
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         dropped.corrupt++;
@@ -109,7 +137,7 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
       try {
         const h = readHeader(d);
         const a = decodeAck(d);
-        sender.handleAck(h.seq, a.windowSegments, a.echoTimestampUs, a.ackDelayUs, now);
+        sender.handleAck(h.seq, a.windowSegments, a.echoTimestampUs, a.ackDelayUs, now, a.received, (h.flags & FLAG_GAP) !== 0);
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         dropped.corrupt++;

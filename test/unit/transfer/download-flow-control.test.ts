@@ -45,7 +45,7 @@ describe("Download flow control against the disk", () => {
     // The reopening happens outside any call that passes `now`, on performance.now(): so does the test.
     const t0 = performance.now();
     const d = new Download(spec, sink, send, t0, (at) => deadlines.push(at));
-    const accept = encodeAccept(d.sessionId, { fileSize: spec.size, offset: 0, length: spec.length, segmentBytes: SEGMENT, cookie: 7, sha256: Buffer.from(SHA, "hex") }, 0);
+    const accept = encodeAccept(d.sessionId, { fileSize: spec.size, offset: 0, length: spec.length, segmentBytes: SEGMENT, cookie: 7, sha256: Buffer.from(SHA, "hex"), fecBlock: 0 }, 0);
     d.handle(readHeader(accept), accept, t0 + 1);
     expect(acks.at(-1)).toEqual({ cumulative: 0, window: 8 });
     for (let seq = 0; seq < 70; seq++) {

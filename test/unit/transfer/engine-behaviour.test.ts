@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { CongestionController, INITIAL_WINDOW_SEGMENTS } from "../../../src/transfer/congestion.ts";
 import { GbnReceiver } from "../../../src/transfer/gbn-receiver.ts";
 import { GbnSender } from "../../../src/transfer/gbn-sender.ts";
+import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/bbr.ts";
 import { MAX_RTO_MS, MIN_RTO_MS, RttEstimator } from "../../../src/transfer/rtt-estimator.ts";
 import { timestampUs } from "../../../src/transfer/wire.ts";
 
@@ -74,28 +75,28 @@ describe("congestion controller", () => {
 describe("Go-Back-N sender", () => {
   test("the first timer fires at 999 ms, then the RTO doubles; a go-back resends from the base", () => {
     const s = new GbnSender({ totalSegments: 100, maxWindowSegments: 100, idleTimeoutMs: 60_000 }, 0, 100);
-    expect(drain(s, 0)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]); // initial window 10
+    expect(drain(s, 0)).toEqual(Array.from({ length: INITIAL_CWND_SEGMENTS }, (_, i) => i)); // the initial window
     expect(s.pollTimeout(0)).toBe(999);
     s.handleTimeout(998);
     expect(drain(s, 998)).toEqual([]);
     s.handleTimeout(999);
-    expect(drain(s, 999)).toEqual([0, 1]); // cwnd collapsed to 2, from the base
+    expect(drain(s, 999)).toEqual([0, 1, 2, 3]); // the window collapsed to the minimum, from the base
     expect(s.pollTimeout(999)).toBe(999 + 1998);
     expect(s.stats().timeouts).toBe(1);
   });
 
-  test("three duplicate ACKs trigger a go-back at once and halve cwnd", () => {
+  test("three duplicate ACKs trigger a go-back at once; a random loss does not shrink the window", () => {
     const s = new GbnSender({ totalSegments: 1000, maxWindowSegments: 1000, idleTimeoutMs: 60_000 }, 0, 1000);
     let now = 0;
     drain(s, now);
-    // Ack the first 10 in one go: slow start takes cwnd to 20.
+    // Ack the first 10 in one go: start-up grows the window by what was acknowledged.
     now = 10;
     s.handleAck(10, 1000, timestampUs(0), 0, now);
-    expect(s.cc.cwnd).toBe(20);
-    const sent = drain(s, now); // paced: may be fewer than 20 at once
-    expect(sent[0]).toBe(10);
+    expect(s.cc.cwnd).toBe(INITIAL_CWND_SEGMENTS + 10);
+    const sent = drain(s, now); // paced: may be fewer at once
+    expect(sent[0]).toBe(32);
     for (let i = 0; i < 3; i++) s.handleAck(10, 1000, timestampUs(now), 0, now);
-    expect(s.cc.cwnd).toBe(10);
+    expect(s.cc.cwnd).toBe(INITIAL_CWND_SEGMENTS + 10);
     expect(s.nextSeq).toBe(10);
     expect(s.stats().fastRetransmits).toBe(1);
   });
@@ -206,16 +207,19 @@ describe("Go-Back-N sender", () => {
 });
 
 describe("Go-Back-N receiver", () => {
-  test("accepts only the next segment; duplicates and gaps draw an immediate duplicate ACK", () => {
+  test("accepts only the next segment; a gap draws an immediate duplicate ACK, a duplicate a delayed one", () => {
     const r = new GbnReceiver({ totalSegments: 10, windowSegments: 8, ackEvery: 2, ackDelayMs: 5 });
     expect(r.handleData(0, 100, 0)).toBe(true);
     expect(r.pollAck(0)).toBeUndefined(); // one segment: delayed
     expect(r.pollTimeout()).toBe(5);
     expect(r.handleData(2, 300, 1)).toBe(false);
-    expect(r.pollAck(1)).toMatchObject({ cumulative: 1, windowSegments: 8, echoTimestampUs: 300 });
+    expect(r.pollAck(1)).toMatchObject({ cumulative: 1, windowSegments: 8, echoTimestampUs: 300, received: 2 });
     expect(r.handleData(1, 200, 2)).toBe(true);
-    expect(r.handleData(1, 200, 2)).toBe(false);
-    expect(r.pollAck(2)).toMatchObject({ cumulative: 2 });
+    expect(r.pollAck(7)).toMatchObject({ cumulative: 2 }); // after the ACK delay
+    // A resent copy of what is here: said soon, not at once (a go-back would draw a storm of them).
+    expect(r.handleData(1, 200, 8)).toBe(false);
+    expect(r.pollAck(8)).toBeUndefined();
+    expect(r.pollAck(13)).toMatchObject({ cumulative: 2, received: 4 });
   });
 
   test("a segment the sender flags as awaiting its ACK is acknowledged at once", () => {

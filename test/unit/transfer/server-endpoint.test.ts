@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/bbr.ts";
 import { requestMac } from "../../../src/transfer/request-mac.ts";
 import {
   AMPLIFICATION_FACTOR,
@@ -68,7 +69,7 @@ function request(file: SimFile, sessionId: number, o: Partial<RequestBody> & { t
 
 function ack(sessionId: number, cumulative: number, cookie: number, now: number, windowSegments = 64): Uint8Array {
   const buf = new Uint8Array(ACK_BYTES);
-  writeAck(buf, new DataView(buf.buffer), sessionId, cumulative, { windowSegments, echoTimestampUs: timestampUs(now), ackDelayUs: 0 }, cookie, timestampUs(now));
+  writeAck(buf, new DataView(buf.buffer), sessionId, cumulative, { windowSegments, echoTimestampUs: timestampUs(now), ackDelayUs: 0, received: cumulative }, cookie, timestampUs(now));
   return buf;
 }
 
@@ -292,8 +293,8 @@ describe("anti-amplification", () => {
     expect(only(second, PacketType.Data).length).toBeGreaterThan(0);
     ep.handle(ack(1, 0, cookie, 2), A, 5000, 2);
     const after = only(drain(ep, 2), PacketType.Data);
-    // Now the window (10 segments to start), not the budget, limits it.
-    expect(firstData + only(second, PacketType.Data).length + after.length).toBe(10);
+    // Now the initial window, not the budget, limits it.
+    expect(firstData + only(second, PacketType.Data).length + after.length).toBe(INITIAL_CWND_SEGMENTS);
   });
 });
 
@@ -345,8 +346,9 @@ describe("sending", () => {
     ep.handle(ack(1, 0, cookies[0]!, 0), A, 5000, 0);
     ep.handle(ack(2, 0, cookies[1]!, 0), B, 5000, 0);
     const data = only(drain(ep, 0), PacketType.Data);
-    // Each may send 7 more (its window of 10, less the 3 before): 14, alternating.
-    expect(data.map((s) => s.header.sessionId)).toEqual(Array.from({ length: 14 }, (_, i) => 1 + (i % 2)));
+    // Each may send the rest of its initial window (less the 3 before), alternating.
+    const more = 2 * (INITIAL_CWND_SEGMENTS - 3);
+    expect(data.map((s) => s.header.sessionId)).toEqual(Array.from({ length: more }, (_, i) => 1 + (i % 2)));
   });
 
   test("unsend takes back the newest transmits, newest first: nothing goes until the drain, then the same segments", () => {

@@ -26,13 +26,13 @@ const sha = new Uint8Array(32).fill(0xab);
 
 function ack(): Uint8Array {
   const buf = new Uint8Array(ACK_BYTES);
-  writeAck(buf, new DataView(buf.buffer), 9, 2 ** 40 + 5, { windowSegments: 64, echoTimestampUs: 123, ackDelayUs: 7 }, 0xdeadbeef, 99);
+  writeAck(buf, new DataView(buf.buffer), 9, 2 ** 40 + 5, { windowSegments: 64, echoTimestampUs: 123, ackDelayUs: 7, received: 77 }, 0xdeadbeef, 99);
   return buf;
 }
 
 const samples = () => [
   encodeRequest(1, { offset: 2 ** 33, length: 0, segmentBytes: 32768, windowSegments: 5, sha256: sha, name: "docs/ä.txt", mac: new Uint8Array(32).fill(1) }, 5),
-  encodeAccept(1, { fileSize: 2 ** 40, offset: 2 ** 33, length: 2 ** 40 - 2 ** 33, segmentBytes: 32768, cookie: 42, sha256: sha }, 6),
+  encodeAccept(1, { fileSize: 2 ** 40, offset: 2 ** 33, length: 2 ** 40 - 2 ** 33, segmentBytes: 32768, cookie: 42, sha256: sha, fecBlock: 64 }, 6),
   encodeError(1, { code: TransferErrorCode.Changed, text: "changed" }, 7),
   encodeFin(1, 8),
   ack(),
@@ -47,11 +47,11 @@ describe("transfer wire format", () => {
     expect(rh).toMatchObject({ type: PacketType.Request, sessionId: 1, timestampUs: 5 });
     expect(req!.byteLength).toBe(MIN_REQUEST_BYTES); // padded against amplification
     expect(decodeRequest(req!, rh)).toMatchObject({ offset: 2 ** 33, length: 0, segmentBytes: 32768, windowSegments: 5, name: "docs/ä.txt" });
-    expect(decodeAccept(acc!)).toMatchObject({ fileSize: 2 ** 40, offset: 2 ** 33, cookie: 42 });
+    expect(decodeAccept(acc!)).toMatchObject({ fileSize: 2 ** 40, offset: 2 ** 33, cookie: 42, fecBlock: 64 });
     expect(decodeError(err!)).toEqual({ code: TransferErrorCode.Changed, text: "changed" });
     expect(readHeader(fin!).type).toBe(PacketType.Fin);
     expect(readHeader(a!).seq).toBe(2 ** 40 + 5);
-    expect(decodeAck(a!)).toEqual({ windowSegments: 64, echoTimestampUs: 123, ackDelayUs: 7, cookie: 0xdeadbeef });
+    expect(decodeAck(a!)).toEqual({ windowSegments: 64, echoTimestampUs: 123, ackDelayUs: 7, received: 77, cookie: 0xdeadbeef });
     expect(readHeader(probe!).type).toBe(PacketType.Probe);
     expect(probe!.byteLength).toBe(1400);
     expect(decodeProbeAck(probeAck!)).toBe(1400);
