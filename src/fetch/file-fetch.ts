@@ -100,6 +100,8 @@ export class FileFetch {
   private lastError: FtxError | undefined;
   private readonly pause = new InterruptibleSleep();
   private bytesAtOpen = 0;
+  /** How often the planning loop woke (for `--verbose`: it should wake on events and deadlines, not spin). */
+  private wakeups = 0;
 
   constructor(
     private readonly ctx: FileFetchContext,
@@ -146,7 +148,7 @@ export class FileFetch {
         this.stopAll();
         const committing = performance.now();
         const result = await part.commit(this.entry.sha256, () => this.ctx.verified?.());
-        this.ctx.logger.debug(`${this.name}: whole-file check and sync to disk took ${(performance.now() - committing).toFixed(0)} ms`);
+        this.ctx.logger.debug(`${this.name}: whole-file check and sync to disk took ${(performance.now() - committing).toFixed(0)} ms; the planning loop woke ${this.wakeups} times`);
         if ("sha256" in result) {
           this.ctx.progress?.(this.entry.size);
           let servers = 0;
@@ -192,6 +194,7 @@ export class FileFetch {
     while (!planner.complete) {
       if (part.failure) throw part.failure;
       const now = performance.now();
+      this.wakeups++;
       this.tick(now);
       this.startRanges(planner, now);
       if (planner.activeCount === 0 && planner.pendingCount === 0 && planner.missingCount > 0) {
