@@ -7,6 +7,7 @@ import type { Download, DownloadSpec } from "../transfer/download.ts";
 import { PartFile, type DownloadSink, type RangeSink } from "../transfer/part-file.ts";
 import type { TransferClient } from "../transfer/transfer-client.ts";
 import { PiecePlanner, type PlannedRange, type SourceId } from "./piece-planner.ts";
+import { SourceBook } from "./source-book.ts";
 import { InterruptibleSleep } from "../util/interruptible-sleep.ts";
 
 /** What a FileFetch needs from the fetch around it. */
@@ -31,16 +32,8 @@ export interface FileFetchContext {
 
 /** At most this many servers feed one file at once. */
 const MAX_SOURCES = 8;
-/** A busy server is asked again after about this long. */
-const BUSY_RETRY_MS = 250;
-/** After a failure a server rests this long, doubling per consecutive failure, up to the maximum. */
-const COOLDOWN_FIRST_MS = 500;
-const COOLDOWN_MAX_MS = 4000;
-/** The index is asked again at most this often while some work has no server. */
-const LOOKUP_EVERY_MS = 1000;
-const TICK_MS = 100;
-/** Rates are smoothed over about this many ticks. */
-const RATE_SMOOTHING = 0.3;
+/** While something displays progress, the byte counts are handed to it this often (the terminal redraws every 100 ms). */
+const PROGRESS_EVERY_MS = 100;
 
 export interface PathInfo {
   segmentBytes: number;
@@ -48,21 +41,48 @@ export interface PathInfo {
   rttMs?: number;
 }
 
-interface Source {
-  id: SourceId;
-  server: string;
-  listed: boolean;
-  banned?: string;
-  restUntil: number;
-  failures: number;
+/** The shell's side of a source: its address once resolved and its session, if it has one. */
+interface Link {
   address?: { ip: string; port: number; path: PathInfo };
   range?: PlannedRange;
   download?: Download;
-  sink?: RangeSink;
-  /** Bytes received by its finished ranges, plus the current one's: for its rate. */
-  bytesBefore: number;
-  bytesAtTick: number;
-  rate: number;
+  sink?: TimedSink;
+}
+
+/**
+ * A range's sink that notes when its last bytes came (so a stall is timed from the bytes themselves,
+ * not from when the loop last looked) and tells the loop when the writer has failed.
+ */
+class TimedSink implements DownloadSink {
+  lastAppendAt: number;
+  private told = false;
+  constructor(
+    private readonly inner: RangeSink,
+    private readonly part: PartFile,
+    private readonly writeFailed: () => void,
+  ) {
+    this.lastAppendAt = performance.now();
+  }
+  get received(): number {
+    return this.inner.received;
+  }
+  get backlogBytes(): number {
+    return this.inner.backlogBytes;
+  }
+  whenBacklogBelow(bytes: number, callback: () => void): void {
+    this.inner.whenBacklogBelow(bytes, callback);
+  }
+  append(bytes: Uint8Array): void {
+    this.inner.append(bytes);
+    this.lastAppendAt = performance.now();
+    if (this.part.failure !== undefined && !this.told) {
+      this.told = true;
+      this.writeFailed();
+    }
+  }
+  flush(): void {
+    this.inner.flush();
+  }
 }
 
 /** A sink for a piece-hash list: it is small and wanted whole, in memory. */
@@ -87,19 +107,23 @@ class MemorySink implements DownloadSink {
  * dropped for this file, named in a warning, and the piece is fetched elsewhere. With no server left,
  * the index is asked again until `retryForMs` passes without progress; then the file fails and the
  * part file keeps what was verified, for the next run.
+ *
+ * This is the shell: what to think of each server is the SourceBook's, what to fetch from whom the
+ * PiecePlanner's. The planning loop wakes when something happens (a session ends, a verdict or the
+ * index's answer comes back) or at the earliest deadline either of them gives, and never otherwise.
  */
 export class FileFetch {
-  private readonly sources = new Map<string, Source>();
-  /** The same sources, by id (ids count from 0): the planner names sources by id. */
-  private readonly byId: Source[] = [];
+  private readonly book: SourceBook;
+  /** By source id (the book's ids, which the planner uses too). */
+  private readonly links: Link[] = [];
   private planner: PiecePlanner | undefined;
   private part: PartFile | undefined;
-  private lastProgressAt = performance.now();
-  private lastLookupAt = 0;
-  private lookingUp = false;
-  private lastError: FtxError | undefined;
   private readonly pause = new InterruptibleSleep();
   private bytesAtOpen = 0;
+  /** How often the planning loop woke (for `--verbose`: it should wake on events and deadlines, not spin). */
+  private wakeups = 0;
+  /** A wake-up is asked for once the writes have drained (or failed). */
+  private watchingWrites = false;
 
   constructor(
     private readonly ctx: FileFetchContext,
@@ -108,24 +132,18 @@ export class FileFetch {
     servers: string[],
     private readonly dest: string,
   ) {
-    for (const server of servers) this.addSource(server);
+    this.book = new SourceBook(servers, performance.now(), { sha256: entry.sha256, piecesRoot: entry.piecesRoot, retryForMs: ctx.retryForMs, random: Math.random });
   }
 
-  private addSource(server: string): Source {
-    let s = this.sources.get(server);
-    if (!s) {
-      s = { id: this.byId.length, server, listed: true, restUntil: 0, failures: 0, bytesBefore: 0, bytesAtTick: 0, rate: 0 };
-      this.sources.set(server, s);
-      this.byId.push(s);
-    }
-    return s;
+  private link(id: SourceId): Link {
+    return (this.links[id] ??= {});
   }
 
-  private sourceById(id: SourceId): Source | undefined {
-    return this.byId[id];
+  private serverOf(id: SourceId): string {
+    return this.book.source(id)?.server ?? `source ${id}`;
   }
 
-  /** Something changed that the planning loop should act on now, not at its next tick. */
+  /** Something changed that the planning loop should act on now. */
   private notify(): void {
     this.pause.wake();
   }
@@ -146,12 +164,10 @@ export class FileFetch {
         this.stopAll();
         const committing = performance.now();
         const result = await part.commit(this.entry.sha256, () => this.ctx.verified?.());
-        this.ctx.logger.debug(`${this.name}: whole-file check and sync to disk took ${(performance.now() - committing).toFixed(0)} ms`);
+        this.ctx.logger.debug(`${this.name}: whole-file check and sync to disk took ${(performance.now() - committing).toFixed(0)} ms; the planning loop woke ${this.wakeups} times`);
         if ("sha256" in result) {
           this.ctx.progress?.(this.entry.size);
-          let servers = 0;
-          for (const s of this.sources.values()) if (s.bytesBefore > 0) servers++;
-          return { bytes: this.entry.size, sha256: result.sha256, servers };
+          return { bytes: this.entry.size, sha256: result.sha256, servers: this.book.deliveringCount };
         }
         // The whole-file hash was wrong: the audit named the bad pieces; blame their senders, fetch them again.
         this.onPieces([], result.badPieces, true);
@@ -168,149 +184,177 @@ export class FileFetch {
     const count = pieceCountFor(this.entry.size);
     if (count <= 1) return count === 0 ? new Uint8Array(0) : Buffer.from(this.entry.sha256, "hex");
     for (;;) {
-      const source = this.pickIdle(performance.now());
-      if (!source) {
-        await this.waitForSources();
+      const now = performance.now();
+      this.book.handleTimeout(now);
+      const id = this.book.pickIdle(now);
+      if (id === undefined) {
+        await this.waitForSources(now);
         continue;
       }
+      this.book.setStarving(false, now);
       const sink = new MemorySink(count * PIECE_HASH_BYTES);
+      this.book.sessionStarted(id, now);
       try {
-        const download = await this.startSession(source, { offset: 0, length: sink.bytes.byteLength, size: sink.bytes.byteLength, pieceHashes: true }, sink);
+        const download = await this.startSession(id, { offset: 0, length: sink.bytes.byteLength, size: sink.bytes.byteLength, pieceHashes: true }, sink);
         await download.finished;
-        source.download = undefined;
+        this.link(id).download = undefined;
+        this.book.sessionEnded(id, performance.now(), { kind: "done" });
         const root = piecesRootOf(sink.bytes);
         if (this.entry.piecesRoot === undefined || root === this.entry.piecesRoot) return sink.bytes;
-        this.ban(source, integrityError(source, `sent piece hashes that do not match the index (root ${root.slice(0, 12)}…)`));
+        this.ban(id, integrityError(this.serverOf(id), `sent piece hashes that do not match the index (root ${root.slice(0, 12)}…)`));
       } catch (err) {
-        source.download = undefined;
-        this.onSessionError(source, err);
+        this.link(id).download = undefined;
+        this.onSessionError(id, err);
       }
     }
+  }
+
+  /** Nobody can deliver the piece hashes right now: ask the index again, within the patience allowed. */
+  private async waitForSources(now: number): Promise<void> {
+    this.book.setStarving(true, now);
+    if (this.book.expired(now)) throw this.book.giveUpError();
+    this.lookupIfDue(now);
+    await this.sleepUntil(this.book.pollTimeout());
   }
 
   private async transfer(planner: PiecePlanner, part: PartFile): Promise<void> {
-    while (!planner.complete) {
-      if (part.failure) throw part.failure;
-      const now = performance.now();
-      this.tick(now);
-      this.startRanges(planner, now);
-      if (planner.activeCount === 0 && planner.pendingCount === 0 && planner.missingCount > 0) {
-        await this.waitForSources();
-        continue;
+    const progress = this.ctx.progress ? setInterval(() => this.refresh(performance.now()), PROGRESS_EVERY_MS) : undefined;
+    try {
+      while (!planner.complete) {
+        if (part.failure) throw part.failure;
+        const now = performance.now();
+        this.wakeups++;
+        this.refresh(now);
+        this.book.handleTimeout(now);
+        const waitingRate = this.startRanges(planner, now);
+        // Nobody can deliver: no session, no verdict to wait for, and pieces missing.
+        this.book.setStarving(planner.activeCount === 0 && planner.pendingCount === 0 && planner.missingCount > 0, now);
+        if (this.book.expired(now)) throw this.book.giveUpError();
+        this.lookupIfDue(now);
+        let deadline = this.book.pollTimeout() ?? Infinity;
+        // A source is waiting for work: a range may stall, or the end game become worth it, without any event.
+        if (waitingRate !== undefined) deadline = Math.min(deadline, planner.pollTimeout(now, (id) => this.book.rateOf(id), waitingRate) ?? Infinity);
+        // With no session left, no bytes arrive to report a failed write: have the writes' end (or failure) wake us.
+        if (planner.activeCount === 0 && part.backlogBytes > 0) this.watchWrites(part);
+        await this.sleepUntil(deadline);
       }
-      await this.pause.sleep(TICK_MS);
+    } finally {
+      clearInterval(progress);
     }
   }
 
-  /** Progress bookkeeping: what each range received, and each server's rate. */
-  private tick(now: number): void {
-    let total = 0;
-    for (const s of this.sources.values()) {
-      const current = s.sink?.received ?? 0;
-      if (s.range && s.range.received !== current) {
-        s.range.received = current;
-        s.range.lastProgressAt = now;
-        this.lastProgressAt = now;
+  private sleepUntil(deadline: number | undefined): Promise<void> {
+    return this.pause.sleep(deadline === undefined ? Infinity : deadline - performance.now());
+  }
+
+  private watchWrites(part: PartFile): void {
+    if (this.watchingWrites) return;
+    this.watchingWrites = true;
+    part.whenBacklogBelow(1, () => {
+      this.watchingWrites = false;
+      this.notify();
+    });
+  }
+
+  /** Hand the byte counts to the book and the planner (and the progress display). */
+  private refresh(now: number): void {
+    for (let id = 0; id < this.links.length; id++) {
+      const { range, sink } = this.links[id] ?? {};
+      if (!range || !sink) continue;
+      const received = sink.received;
+      if (range.received !== received) {
+        range.received = received;
+        range.lastProgressAt = sink.lastAppendAt;
       }
-      const bytes = s.bytesBefore + current;
-      s.rate = s.rate * (1 - RATE_SMOOTHING) + ((bytes - s.bytesAtTick) * (1000 / TICK_MS)) * RATE_SMOOTHING;
-      s.bytesAtTick = bytes;
-      total += bytes;
+      this.book.handleBytes(id, received, now);
     }
-    this.ctx.progress?.(Math.min(this.entry.size, this.bytesAtOpen + total));
+    this.ctx.progress?.(Math.min(this.entry.size, this.bytesAtOpen + this.book.deliveredBytes));
   }
 
-  private usable(s: Source, now: number): boolean {
-    return !s.banned && s.listed && !s.range && !s.download && s.restUntil <= now;
-  }
-
-  private pickIdle(now: number): Source | undefined {
-    let best: Source | undefined;
-    for (const s of this.sources.values()) if (this.usable(s, now) && (!best || s.failures < best.failures)) best = s;
-    return best;
-  }
-
-  private startRanges(planner: PiecePlanner, now: number): void {
-    const idle = [...this.sources.values()].filter((s) => this.usable(s, now)).sort((a, b) => b.rate - a.rate || a.failures - b.failures);
+  /**
+   * Work for the idle sources, fastest first. Returns the rate of a source left waiting because the
+   * planner had nothing worth giving it (undefined if none was): its deadlines matter then.
+   */
+  private startRanges(planner: PiecePlanner, now: number): number | undefined {
+    const idle = this.book.idle(now);
     let busy = planner.activeCount;
     for (let i = 0; i < idle.length && busy < MAX_SOURCES; i++) {
       const source = idle[i]!;
-      const assignment = planner.assign(source.id, now, (id) => this.sourceById(id)?.rate ?? 0, Math.min(idle.length - i, MAX_SOURCES - busy));
-      if (!assignment) break;
+      const assignment = planner.assign(source.id, now, (id) => this.book.rateOf(id), Math.min(idle.length - i, MAX_SOURCES - busy));
+      if (!assignment) return source.rateBytesPerS;
       if (assignment.cancelled) {
-        const owner = this.sourceById(assignment.cancelled.source);
-        if (owner) {
-          const stalled = assignment.cancelledBecause === "stalled";
-          this.ctx.logger.debug(`${this.name}: ${owner.server} ${stalled ? "made no progress" : "is far slower"}; the rest of its range goes to ${source.server}`);
-          this.endRange(owner, new FtxError(stalled ? "E_TIMEOUT" : "E_CLOSED", stalled ? `file server ${owner.server} stalled` : "range taken over by a faster server"));
-          // A stalled one rests like a failed one, or it would be handed new work at once and stall again.
-          if (stalled) this.rest(owner, now);
-        }
+        const owner = assignment.cancelled.source;
+        const stalled = assignment.cancelledBecause === "stalled";
+        this.ctx.logger.debug(`${this.name}: ${this.serverOf(owner)} ${stalled ? "made no progress" : "is far slower"}; the rest of its range goes to ${source.server}`);
+        this.endRange(owner, new FtxError(stalled ? "E_TIMEOUT" : "E_CLOSED", stalled ? `file server ${this.serverOf(owner)} stalled` : "range taken over by a faster server"));
+        // A stalled one rests like a failed one, or it would be handed new work at once and stall again.
+        this.book.sessionEnded(owner, now, { kind: stalled ? "stalled" : "stopped" });
       }
-      if (assignment.shortened) {
-        const owner = this.sourceById(assignment.shortened.source);
-        owner?.download?.shorten(planner.byteRange(assignment.shortened).length);
-      }
+      if (assignment.shortened) this.links[assignment.shortened.source]?.download?.shorten(planner.byteRange(assignment.shortened).length);
       busy++;
-      void this.runRange(planner, source, assignment.range);
+      void this.runRange(planner, source.id, assignment.range, now);
     }
+    return undefined;
   }
 
-  private async runRange(planner: PiecePlanner, source: Source, range: PlannedRange): Promise<void> {
+  private async runRange(planner: PiecePlanner, id: SourceId, range: PlannedRange, now: number): Promise<void> {
     const part = this.part!;
     const { offset, length } = planner.byteRange(range);
-    const sink = part.stream(offset);
-    source.range = range;
-    source.sink = sink;
+    const link = this.link(id);
+    link.range = range;
+    link.sink = new TimedSink(part.stream(offset), part, () => this.notify());
+    this.book.sessionStarted(id, now);
     try {
-      const download = await this.startSession(source, { offset, length, size: this.entry.size }, sink);
-      if (source.range !== range) return download.cancel("range reassigned");
+      const download = await this.startSession(id, { offset, length, size: this.entry.size }, link.sink);
+      if (link.range !== range) return download.cancel("range reassigned");
       // Another server may have taken the tail while this session was being set up.
       download.shorten(planner.byteRange(range).length);
       await download.finished;
-      if (source.range !== range) return;
-      this.ctx.logger.debug(`${this.name}: bytes ${offset}+${download.received} from ${source.server}: ${JSON.stringify(download.stats())}`);
-      source.failures = 0;
-      this.finishRange(source, "done");
+      if (link.range !== range) return;
+      this.ctx.logger.debug(`${this.name}: bytes ${offset}+${download.received} from ${this.serverOf(id)}: ${JSON.stringify(download.stats())}`);
+      this.finishRange(id, "done");
+      this.book.sessionEnded(id, performance.now(), { kind: "done" });
     } catch (err) {
-      if (source.range !== range) return; // already ended by us (stalled, bad data)
-      this.finishRange(source, "failed");
-      this.onSessionError(source, err);
+      if (link.range !== range) return; // already ended by us (stalled, bad data)
+      this.finishRange(id, "failed");
+      this.onSessionError(id, err);
     }
     this.notify();
   }
 
   /** Stop the source's range: its session ends, what it received stays, the rest is missing again. */
-  private finishRange(source: Source, how: "done" | "failed"): void {
-    const range = source.range;
-    const sink = source.sink;
+  private finishRange(id: SourceId, how: "done" | "failed"): void {
+    const link = this.link(id);
+    const { range, sink } = link;
     if (!range || !sink) return;
     sink.flush();
     range.received = sink.received;
     this.planner?.close(range, how);
-    source.bytesBefore += sink.received;
-    source.range = undefined;
-    source.sink = undefined;
-    source.download = undefined;
+    this.book.handleBytes(id, sink.received, performance.now());
+    link.range = undefined;
+    link.sink = undefined;
+    link.download = undefined;
   }
 
   /** End a source's range from our side (stalled, or it sent bad data); the session is told. */
-  private endRange(source: Source, reason: FtxError): void {
-    const download = source.download;
-    this.finishRange(source, "failed");
+  private endRange(id: SourceId, reason: FtxError): void {
+    const download = this.link(id).download;
+    this.finishRange(id, "failed");
     download?.fail(reason);
   }
 
-  private async startSession(source: Source, range: Pick<DownloadSpec, "offset" | "length" | "size" | "pieceHashes">, sink: DownloadSink): Promise<Download> {
-    source.address ??= await this.resolve(source);
-    const { ip, port, path } = source.address;
+  private async startSession(id: SourceId, range: Pick<DownloadSpec, "offset" | "length" | "size" | "pieceHashes">, sink: DownloadSink): Promise<Download> {
+    const link = this.link(id);
+    const server = this.serverOf(id);
+    link.address ??= await this.resolve(server);
+    const { ip, port, path } = link.address;
     const download = await this.ctx.client.start(
       {
         name: this.name,
         sha256: this.entry.sha256,
         ip,
         port,
-        display: source.server,
+        display: server,
         token: this.ctx.token,
         segmentBytes: path.segmentBytes,
         pathRttMs: path.rttMs,
@@ -320,67 +364,55 @@ export class FileFetch {
       },
       sink,
     );
-    source.download = download;
+    link.download = download;
     return download;
   }
 
-  private async resolve(source: Source): Promise<{ ip: string; port: number; path: PathInfo }> {
+  private async resolve(server: string): Promise<{ ip: string; port: number; path: PathInfo }> {
     try {
-      const hp = parseHostPort(source.server, "server address");
+      const hp = parseHostPort(server, "server address");
       const ip = await resolveHost(hp.host);
-      return { ip, port: hp.port, path: await this.ctx.pathFor(source.server, ip, hp.port) };
+      return { ip, port: hp.port, path: await this.ctx.pathFor(server, ip, hp.port) };
     } catch (err) {
-      throw new FtxError("E_UNREACHABLE", `cannot use server ${source.server}: ${errorMessage(err)}`);
+      throw new FtxError("E_UNREACHABLE", `cannot use server ${server}: ${errorMessage(err)}`);
     }
   }
 
-  private onSessionError(source: Source, err: unknown): void {
+  /** A session failed: the book says what that means for its server (SESSION_ERROR_ACTIONS); say so. */
+  private onSessionError(id: SourceId, err: unknown): void {
     const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
-    const now = performance.now();
-    switch (e.code) {
-      case "E_LIMIT":
-        // At its session cap: ask again in a moment, it is not a failure of the server.
-        source.restUntil = now + BUSY_RETRY_MS * (0.5 + Math.random());
+    const verdict = this.book.sessionEnded(id, performance.now(), { kind: "failed", error: e });
+    switch (verdict.kind) {
+      case "busy":
         this.ctx.logger.debug(`${this.name}: ${e.message}`);
         break;
-      case "E_NOT_FOUND":
-      case "E_INTEGRITY":
-      case "E_AUTH":
-      case "E_PROTOCOL":
-        this.ban(source, e);
+      case "banned":
+        if (verdict.newly) this.banned(id, e);
         break;
-      default:
-        this.rest(source, now);
-        this.ctx.logger.warn(`${this.name}: ${e.message}${this.othersCanHelp(source) ? "; carrying on with the other servers" : ""}`);
-        this.lastError = e;
-        this.lookupSoon();
+      case "rested":
+        this.ctx.logger.warn(`${this.name}: ${e.message}${this.book.othersCanHelp(id) ? "; carrying on with the other servers" : ""}`);
+        break;
     }
     this.notify();
   }
 
-  /** One more failure in a row: the server is not asked again for a while, longer each time. */
-  private rest(source: Source, now: number): void {
-    source.failures++;
-    source.restUntil = now + Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** (source.failures - 1));
-  }
-
-  private othersCanHelp(except: Source): boolean {
-    for (const s of this.sources.values()) if (s !== except && !s.banned && s.listed) return true;
-    return false;
-  }
-
   /** `err` names the server in its message; its detail, when it has one, says what the server did. */
-  private ban(source: Source, err: FtxError): void {
-    if (source.banned) return;
-    source.banned = err.message;
-    this.lastError = err;
+  private ban(id: SourceId, err: FtxError): void {
+    if (this.book.ban(id, err)) this.banned(id, err);
+  }
+
+  /** The book has just banned the source: say so, and end its range if it has one. */
+  private banned(id: SourceId, err: FtxError): void {
     this.ctx.logger.warn(
       err.detail === undefined
         ? `${this.name}: ${err.message}; not using that server for this file`
-        : `${this.name}: not using file server ${source.server} for this file: ${err.detail}`,
+        : `${this.name}: not using file server ${this.serverOf(id)} for this file: ${err.detail}`,
     );
     this.updateVerifyMode();
-    if (source.range) this.endRange(source, this.lastError);
+    if (this.link(id).range) {
+      this.endRange(id, err);
+      this.book.sessionEnded(id, performance.now(), { kind: "stopped" });
+    }
   }
 
   /** Verdicts from the writer thread (or from the commit's audit). */
@@ -390,48 +422,32 @@ export class FileFetch {
     for (const i of verified) planner.pieceVerified(i);
     for (const i of failed) {
       if (audited) planner.pieceUnverified(i);
-      const source = this.sourceById(planner.supplierOf(i));
-      if (source) this.ban(source, integrityError(source, `sent bad data: piece ${i} does not match its SHA-256 (its copy changed or is damaged)`));
+      const supplier = planner.supplierOf(i);
+      if (this.book.source(supplier)) this.ban(supplier, integrityError(this.serverOf(supplier), `sent bad data: piece ${i} does not match its SHA-256 (its copy changed or is damaged)`));
       planner.pieceFailed(i);
     }
-    if (verified.length > 0) this.lastProgressAt = performance.now();
-    if (failed.length === 0 && !planner.complete) return; // routine progress: the next tick is soon enough
+    if (verified.length > 0) this.book.piecesVerified(performance.now());
+    // Routine progress changes no decision; a bad piece, the end, or the last verdict with nobody at work (the
+    // patience clock starts then) do.
+    if (failed.length === 0 && !planner.complete && (planner.activeCount > 0 || planner.pendingCount > 0)) return;
     this.updateVerifyMode();
     this.notify();
   }
 
-  /** Nobody can deliver right now: ask the index again (the server may be back), within the patience allowed. */
-  private async waitForSources(): Promise<void> {
-    if (performance.now() - this.lastProgressAt > this.ctx.retryForMs) throw this.lastError ?? new FtxError("E_UNREACHABLE", "no server could deliver it");
-    this.lookupSoon();
-    await this.pause.sleep(TICK_MS * 2);
-  }
-
-  private lookupSoon(): void {
-    const now = performance.now();
-    if (this.lookingUp || now - this.lastLookupAt < LOOKUP_EVERY_MS) return;
-    this.lookingUp = true;
-    this.lastLookupAt = now;
+  /** Ask the index again if the book wants it and allows it now. */
+  private lookupIfDue(now: number): void {
+    if (!this.book.pollLookup(now)) return;
     this.ctx
       .lookup()
-      .then((entries) => this.merge(entries))
-      .catch((err) => this.ctx.logger.debug(`${this.name}: cannot ask the index again: ${errorMessage(err)}`))
-      .finally(() => {
-        this.lookingUp = false;
-        this.notify();
-      });
-  }
-
-  /** The index's current view: servers with this content (and this pieces root) are usable, others not. */
-  private merge(entries: ListEntry[]): void {
-    const holders = new Set(entries.filter((e) => e.sha256 === this.entry.sha256 && e.piecesRoot === this.entry.piecesRoot).flatMap((e) => e.servers));
-    for (const s of this.sources.values()) s.listed = holders.has(s.server);
-    for (const server of holders)
-      if (!this.sources.has(server)) {
-        this.ctx.logger.debug(`${this.name}: ${server} now holds it too`);
-        this.addSource(server);
-      }
-    this.updateVerifyMode();
+      .then((entries) => {
+        for (const server of this.book.handleLookup(entries)) this.ctx.logger.debug(`${this.name}: ${server} now holds it too`);
+        this.updateVerifyMode();
+      })
+      .catch((err) => {
+        this.book.lookupFailed();
+        this.ctx.logger.debug(`${this.name}: cannot ask the index again: ${errorMessage(err)}`);
+      })
+      .finally(() => this.notify());
   }
 
   /**
@@ -440,20 +456,18 @@ export class FileFetch {
    */
   private updateVerifyMode(): void {
     if (!this.part) return;
-    let candidates = 0;
-    for (const s of this.sources.values()) if (!s.banned && s.listed) candidates++;
-    this.part.verifyEachPiece = candidates > 1;
+    this.part.verifyEachPiece = this.book.candidateCount > 1;
   }
 
   private stopAll(): void {
-    for (const s of this.sources.values()) {
-      s.download?.cancel("fetch stopped");
-      s.sink?.flush();
+    for (const link of this.links) {
+      link?.download?.cancel("fetch stopped");
+      link?.sink?.flush();
     }
   }
 }
 
 /** A server sent bytes that fail their check; `detail` says which, for a message that names the server its own way. */
-function integrityError(source: Source, detail: string): FtxError {
-  return new FtxError("E_INTEGRITY", `file server ${source.server} ${detail}`, { detail });
+function integrityError(server: string, detail: string): FtxError {
+  return new FtxError("E_INTEGRITY", `file server ${server} ${detail}`, { detail });
 }

@@ -35,6 +35,8 @@ export interface Assignment {
 
 /** A faster source takes over the end of a range only if it would finish it this many times sooner. */
 const OUTPACE_MARGIN = 2;
+/** pollTimeout's deadlines are at least this far away: a prediction that came due a little early is not retried at once. */
+const MIN_RECHECK_MS = 10;
 
 const enum Piece {
   Missing = 0,
@@ -122,6 +124,30 @@ export class PiecePlanner {
       return { range: this.open(source, run.first, run.first + take, now) };
     }
     return this.steal(source, now, rateOf);
+  }
+
+  /**
+   * When a decision `assign` just declined could go the other way with nothing else happening, for a
+   * source waiting for work whose rate is `waitingRate`: the earliest of a range becoming stalled
+   * (its owner's last progress + `stallMs`, as far as the owner has reported it) and, if the waiting
+   * source is more than OUTPACE_MARGIN times faster than an owner, that owner reaching its next piece
+   * at its rate (the end game weighs the rest from the piece in progress, so a take-over becomes
+   * possible at a piece's start). Undefined: nothing will change by itself. Never earlier than `now`
+   * + MIN_RECHECK_MS, so a caller sleeping until it cannot spin.
+   */
+  pollTimeout(now: number, rateOf: (s: SourceId) => number, waitingRate = 0): number | undefined {
+    let at = Infinity;
+    for (const r of this.ranges.values()) {
+      const { length } = this.byteRange(r);
+      if (r.received >= length) continue;
+      at = Math.min(at, Math.max(r.startedAt, r.lastProgressAt) + this.stallMs);
+      const theirs = rateOf(r.source);
+      if (theirs > 0 && waitingRate > OUTPACE_MARGIN * theirs) {
+        const nextPieceEnd = Math.min(length, (this.receivedPieces(r) + 1) * this.pieceBytes);
+        at = Math.min(at, now + ((nextPieceEnd - r.received) / theirs) * 1000);
+      }
+    }
+    return at === Infinity ? undefined : Math.max(at, now + MIN_RECHECK_MS);
   }
 
   private longestMissingRun(): { first: number; length: number } | undefined {

@@ -5,9 +5,11 @@
 export class InterruptibleSleep {
   private wakeUp: (() => void) | undefined;
 
+  /** Until `ms` have passed or `wake()`; with `ms` Infinity, until `wake()` alone. */
   sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
+      // setTimeout takes Infinity (or anything above 2^31 - 1 ms) as 1 ms.
+      const timer = Number.isFinite(ms) ? setTimeout(resolve, Math.max(0, ms)) : undefined;
       this.wakeUp = () => {
         clearTimeout(timer);
         resolve();

@@ -163,6 +163,41 @@ describe("piece planner", () => {
     expect(even.planner.assign(1, 10, () => 1000)).toBeUndefined();
   });
 
+  test("pollTimeout: a waiting source is woken when the range it declined becomes stalled, not before", () => {
+    const { planner, slow } = fastDoneBesideSlow(8 * MiB, 3 * MiB + 100, 200); // slow: pieces 0–3, on its last
+    const even = () => 1000;
+    expect(planner.assign(1, 10, even)).toBeUndefined();
+    slow.lastProgressAt = 50;
+    // No faster waiting source: only the stall can change the answer, at the last progress + stallMs.
+    expect(planner.pollTimeout(60, even, 1000)).toBe(250);
+    expect(planner.assign(1, 249, even)).toBeUndefined();
+    expect(planner.assign(1, 250, even)?.cancelledBecause).toBe("stalled");
+    expect(planner.pollTimeout(250, even, 1000)).toBe(450); // the new range, started at 250
+    const idle = new PiecePlanner(MiB, MiB, () => false);
+    expect(idle.pollTimeout(0, even, 1000)).toBeUndefined();
+  });
+
+  test("pollTimeout: a waiting source more than twice as fast is woken when the owner reaches its next piece, when the end game pays", () => {
+    // Slow (1 MB/s) on pieces 0–3, 100 kB short of the end of piece 2; the waiting one does 2.5 MB/s.
+    const { planner, slow } = fastDoneBesideSlow(8 * MiB, 3 * MiB - 100_000, 10_000);
+    const rates = (id: number) => [1e6, 2.5e6][id]!;
+    // Pieces 2 and 3 to fetch (839 ms each way for it, 1,678 ms twice over) against the owner's 1,149 ms: not yet.
+    expect(planner.assign(1, 10, rates)).toBeUndefined();
+    expect(planner.pollTimeout(10, rates, 2.5e6)).toBeCloseTo(110, 6);
+    // At the start of piece 3, one piece is left: 419 ms twice over against the owner's 1,049 ms.
+    slow.received = 3 * MiB;
+    slow.lastProgressAt = 110;
+    const a = planner.assign(1, 110, rates)!;
+    expect(a.cancelledBecause).toBe("outpaced");
+    expect(planner.byteRange(a.range)).toEqual({ offset: 3 * MiB, length: MiB });
+    // Only twice as fast: the end game never pays at these rates, so only the stall deadline counts.
+    const twice = fastDoneBesideSlow(8 * MiB, 3 * MiB - 100_000, 10_000);
+    expect(twice.planner.pollTimeout(10, rates, 2e6)).toBe(10_000);
+    // A prediction that is due at once is not retried at once: at least 10 ms.
+    const close = fastDoneBesideSlow(8 * MiB, 3 * MiB - 10, 10_000);
+    expect(close.planner.pollTimeout(10, rates, 2.5e6)).toBe(20);
+  });
+
   test("simulation: 1,000 seeded runs with random rates, deaths and bad sources all complete, never assigning a piece twice", () => {
     const rng = new Rng(2024);
     let fastShare = 0;
