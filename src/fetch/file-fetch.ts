@@ -344,6 +344,7 @@ export class FileFetch {
         this.ctx.logger.debug(`${this.name}: ${e.message}`);
         break;
       case "E_NOT_FOUND":
+      case "E_CHANGED":
       case "E_INTEGRITY":
       case "E_AUTH":
       case "E_PROTOCOL":
