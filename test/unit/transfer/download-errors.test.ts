@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { FtxError } from "../../../src/errors.ts";
+import type { FtxError, FtxErrorCode } from "../../../src/errors.ts";
 import { Download, serverError, type DownloadSpec } from "../../../src/transfer/download.ts";
 import { encodeAccept, encodeError, readHeader, TransferErrorCode } from "../../../src/transfer/wire.ts";
 
@@ -29,7 +29,7 @@ function failWith(datagram: (sessionId: number) => Uint8Array): FtxError {
 }
 
 describe("a file server's ERROR becomes a typed FtxError", () => {
-  const expected: [TransferErrorCode, string][] = [
+  const expected: [TransferErrorCode, FtxErrorCode][] = [
     [TransferErrorCode.NotFound, "E_NOT_FOUND"],
     [TransferErrorCode.Forbidden, "E_AUTH"],
     [TransferErrorCode.Busy, "E_LIMIT"],
