@@ -1,6 +1,7 @@
 import { ProtocolError } from "../errors.ts";
 import { readU64, truncateUtf8, writeU64 } from "../util/bytes.ts";
 import { MAX_NAME_BYTES } from "../files/name-limits.ts";
+import { SHA256_BYTES } from "../util/crypto.ts";
 
 /**
  * The transfer protocol's datagrams (docs/PROTOCOL.md §2 has the byte layout and test vectors). Every
@@ -27,8 +28,9 @@ export const HEADER_AT = {
 } as const;
 export const HEADER_BYTES = HEADER_AT.end;
 
-export const SHA256_BYTES = 32;
-export const MAC_BYTES = 32;
+export { SHA256_BYTES };
+/** HMAC-SHA256 (request-mac.ts). */
+export const MAC_BYTES = SHA256_BYTES;
 export const MAX_ERROR_TEXT_BYTES = 512;
 
 /**
