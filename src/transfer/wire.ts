@@ -88,6 +88,8 @@ export const FIN_BYTES = HEADER_BYTES;
 export const MAX_DATAGRAM_BYTES = 65507;
 export const MAX_SEGMENT_BYTES = MAX_DATAGRAM_BYTES - HEADER_BYTES;
 export const MIN_SEGMENT_BYTES = 512;
+/** A datagram that fits the common 1500-byte MTU with room for IPv6 and tunnels: the size to use when no probe says more. */
+export const INTERNET_DATAGRAM_BYTES = 1400;
 
 /** A segment size both sides can use: what a REQUEST asks for, a probe found, or a user pinned, within the bounds. */
 export function clampSegmentBytes(bytes: number): number {
