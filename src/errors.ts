@@ -14,6 +14,7 @@ export type FtxErrorCode =
   | "E_UNSAFE_NAME"
   | "E_AMBIGUOUS"
   | "E_INTEGRITY"
+  | "E_CHANGED" // a file server's copy is no longer the content asked for
   | "E_LIMIT"
   | "E_CLOSED";
 

@@ -11,7 +11,7 @@ import { startWriterThread } from "../transfer/part-file.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
 import { Slots } from "../util/slots.ts";
 import { probePath } from "../transfer/path-probe.ts";
-import { clampSegmentBytes, HEADER_BYTES } from "../transfer/wire.ts";
+import { clampSegmentBytes, HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/wire.ts";
 
 export interface FetchOptions {
   masters: HostPort[];
@@ -48,8 +48,7 @@ export interface ProgressSink {
   end(result: FileResult): void;
 }
 
-/** 1400-byte datagrams fit the common 1500-byte MTU with room for IPv6 and tunnels. */
-export const INTERNET_SEGMENT_BYTES = 1400 - HEADER_BYTES;
+export const INTERNET_SEGMENT_BYTES = INTERNET_DATAGRAM_BYTES - HEADER_BYTES;
 /** With no server able to deliver a file, the index is asked again for this long before the file fails. */
 const DEFAULT_RETRY_FOR_MS = 15_000;
 

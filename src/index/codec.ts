@@ -43,13 +43,13 @@ export function encodeMessage(msg: IndexMessage): Uint8Array {
   w.u32(0).u8(msg.type);
   switch (msg.type) {
     case MsgType.Hello:
-      w.u32(INDEX_MAGIC).u8(msg.version).u8(msg.role).bytes(msg.nonce);
+      w.u32(INDEX_MAGIC).u8(msg.version).u8(msg.role).bytes(fixed(msg.nonce, NONCE_BYTES, "nonce"));
       break;
     case MsgType.Challenge:
-      w.u8(msg.version).u8(msg.authRequired ? 1 : 0).bytes(msg.nonce);
+      w.u8(msg.version).u8(msg.authRequired ? 1 : 0).bytes(fixed(msg.nonce, NONCE_BYTES, "nonce"));
       break;
     case MsgType.Auth:
-      w.bytes(msg.mac);
+      w.bytes(fixed(msg.mac, MAC_BYTES, "mac"));
       break;
     case MsgType.Welcome:
       w.u32(msg.peerId).u32(msg.heartbeatIntervalMs).u32(msg.heartbeatTimeoutMs);
@@ -94,6 +94,12 @@ export function encodeMessage(msg: IndexMessage): Uint8Array {
   if (bodyLength > MAX_FRAME_BYTES) throw new RangeError(`frame of ${bodyLength} bytes exceeds ${MAX_FRAME_BYTES}`);
   w.setU32At(0, bodyLength);
   return w.finish();
+}
+
+/** A fixed-size field: written only at the size its reader takes, so the writer cannot emit a frame the reader refuses. */
+function fixed(bytes: Uint8Array, n: number, what: string): Uint8Array {
+  if (bytes.byteLength !== n) throw new RangeError(`${what} must be ${n} bytes, not ${bytes.byteLength}`);
+  return bytes;
 }
 
 function writeFileRecord(w: ByteWriter, f: FileRecord): void {

@@ -4,9 +4,10 @@
  */
 import type { FileRecord } from "../files/file-record.ts";
 import { MAX_NAME_BYTES } from "../files/name-limits.ts";
+import { SHA256_BYTES } from "../util/crypto.ts";
 
 export type { FileRecord };
-export { MAX_NAME_BYTES };
+export { MAX_NAME_BYTES, SHA256_BYTES };
 
 export const INDEX_MAGIC = 0x46545849; // "FTXI"
 export const INDEX_VERSION = 2;
@@ -17,8 +18,8 @@ export const MAX_PATTERN_BYTES = MAX_NAME_BYTES;
 export const MAX_ERROR_TEXT_BYTES = 1024;
 export const MAX_ADDRESS_BYTES = 255;
 export const NONCE_BYTES = 16;
-export const MAC_BYTES = 32;
-export const SHA256_BYTES = 32;
+/** HMAC-SHA256 (auth.ts). */
+export const MAC_BYTES = SHA256_BYTES;
 
 export enum Role {
   FileServer = 1,

@@ -1,5 +1,5 @@
 import { randomU32 } from "../util/crypto.ts";
-import { FtxError, ProtocolError } from "../errors.ts";
+import { FtxError, ProtocolError, type FtxErrorCode } from "../errors.ts";
 import { GbnReceiver } from "./gbn-receiver.ts";
 import { answerWaitMs } from "./rtt-estimator.ts";
 import type { DownloadSink } from "./part-file.ts";
@@ -7,13 +7,16 @@ import { requestMac } from "./request-mac.ts";
 import {
   ACK_BYTES,
   decodeAccept,
+  dataPayloadBytes,
+  decodeData,
+  decodeRepair,
   decodeError,
   encodeError,
   encodeFin,
   encodeRequest,
   FLAG_ACK_NOW,
-  HEADER_BYTES,
   PacketType,
+  segmentCount,
   timestampUs,
   TransferErrorCode,
   writeAck,
@@ -78,6 +81,27 @@ const PROBE_FIRST_MS = 50;
 const PROBE_MAX_MS = 1000;
 
 export type DownloadState = "requesting" | "receiving" | "done" | "failed";
+
+/**
+ * What each ERROR a file server sends means to the client, as an FtxError code (file-fetch.ts decides
+ * by the code what to do with that server: ask again soon, rest it, or stop using it for this file).
+ */
+const CODE_OF_SERVER_ERROR: Record<TransferErrorCode, FtxErrorCode> = {
+  [TransferErrorCode.NotFound]: "E_NOT_FOUND", // it does not serve this name (any more)
+  [TransferErrorCode.Forbidden]: "E_AUTH", // our token is wrong or missing
+  [TransferErrorCode.Busy]: "E_LIMIT", // at its session cap: ask again in a moment
+  [TransferErrorCode.Changed]: "E_CHANGED", // its copy is no longer this content
+  [TransferErrorCode.BadRequest]: "E_PROTOCOL", // it refused what we asked (a range outside its file)
+  [TransferErrorCode.Internal]: "E_IO", // it could not read its file
+  [TransferErrorCode.Timeout]: "E_TIMEOUT",
+  [TransferErrorCode.Cancelled]: "E_CLOSED", // it ended the session
+};
+
+/** The FtxError for an ERROR from a file server; a code this version does not know counts as the server's I/O failure. */
+export function serverError(code: number, text: string, display: string): FtxError {
+  const detail = text === "" ? `error ${code}` : text;
+  return new FtxError(CODE_OF_SERVER_ERROR[code as TransferErrorCode] ?? "E_IO", `file server ${display}: ${detail}`, { detail });
+}
 
 /** What a simulator replaces: the clock (monotonic ms) and the session id. The real client uses neither. */
 export interface DownloadEnvironment {
@@ -210,9 +234,7 @@ export class Download {
         return this.onRepair(header, data, now);
       case PacketType.Error: {
         const e = decodeError(data);
-        const code =
-          e.code === TransferErrorCode.Forbidden ? "E_AUTH" : e.code === TransferErrorCode.NotFound ? "E_NOT_FOUND" : e.code === TransferErrorCode.Busy ? "E_LIMIT" : "E_IO";
-        return this.fail(new FtxError(code, `file server ${this.spec.display}: ${e.text}`), false);
+        return this.fail(serverError(e.code, e.text, this.spec.display), false);
       }
       default:
         throw new ProtocolError(`unexpected packet type ${header.type} from the server`);
@@ -227,18 +249,18 @@ export class Download {
       return;
     }
     if (Buffer.from(a.sha256).toString("hex") !== this.spec.sha256 || a.fileSize !== this.spec.size)
-      return this.fail(new FtxError("E_INTEGRITY", `file server ${this.spec.display} offers different content for ${this.spec.name}`));
+      return this.fail(this.error("E_INTEGRITY", `offers different content for ${this.spec.name}`));
     if (a.offset !== this.spec.offset || a.length !== this.spec.length || a.segmentBytes === 0 || a.segmentBytes > this.spec.segmentBytes)
-      return this.fail(new FtxError("E_PROTOCOL", `file server ${this.spec.display} answered with a range or segment size we did not ask for`));
+      return this.fail(this.error("E_PROTOCOL", "answered with a range or segment size we did not ask for"));
     this.accept = a;
     this.state = "receiving";
-    const totalSegments = Math.ceil(a.length / a.segmentBytes);
-    if (a.fecBlock > MAX_FEC_BLOCK) return this.fail(new FtxError("E_PROTOCOL", `file server ${this.spec.display} asked for FEC blocks of ${a.fecBlock} segments`));
+    const totalSegments = segmentCount(a.length, a.segmentBytes);
+    if (a.fecBlock > MAX_FEC_BLOCK) return this.fail(this.error("E_PROTOCOL", `asked for FEC blocks of ${a.fecBlock} segments`));
     this.receiver = new GbnReceiver({
       totalSegments,
       fecBlock: a.fecBlock,
       segmentBytes: a.segmentBytes,
-      lastSegmentBytes: a.length - (totalSegments - 1) * a.segmentBytes,
+      lastSegmentBytes: dataPayloadBytes(totalSegments - 1, a.segmentBytes, a.length),
       windowSegments: this.spec.windowSegments,
       // A large window of small segments would flood the server's one socket with ACKs: acknowledge
       // about four times per window (growth counts segments, so fewer ACKs do not slow it), and never
@@ -257,13 +279,11 @@ export class Download {
     const accept = this.accept;
     if (!receiver || !accept) return;
     this.counters.datagrams++;
-    const position = header.seq * accept.segmentBytes;
-    const expected = Math.min(accept.segmentBytes, accept.length - position);
-    if (expected <= 0 || data.byteLength - HEADER_BYTES !== expected) {
+    const payload = decodeData(data, header.seq, accept.segmentBytes, accept.length);
+    if (!payload) {
       this.counters.badLength++;
       return;
     }
-    const payload = data.subarray(HEADER_BYTES);
     if (receiver.handleData(header.seq, header.timestampUs, now, (header.flags & FLAG_ACK_NOW) !== 0, accept.fecBlock > 0 ? payload : undefined)) this.deliver(payload);
     this.afterDatagram(receiver, now);
   }
@@ -273,11 +293,12 @@ export class Download {
     const receiver = this.receiver;
     const accept = this.accept;
     if (!receiver || !accept || accept.fecBlock === 0) return;
-    if (data.byteLength - HEADER_BYTES > accept.segmentBytes) {
+    const payload = decodeRepair(data, accept.segmentBytes);
+    if (!payload) {
       this.counters.badLength++;
       return;
     }
-    receiver.handleRepair(header.seq, header.flags, header.timestampUs, now, data.subarray(HEADER_BYTES));
+    receiver.handleRepair(header.seq, header.flags, header.timestampUs, now, payload);
     this.afterDatagram(receiver, now);
   }
 
@@ -313,6 +334,11 @@ export class Download {
     this.settle.resolve();
   }
 
+  /** An error about this session's server: the message names it, the detail says what it did. */
+  private error(code: FtxErrorCode, detail: string): FtxError {
+    return new FtxError(code, `file server ${this.spec.display} ${detail}`, { detail });
+  }
+
   /** Ends the session; unless the server ended it itself, tell it (best effort) so it frees the session now. */
   fail(err: FtxError, tellServer = true): void {
     if (this.state === "done" || this.state === "failed") return;
@@ -333,7 +359,7 @@ export class Download {
     if (this.state === "requesting") {
       if (now >= this.nextRequestAt || now >= this.requestDeadline) {
         if (now >= this.requestDeadline) {
-          return this.fail(new FtxError("E_UNREACHABLE", `file server ${this.spec.display} does not answer`));
+          return this.fail(this.error("E_UNREACHABLE", "does not answer"));
         }
         this.send(this.request);
         this.nextRequestAt = now + this.requestRetryMs;
@@ -345,7 +371,7 @@ export class Download {
     if (this.windowClosed) this.lastHeardAt = now; // the server is silent because we asked it to wait
     // The same sum pollTimeout gives: `now - lastHeardAt` can fall a rounding error short of it.
     if (now >= this.lastHeardAt + this.spec.idleTimeoutMs) {
-      return this.fail(new FtxError("E_TIMEOUT", `file server ${this.spec.display} went silent for ${(this.spec.idleTimeoutMs / 1000).toFixed(0)}s`));
+      return this.fail(this.error("E_TIMEOUT", `went silent for ${(this.spec.idleTimeoutMs / 1000).toFixed(0)}s`));
     }
     if (now >= this.nextProbeAt) {
       this.receiver?.requestAck();

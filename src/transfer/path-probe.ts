@@ -4,7 +4,7 @@ import { ProtocolError } from "../errors.ts";
 import { answerWaitMs } from "./rtt-estimator.ts";
 import { forbidFragmentation } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
-import { decodeProbeAck, encodeProbe, HEADER_BYTES, MAX_DATAGRAM_BYTES, PacketType, readHeader, timestampUs } from "./wire.ts";
+import { decodeProbeAck, encodeProbe, HEADER_BYTES, INTERNET_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES, PacketType, readHeader, timestampUs } from "./wire.ts";
 
 /**
  * Datagram sizes to try, largest first: the UDP maximum, the sizes loopback and jumbo LANs carry
@@ -14,7 +14,7 @@ import { decodeProbeAck, encodeProbe, HEADER_BYTES, MAX_DATAGRAM_BYTES, PacketTy
  * CPU 0.60 → 0.54 s), 1 % loss 2.22 → 1.39 s, 5 % loss 5.47 → 2.89 s (half the datagrams, half the
  * losses, where loss strikes per datagram as it does on loopback and with nftables).
  */
-export const PROBE_SIZES = [MAX_DATAGRAM_BYTES, 32 * 1024 + HEADER_BYTES, 16 * 1024 + HEADER_BYTES, 8 * 1024 + HEADER_BYTES, 1400];
+export const PROBE_SIZES = [MAX_DATAGRAM_BYTES, 32 * 1024 + HEADER_BYTES, 16 * 1024 + HEADER_BYTES, 8 * 1024 + HEADER_BYTES, INTERNET_DATAGRAM_BYTES];
 const ROUND_MS = 120;
 /** Rounds at most: when many clients start at once their probes can overflow the server's socket. */
 const ROUNDS = 4;

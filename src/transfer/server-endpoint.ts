@@ -2,23 +2,27 @@ import { ProtocolError } from "../errors.ts";
 import { SenderRepairs } from "./fec/sender-repairs.ts";
 import { GbnSender, SendKind, type SenderStats } from "./gbn-sender.ts";
 import {
+  dataPayloadBytes,
+  DATA_AT,
   decodeAck,
+  decodeFin,
+  decodeProbe,
   decodeRequest,
   encodeAccept,
   encodeError,
   encodeProbeAck,
   clampSegmentBytes,
+  finishData,
   FLAG_ACK_NOW,
   FLAG_GAP,
-  HEADER_BYTES,
-  MAX_SEGMENT_BYTES,
-  MIN_PROBE_BYTES,
+  finishRepair,
+  REPAIR_AT,
+  MAX_DATAGRAM_BYTES,
   PacketType,
   readHeader,
-  sealDatagram,
+  segmentCount,
   timestampUs,
   TransferErrorCode,
-  writeHeader,
   type RequestBody,
 } from "./wire.ts";
 
@@ -242,7 +246,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     this.maxSessionsPerAddress = config.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS;
     this.idleTimeoutMs = config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.slots = Array.from({ length: SEND_BATCH }, () => {
-      const buffer = new Uint8Array(HEADER_BYTES + MAX_SEGMENT_BYTES);
+      const buffer = new Uint8Array(MAX_DATAGRAM_BYTES);
       return { buffer, view: new DataView(buffer.buffer), exact: buffer, bytes: buffer, address: "", port: 0, session: undefined, seq: -1, control: undefined };
     });
   }
@@ -290,9 +294,10 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
         }
         case PacketType.Probe:
           // Stateless: say how big the datagram that arrived was. The answer is 30 bytes, the probe ≥ 1200.
-          if (datagram.byteLength >= MIN_PROBE_BYTES) this.queueControl(encodeProbeAck(header.sessionId, datagram.byteLength, timestampUs(now)), address, port);
+          this.queueControl(encodeProbeAck(header.sessionId, decodeProbe(datagram), timestampUs(now)), address, port);
           return;
         case PacketType.Fin:
+          decodeFin(datagram);
           if (s) {
             this.counters.completed++;
             this.emit({ type: "completed", address, port, sessionId: s.sessionId, name: s.file.name, via: "fin", stats: s.sender.stats() });
@@ -368,7 +373,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       s.readyNext = undefined;
       s.ready = false;
       if (s.closed) continue;
-      if (!s.validated && s.bytesSent + HEADER_BYTES + s.segmentBytes > AMPLIFICATION_FACTOR * s.bytesReceived) {
+      if (!s.validated && s.bytesSent + DATA_AT.payload + s.segmentBytes > AMPLIFICATION_FACTOR * s.bytesReceived) {
         // Only an ACK (or a repeated REQUEST) can let it send: until then only the idle limit matters
         // (its sender has had no ACK since it began). Its pacing deadline would say "now" forever.
         this.setDeadline(s, s.createdAt + this.idleTimeoutMs);
@@ -460,7 +465,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     }
 
     const segmentBytes = clampSegmentBytes(req.segmentBytes);
-    const totalSegments = Math.ceil((end - req.offset) / segmentBytes);
+    const totalSegments = segmentCount(end - req.offset, segmentBytes);
     const cookie = this.randomU32() >>> 0;
     const fecBlock = pieceHashes ? 0 : fecBlockFor(segmentBytes);
     const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256, fecBlock }, timestampUs(now));
@@ -578,7 +583,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   /** Reads segment `seq` into `slot` and seals it; returns its length, or 0 if the session was stopped. */
   private prepareSegment(s: Session<F, H>, seq: number, now: number, slot: Slot<F, H>): number {
     const position = s.offset + seq * s.segmentBytes;
-    const length = Math.min(s.segmentBytes, s.end - position);
+    const length = dataPayloadBytes(seq, s.segmentBytes, s.end - s.offset);
     if (++s.sinceChangeCheck >= CHANGE_CHECK_EVERY) {
       s.sinceChangeCheck = 0;
       let changed: boolean;
@@ -593,9 +598,9 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     let read: number;
     try {
       if (s.pieceHashes) {
-        buffer.set(s.pieceHashes.subarray(position, position + length), HEADER_BYTES);
+        buffer.set(s.pieceHashes.subarray(position, position + length), DATA_AT.payload);
         read = length;
-      } else read = this.files.read(s.handle, buffer, HEADER_BYTES, length, position);
+      } else read = this.files.read(s.handle, buffer, DATA_AT.payload, length, position);
     } catch (err) {
       return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.file.name}: ${(err as Error).message}`, now);
     }
@@ -604,16 +609,15 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       const repairs = s.sender.currentBlockRepairs;
       if (repairs > 0) {
         try {
-          s.repairs.onData(seq, buffer.subarray(HEADER_BYTES, HEADER_BYTES + length), repairs, (earlier, into) => this.readSegment(s, earlier, into));
+          s.repairs.onData(seq, buffer.subarray(DATA_AT.payload, DATA_AT.payload + length), repairs, (earlier, into) => this.readSegment(s, earlier, into));
         } catch (err) {
           return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.file.name}: ${(err as Error).message}`, now);
         }
       }
     }
-    writeHeader(buffer, slot.view, PacketType.Data, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now));
-    const total = HEADER_BYTES + length;
+    const total = DATA_AT.payload + length;
     if (slot.exact.byteLength !== total) slot.exact = buffer.subarray(0, total);
-    sealDatagram(slot.exact, slot.view);
+    finishData(slot.exact, slot.view, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now));
     slot.bytes = slot.exact;
     return total;
   }
@@ -630,15 +634,14 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   /** REPAIR `repairIndex` of the block starting at segment `blockStart` into `slot`; 0 when there is none to give. */
   private prepareRepair(s: Session<F, H>, blockStart: number, now: number, slot: Slot<F, H>): number {
     const buffer = slot.buffer;
-    const length = s.repairs?.repair(blockStart, s.sender.repairIndex, buffer.subarray(HEADER_BYTES)) ?? 0;
+    const length = s.repairs?.repair(blockStart, s.sender.repairIndex, buffer.subarray(REPAIR_AT.payload)) ?? 0;
     if (length === 0) {
       s.sender.dropRepairs();
       return 0;
     }
-    writeHeader(buffer, slot.view, PacketType.Repair, s.sender.repairIndex, s.sessionId, blockStart, s.sender.stamp(now));
-    const total = HEADER_BYTES + length;
+    const total = REPAIR_AT.payload + length;
     if (slot.exact.byteLength !== total) slot.exact = buffer.subarray(0, total);
-    sealDatagram(slot.exact, slot.view);
+    finishRepair(slot.exact, slot.view, s.sender.repairIndex, s.sessionId, blockStart, s.sender.stamp(now));
     slot.bytes = slot.exact;
     return total;
   }

@@ -1,32 +1,122 @@
 import { ProtocolError } from "../errors.ts";
-import { truncateUtf8 } from "../util/bytes.ts";
+import { readU64, truncateUtf8, writeU64 } from "../util/bytes.ts";
 import { MAX_NAME_BYTES } from "../files/name-limits.ts";
+import { SHA256_BYTES } from "../util/crypto.ts";
 
 /**
- * The transfer protocol's datagrams (docs/PROTOCOL.md has the byte layout). Every datagram starts
- * with the same 26-byte header; the checksum covers the whole datagram with its own field read as zero.
- * Decoders never allocate for DATA: the payload is a view into the received buffer.
+ * The transfer protocol's datagrams (docs/PROTOCOL.md §2 has the byte layout and test vectors). Every
+ * datagram starts with the same 26-byte header; the checksum covers the whole datagram with its own
+ * field read as zero. Each packet's fields are at the offsets of its `…_AT` table below, which both its
+ * writer and its reader use. Decoders never allocate for DATA: the payload is a view into the received
+ * buffer.
  */
 export const WIRE_MAGIC = 0x4658; // "FX"
-/** 2: REPAIR datagrams (forward error correction), the ACCEPT's FEC block size, the ACK's received count. */
+/** 2: REPAIR datagrams (forward error correction), the ACCEPT's FEC block, the ACK's received count and gap flag. */
 export const WIRE_VERSION = 2;
-export const HEADER_BYTES = 26;
-const CHECKSUM_AT = 22;
+
+/** Where each header field starts; `end` is the header's length. */
+export const HEADER_AT = {
+  magic: 0, // u16
+  version: 2, // u8
+  type: 3, // u8
+  flags: 4, // u8
+  reserved: 5, // u8, zero
+  sessionId: 6, // u32
+  seq: 10, // u64
+  timestampUs: 18, // u32
+  crc: 22, // u32
+  end: 26,
+} as const;
+export const HEADER_BYTES = HEADER_AT.end;
+
+export { SHA256_BYTES };
+/** HMAC-SHA256 (request-mac.ts). */
+export const MAC_BYTES = SHA256_BYTES;
+export const MAX_ERROR_TEXT_BYTES = 512;
+
+/**
+ * The body fields, as offsets from the datagram's first byte. A packet of fixed size has `end`, its
+ * length; a variable one names where its variable part starts.
+ */
+export const REQUEST_AT = {
+  offset: HEADER_BYTES + 0, // u64
+  length: HEADER_BYTES + 8, // u64, 0: to the end
+  segmentBytes: HEADER_BYTES + 16, // u16, proposed
+  windowSegments: HEADER_BYTES + 18, // u32
+  sha256: HEADER_BYTES + 22, // 32 bytes
+  nameLength: HEADER_BYTES + 54, // u16
+  name: HEADER_BYTES + 56, // nameLength bytes, then the MAC if FLAG_HAS_MAC, then padding
+} as const;
+export const ACCEPT_AT = {
+  fileSize: HEADER_BYTES + 0, // u64
+  offset: HEADER_BYTES + 8, // u64
+  length: HEADER_BYTES + 16, // u64
+  segmentBytes: HEADER_BYTES + 24, // u16, negotiated
+  cookie: HEADER_BYTES + 26, // u32
+  sha256: HEADER_BYTES + 30, // 32 bytes
+  fecBlock: HEADER_BYTES + 30 + SHA256_BYTES, // u8: data segments per FEC block, 0 = no REPAIR
+  end: HEADER_BYTES + 31 + SHA256_BYTES,
+} as const;
+export const ERROR_AT = {
+  code: HEADER_BYTES + 0, // u8
+  textLength: HEADER_BYTES + 1, // u16
+  text: HEADER_BYTES + 3, // textLength bytes, the end of the datagram
+} as const;
+export const DATA_AT = {
+  payload: HEADER_BYTES + 0, // to the end of the datagram; its length is dataPayloadBytes
+} as const;
+export const ACK_AT = {
+  windowSegments: HEADER_BYTES + 0, // u32
+  echoTimestampUs: HEADER_BYTES + 4, // u32
+  ackDelayUs: HEADER_BYTES + 8, // u32
+  received: HEADER_BYTES + 12, // u32: DATA and REPAIR datagrams received so far, mod 2^32
+  cookie: HEADER_BYTES + 16, // u32
+  end: HEADER_BYTES + 20,
+} as const;
+/** REPAIR: header seq = the block's first segment, header flags = the repair's index j in its block. */
+export const REPAIR_AT = {
+  payload: HEADER_BYTES + 0, // as long as the block's longest segment
+} as const;
+export const PROBE_ACK_AT = {
+  datagramBytes: HEADER_BYTES + 0, // u32
+  end: HEADER_BYTES + 4,
+} as const;
+
 /** A REQUEST is padded to at least this, so the 3× anti-amplification budget covers the ACCEPT. */
 export const MIN_REQUEST_BYTES = 1200;
+/** A probe is never smaller than a padded REQUEST, so answering it can never amplify. */
+export const MIN_PROBE_BYTES = MIN_REQUEST_BYTES;
+export const ACCEPT_BYTES = ACCEPT_AT.end;
+/** ACKs are built into a buffer the caller reuses. */
+export const ACK_BYTES = ACK_AT.end;
+export const PROBE_ACK_BYTES = PROBE_ACK_AT.end;
+export const FIN_BYTES = HEADER_BYTES;
 /** The largest UDP payload over IPv4 (65535 − 20 − 8); minus our header, the largest segment. */
 export const MAX_DATAGRAM_BYTES = 65507;
 export const MAX_SEGMENT_BYTES = MAX_DATAGRAM_BYTES - HEADER_BYTES;
 export const MIN_SEGMENT_BYTES = 512;
+/** A datagram that fits the common 1500-byte MTU with room for IPv6 and tunnels: the size to use when no probe says more. */
+export const INTERNET_DATAGRAM_BYTES = 1400;
 
 /** A segment size both sides can use: what a REQUEST asks for, a probe found, or a user pinned, within the bounds. */
 export function clampSegmentBytes(bytes: number): number {
   return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
 }
 export { MAX_NAME_BYTES };
-export const MAX_ERROR_TEXT_BYTES = 512;
-export const SHA256_BYTES = 32;
-export const MAC_BYTES = 32;
+
+/** How many DATA segments carry a range of `rangeBytes` (segment numbers 0 … count − 1). */
+export function segmentCount(rangeBytes: number, segmentBytes: number): number {
+  return Math.ceil(rangeBytes / segmentBytes);
+}
+
+/**
+ * The DATA length rule: segment `seq` of a range of `rangeBytes` carries `segmentBytes`, except the
+ * last, which carries what is left (`rangeBytes − seq · segmentBytes`). 0 for a segment past the range.
+ * The server sizes what it sends by it and the client checks what it receives against it.
+ */
+export function dataPayloadBytes(seq: number, segmentBytes: number, rangeBytes: number): number {
+  return Math.max(0, Math.min(segmentBytes, rangeBytes - seq * segmentBytes));
+}
 
 export enum PacketType {
   Request = 1,
@@ -40,8 +130,8 @@ export enum PacketType {
   /** Server → client: "a datagram of this many bytes arrived"; always far smaller than the probe. */
   ProbeAck = 8,
   /**
-   * Server → client: repair segment `flags` (its index j) of the FEC block whose first segment is `seq`:
-   * Σ c(j, i) · segment_i over GF(2^8) (src/transfer/fec/block-code.ts), as long as the block's longest segment.
+   * Server → client: repair `flags` (its index j) of the FEC block whose first segment is `seq`:
+   * Σ c(j, i) · segment_i over GF(2^8) (src/transfer/fec/block-code.ts).
    */
   Repair = 9,
 }
@@ -129,23 +219,37 @@ function crc(bytes: Uint8Array): number {
   return Bun.hash.crc32(bytes) as number;
 }
 
+/** The header as the checksum reads it: a copy of the received one with its crc field zero. */
+const crcHeader = new Uint8Array(HEADER_BYTES);
+
+/**
+ * The checksum of a received datagram, its own field taken as zero, without writing to it (the
+ * buffer may be shared or read-only): the CRC of a copy of the header with the field zeroed, continued
+ * over the rest (`Bun.hash.crc32(data, seed)` continues from `seed`, as zlib's does). Per 1400-byte
+ * datagram (medians here): zeroing the field in place 179 ns, this 246 ns, three calls over two
+ * subarrays and four zero bytes 304 ns.
+ */
+export function datagramCrc(datagram: Uint8Array): number {
+  for (let i = 0; i < HEADER_AT.crc; i++) crcHeader[i] = datagram[i]!;
+  const head = crc(crcHeader);
+  return datagram.byteLength === HEADER_BYTES ? head : (Bun.hash.crc32(datagram.subarray(HEADER_BYTES), head) as number);
+}
+
 export function writeHeader(buf: Uint8Array, view: DataView, type: PacketType, flags: number, sessionId: number, seq: number, timestampUs: number): void {
-  view.setUint16(0, WIRE_MAGIC);
-  buf[2] = WIRE_VERSION;
-  buf[3] = type;
-  buf[4] = flags;
-  buf[5] = 0;
-  view.setUint32(6, sessionId);
-  // u64 as two u32s: cheaper than BigInt on the per-datagram path. Values stay below 2^53.
-  view.setUint32(10, Math.floor(seq / 4294967296));
-  view.setUint32(14, seq >>> 0);
-  view.setUint32(18, timestampUs >>> 0);
+  view.setUint16(HEADER_AT.magic, WIRE_MAGIC);
+  buf[HEADER_AT.version] = WIRE_VERSION;
+  buf[HEADER_AT.type] = type;
+  buf[HEADER_AT.flags] = flags;
+  buf[HEADER_AT.reserved] = 0;
+  view.setUint32(HEADER_AT.sessionId, sessionId);
+  writeU64(view, HEADER_AT.seq, seq);
+  view.setUint32(HEADER_AT.timestampUs, timestampUs >>> 0);
 }
 
 /** Fill in the checksum of a finished datagram `buf[0..length)`. */
 export function seal(buf: Uint8Array, view: DataView, length: number): void {
-  view.setUint32(CHECKSUM_AT, 0);
-  view.setUint32(CHECKSUM_AT, crc(buf.subarray(0, length)));
+  view.setUint32(HEADER_AT.crc, 0);
+  view.setUint32(HEADER_AT.crc, crc(buf.subarray(0, length)));
 }
 
 /**
@@ -153,245 +257,256 @@ export function seal(buf: Uint8Array, view: DataView, length: number): void {
  * subarray, so a hot path that keeps an exact-length view of its buffer allocates nothing per datagram.
  */
 export function sealDatagram(datagram: Uint8Array, view: DataView): void {
-  view.setUint32(CHECKSUM_AT, 0);
-  view.setUint32(CHECKSUM_AT, crc(datagram));
+  view.setUint32(HEADER_AT.crc, 0);
+  view.setUint32(HEADER_AT.crc, crc(datagram));
 }
 
 /**
  * Validate magic, version and checksum and read the header. Throws ProtocolError for anything that is
- * not an intact ftx datagram; the shells count it and drop it.
+ * not an intact ftx datagram; the shells count it and drop it. The received bytes are not written.
  */
 export function readHeader(buf: Uint8Array): Header {
   if (buf.byteLength < HEADER_BYTES) throw new ProtocolError(`datagram of ${buf.byteLength} bytes is shorter than the header`);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (view.getUint16(0) !== WIRE_MAGIC) throw new ProtocolError("bad magic");
-  if (buf[2] !== WIRE_VERSION) throw new ProtocolError(`unsupported version ${buf[2]}`);
-  const claimed = view.getUint32(CHECKSUM_AT);
-  view.setUint32(CHECKSUM_AT, 0);
-  const actual = crc(buf);
-  view.setUint32(CHECKSUM_AT, claimed);
-  if (claimed !== actual) throw new ProtocolError("checksum mismatch");
-  const type = buf[3]!;
+  const view = viewOf(buf);
+  if (view.getUint16(HEADER_AT.magic) !== WIRE_MAGIC) throw new ProtocolError("bad magic");
+  const version = buf[HEADER_AT.version]!;
+  if (version !== WIRE_VERSION) throw new ProtocolError(`unsupported version ${version}`);
+  if (view.getUint32(HEADER_AT.crc) !== datagramCrc(buf)) throw new ProtocolError("checksum mismatch");
+  const type = buf[HEADER_AT.type]!;
   if (type < PacketType.Request || type > PacketType.Repair) throw new ProtocolError(`unknown packet type ${type}`);
-  if (buf[5] !== 0) throw new ProtocolError("reserved byte is not zero");
-  const hi = view.getUint32(10);
-  if (hi > 0x1fffff) throw new ProtocolError("sequence number out of range");
+  if (buf[HEADER_AT.reserved] !== 0) throw new ProtocolError("reserved byte is not zero");
   return {
     type,
-    flags: buf[4]!,
-    sessionId: view.getUint32(6),
-    seq: hi * 4294967296 + view.getUint32(14),
-    timestampUs: view.getUint32(18),
+    flags: buf[HEADER_AT.flags]!,
+    sessionId: view.getUint32(HEADER_AT.sessionId),
+    seq: readU64(view, HEADER_AT.seq, "sequence number"),
+    timestampUs: view.getUint32(HEADER_AT.timestampUs),
   };
 }
 
-/** A bounds-checked reader for bodies (after the header). */
-class BodyReader {
-  private at = HEADER_BYTES;
-  private readonly view: DataView;
-  constructor(private readonly buf: Uint8Array) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+function viewOf(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/** A new datagram of `bytes` with its header written; the caller writes the body and seals it. */
+function start(bytes: number, type: PacketType, flags: number, sessionId: number, seq: number, timestampUs: number): { buf: Uint8Array; view: DataView } {
+  const buf = new Uint8Array(bytes);
+  const view = new DataView(buf.buffer);
+  writeHeader(buf, view, type, flags, sessionId, seq, timestampUs);
+  return { buf, view };
+}
+
+/** A UTF-8 string of `length` bytes at `at`, already bounds-checked. */
+function readUtf8(buf: Uint8Array, at: number, length: number, what: string): string {
+  try {
+    return decoder.decode(buf.subarray(at, at + length));
+  } catch {
+    throw new ProtocolError(`${what} is not valid UTF-8`);
   }
-  need(n: number, what: string): void {
-    if (this.buf.byteLength - this.at < n) throw new ProtocolError(`truncated ${what}`);
-  }
-  u8(what: string): number {
-    this.need(1, what);
-    return this.buf[this.at++]!;
-  }
-  u16(what: string): number {
-    this.need(2, what);
-    const v = this.view.getUint16(this.at);
-    this.at += 2;
-    return v;
-  }
-  u32(what: string): number {
-    this.need(4, what);
-    const v = this.view.getUint32(this.at);
-    this.at += 4;
-    return v;
-  }
-  u64(what: string): number {
-    const hi = this.u32(what);
-    const lo = this.u32(what);
-    if (hi > 0x1fffff) throw new ProtocolError(`${what} out of range`);
-    return hi * 4294967296 + lo;
-  }
-  bytes(n: number, what: string): Uint8Array {
-    this.need(n, what);
-    const out = this.buf.slice(this.at, this.at + n);
-    this.at += n;
-    return out;
-  }
-  string(max: number, what: string): string {
-    const n = this.u16(what);
-    if (n > max) throw new ProtocolError(`${what} too long`);
-    this.need(n, what);
-    try {
-      const s = decoder.decode(this.buf.subarray(this.at, this.at + n));
-      this.at += n;
-      return s;
-    } catch {
-      throw new ProtocolError(`${what} is not valid UTF-8`);
-    }
-  }
-  end(what: string): void {
-    if (this.at !== this.buf.byteLength) throw new ProtocolError(`trailing bytes after ${what}`);
-  }
+}
+
+// ---- REQUEST ----
+
+export function encodeRequest(sessionId: number, body: RequestBody, timestampUs: number): Uint8Array {
+  const nameBytes = encoder.encode(body.name);
+  if (nameBytes.byteLength > MAX_NAME_BYTES) throw new RangeError("name too long");
+  const macAt = REQUEST_AT.name + nameBytes.byteLength;
+  const used = macAt + (body.mac ? MAC_BYTES : 0);
+  const flags = (body.mac ? FLAG_HAS_MAC : 0) | (body.pieceHashes ? FLAG_PIECE_HASHES : 0);
+  const { buf, view } = start(Math.max(MIN_REQUEST_BYTES, used), PacketType.Request, flags, sessionId, 0, timestampUs);
+  writeU64(view, REQUEST_AT.offset, body.offset);
+  writeU64(view, REQUEST_AT.length, body.length);
+  view.setUint16(REQUEST_AT.segmentBytes, body.segmentBytes);
+  view.setUint32(REQUEST_AT.windowSegments, body.windowSegments);
+  buf.set(body.sha256.subarray(0, SHA256_BYTES), REQUEST_AT.sha256);
+  view.setUint16(REQUEST_AT.nameLength, nameBytes.byteLength);
+  buf.set(nameBytes, REQUEST_AT.name);
+  if (body.mac) buf.set(body.mac.subarray(0, MAC_BYTES), macAt);
+  // The rest is zero padding (anti-amplification).
+  seal(buf, view, buf.byteLength);
+  return buf;
 }
 
 export function decodeRequest(buf: Uint8Array, header: Header): RequestBody {
   if (buf.byteLength < MIN_REQUEST_BYTES) throw new ProtocolError("request not padded to the minimum size");
-  const r = new BodyReader(buf);
-  const offset = r.u64("offset");
-  const length = r.u64("length");
-  const segmentBytes = r.u16("segment size");
-  const windowSegments = r.u32("window");
-  const sha256 = r.bytes(SHA256_BYTES, "sha256");
-  const name = r.string(MAX_NAME_BYTES, "name");
-  const mac = header.flags & FLAG_HAS_MAC ? r.bytes(MAC_BYTES, "mac") : undefined;
+  const view = viewOf(buf);
+  const nameLength = view.getUint16(REQUEST_AT.nameLength);
+  if (nameLength > MAX_NAME_BYTES) throw new ProtocolError("name too long");
+  const macAt = REQUEST_AT.name + nameLength;
+  const hasMac = (header.flags & FLAG_HAS_MAC) !== 0;
+  if (macAt + (hasMac ? MAC_BYTES : 0) > buf.byteLength) throw new ProtocolError("truncated name or mac");
   // The rest is padding (anti-amplification): ignored.
-  return { offset, length, segmentBytes, windowSegments, sha256, name, mac, pieceHashes: (header.flags & FLAG_PIECE_HASHES) !== 0 };
+  return {
+    offset: readU64(view, REQUEST_AT.offset, "offset"),
+    length: readU64(view, REQUEST_AT.length, "length"),
+    segmentBytes: view.getUint16(REQUEST_AT.segmentBytes),
+    windowSegments: view.getUint32(REQUEST_AT.windowSegments),
+    sha256: buf.slice(REQUEST_AT.sha256, REQUEST_AT.sha256 + SHA256_BYTES),
+    name: readUtf8(buf, REQUEST_AT.name, nameLength, "name"),
+    mac: hasMac ? buf.slice(macAt, macAt + MAC_BYTES) : undefined,
+    pieceHashes: (header.flags & FLAG_PIECE_HASHES) !== 0,
+  };
+}
+
+// ---- ACCEPT ----
+
+export function encodeAccept(sessionId: number, body: AcceptBody, timestampUs: number): Uint8Array {
+  const { buf, view } = start(ACCEPT_BYTES, PacketType.Accept, 0, sessionId, 0, timestampUs);
+  writeU64(view, ACCEPT_AT.fileSize, body.fileSize);
+  writeU64(view, ACCEPT_AT.offset, body.offset);
+  writeU64(view, ACCEPT_AT.length, body.length);
+  view.setUint16(ACCEPT_AT.segmentBytes, body.segmentBytes);
+  view.setUint32(ACCEPT_AT.cookie, body.cookie >>> 0);
+  buf.set(body.sha256.subarray(0, SHA256_BYTES), ACCEPT_AT.sha256);
+  buf[ACCEPT_AT.fecBlock] = body.fecBlock;
+  seal(buf, view, buf.byteLength);
+  return buf;
 }
 
 export function decodeAccept(buf: Uint8Array): AcceptBody {
-  const r = new BodyReader(buf);
-  const body = {
-    fileSize: r.u64("file size"),
-    offset: r.u64("offset"),
-    length: r.u64("length"),
-    segmentBytes: r.u16("segment size"),
-    cookie: r.u32("cookie"),
-    sha256: r.bytes(SHA256_BYTES, "sha256"),
-    fecBlock: r.u8("FEC block"),
+  if (buf.byteLength !== ACCEPT_BYTES) throw new ProtocolError("ACCEPT of the wrong length");
+  const view = viewOf(buf);
+  return {
+    fileSize: readU64(view, ACCEPT_AT.fileSize, "file size"),
+    offset: readU64(view, ACCEPT_AT.offset, "offset"),
+    length: readU64(view, ACCEPT_AT.length, "length"),
+    segmentBytes: view.getUint16(ACCEPT_AT.segmentBytes),
+    cookie: view.getUint32(ACCEPT_AT.cookie),
+    sha256: buf.slice(ACCEPT_AT.sha256, ACCEPT_AT.sha256 + SHA256_BYTES),
+    fecBlock: buf[ACCEPT_AT.fecBlock]!,
   };
-  r.end("ACCEPT");
-  return body;
+}
+
+// ---- ERROR ----
+
+export function encodeError(sessionId: number, body: ErrorBody, timestampUs: number): Uint8Array {
+  const text = encoder.encode(truncateUtf8(body.text, MAX_ERROR_TEXT_BYTES));
+  const { buf, view } = start(ERROR_AT.text + text.byteLength, PacketType.Error, 0, sessionId, 0, timestampUs);
+  buf[ERROR_AT.code] = body.code;
+  view.setUint16(ERROR_AT.textLength, text.byteLength);
+  buf.set(text, ERROR_AT.text);
+  seal(buf, view, buf.byteLength);
+  return buf;
+}
+
+export function decodeError(buf: Uint8Array): ErrorBody {
+  if (buf.byteLength < ERROR_AT.text) throw new ProtocolError("truncated ERROR");
+  const textLength = viewOf(buf).getUint16(ERROR_AT.textLength);
+  if (textLength > MAX_ERROR_TEXT_BYTES) throw new ProtocolError("error text too long");
+  if (buf.byteLength !== ERROR_AT.text + textLength) throw new ProtocolError("ERROR of the wrong length for its text");
+  return { code: buf[ERROR_AT.code]!, text: readUtf8(buf, ERROR_AT.text, textLength, "error text") };
+}
+
+// ---- DATA ----
+
+/**
+ * Complete a DATA datagram whose payload is already in place at `DATA_AT.payload` (the server reads
+ * the file straight into its send buffer): write the header and the checksum. `datagram` is exactly
+ * the datagram, `view` a view over the same bytes; nothing is allocated.
+ */
+export function finishData(datagram: Uint8Array, view: DataView, flags: number, sessionId: number, seq: number, timestampUs: number): void {
+  writeHeader(datagram, view, PacketType.Data, flags, sessionId, seq, timestampUs);
+  sealDatagram(datagram, view);
+}
+
+/** A DATA datagram carrying `payload` (tests and simulators; the server uses `finishData` in place). */
+export function encodeData(sessionId: number, seq: number, flags: number, payload: Uint8Array, timestampUs: number): Uint8Array {
+  const buf = new Uint8Array(DATA_AT.payload + payload.byteLength);
+  buf.set(payload, DATA_AT.payload);
+  finishData(buf, new DataView(buf.buffer), flags, sessionId, seq, timestampUs);
+  return buf;
+}
+
+/**
+ * The payload of DATA segment `seq` (a view into `datagram`, no copy), or undefined when its length
+ * is not what the DATA length rule (`dataPayloadBytes`) says for that segment of a range of
+ * `rangeBytes`: the receiver counts that and drops it.
+ */
+export function decodeData(datagram: Uint8Array, seq: number, segmentBytes: number, rangeBytes: number): Uint8Array | undefined {
+  const expected = dataPayloadBytes(seq, segmentBytes, rangeBytes);
+  if (expected === 0 || datagram.byteLength !== DATA_AT.payload + expected) return undefined;
+  return datagram.subarray(DATA_AT.payload);
+}
+
+// ---- REPAIR ----
+
+/** Complete a REPAIR whose payload is in place at `REPAIR_AT.payload`: repair `j` of the block starting at segment `blockStart`. */
+export function finishRepair(datagram: Uint8Array, view: DataView, j: number, sessionId: number, blockStart: number, timestampUs: number): void {
+  writeHeader(datagram, view, PacketType.Repair, j, sessionId, blockStart, timestampUs);
+  sealDatagram(datagram, view);
+}
+
+/** The payload of a REPAIR (a view, no copy), or undefined when it is empty or longer than a segment. */
+export function decodeRepair(datagram: Uint8Array, segmentBytes: number): Uint8Array | undefined {
+  const length = datagram.byteLength - REPAIR_AT.payload;
+  if (length <= 0 || length > segmentBytes) return undefined;
+  return datagram.subarray(REPAIR_AT.payload);
+}
+
+// ---- ACK ----
+
+/** The receiver's ACK fields and the session cookie are passed apart, so the hot path builds no object. */
+export function writeAck(buf: Uint8Array, view: DataView, sessionId: number, cumulative: number, body: Omit<AckBody, "cookie">, cookie: number, timestampUs: number): void {
+  writeHeader(buf, view, PacketType.Ack, body.gap ? FLAG_GAP : 0, sessionId, cumulative, timestampUs);
+  view.setUint32(ACK_AT.windowSegments, body.windowSegments);
+  view.setUint32(ACK_AT.echoTimestampUs, body.echoTimestampUs >>> 0);
+  view.setUint32(ACK_AT.ackDelayUs, body.ackDelayUs >>> 0);
+  view.setUint32(ACK_AT.received, body.received >>> 0);
+  view.setUint32(ACK_AT.cookie, cookie >>> 0);
+  seal(buf, view, ACK_BYTES);
 }
 
 export function decodeAck(buf: Uint8Array): AckBody {
   if (buf.byteLength !== ACK_BYTES) throw new ProtocolError("ACK of the wrong length");
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const view = viewOf(buf);
   return {
-    windowSegments: view.getUint32(HEADER_BYTES),
-    echoTimestampUs: view.getUint32(HEADER_BYTES + 4),
-    ackDelayUs: view.getUint32(HEADER_BYTES + 8),
-    received: view.getUint32(HEADER_BYTES + 12),
-    cookie: view.getUint32(HEADER_BYTES + 16),
+    windowSegments: view.getUint32(ACK_AT.windowSegments),
+    echoTimestampUs: view.getUint32(ACK_AT.echoTimestampUs),
+    ackDelayUs: view.getUint32(ACK_AT.ackDelayUs),
+    received: view.getUint32(ACK_AT.received),
+    cookie: view.getUint32(ACK_AT.cookie),
+    gap: (buf[HEADER_AT.flags]! & FLAG_GAP) !== 0,
   };
 }
 
-export function decodeError(buf: Uint8Array): ErrorBody {
-  const r = new BodyReader(buf);
-  const code = r.u8("error code");
-  const text = r.string(MAX_ERROR_TEXT_BYTES, "error text");
-  r.end("ERROR");
-  return { code, text };
-}
-
-/** Builders for the control packets. DATA and ACK are built in place by the hot paths. */
-export function encodeRequest(sessionId: number, body: RequestBody, timestampUs: number): Uint8Array {
-  const nameBytes = encoder.encode(body.name);
-  if (nameBytes.byteLength > MAX_NAME_BYTES) throw new RangeError("name too long");
-  const used = HEADER_BYTES + 8 + 8 + 2 + 4 + SHA256_BYTES + 2 + nameBytes.byteLength + (body.mac ? MAC_BYTES : 0);
-  const buf = new Uint8Array(Math.max(MIN_REQUEST_BYTES, used));
-  const view = new DataView(buf.buffer);
-  const flags = (body.mac ? FLAG_HAS_MAC : 0) | (body.pieceHashes ? FLAG_PIECE_HASHES : 0);
-  writeHeader(buf, view, PacketType.Request, flags, sessionId, 0, timestampUs);
-  let at = HEADER_BYTES;
-  view.setUint32(at, Math.floor(body.offset / 4294967296));
-  view.setUint32(at + 4, body.offset >>> 0);
-  view.setUint32(at + 8, Math.floor(body.length / 4294967296));
-  view.setUint32(at + 12, body.length >>> 0);
-  view.setUint16(at + 16, body.segmentBytes);
-  view.setUint32(at + 18, body.windowSegments);
-  at += 22;
-  buf.set(body.sha256, at);
-  at += SHA256_BYTES;
-  view.setUint16(at, nameBytes.byteLength);
-  buf.set(nameBytes, at + 2);
-  at += 2 + nameBytes.byteLength;
-  if (body.mac) buf.set(body.mac, at);
-  seal(buf, view, buf.byteLength);
-  return buf;
-}
-
-export function encodeAccept(sessionId: number, body: AcceptBody, timestampUs: number): Uint8Array {
-  const buf = new Uint8Array(HEADER_BYTES + 8 + 8 + 8 + 2 + 4 + SHA256_BYTES + 1);
-  const view = new DataView(buf.buffer);
-  writeHeader(buf, view, PacketType.Accept, 0, sessionId, 0, timestampUs);
-  let at = HEADER_BYTES;
-  for (const v of [body.fileSize, body.offset, body.length]) {
-    view.setUint32(at, Math.floor(v / 4294967296));
-    view.setUint32(at + 4, v >>> 0);
-    at += 8;
-  }
-  view.setUint16(at, body.segmentBytes);
-  view.setUint32(at + 2, body.cookie);
-  buf.set(body.sha256, at + 6);
-  buf[at + 6 + SHA256_BYTES] = body.fecBlock;
-  seal(buf, view, buf.byteLength);
-  return buf;
-}
-
-export function encodeError(sessionId: number, body: ErrorBody, timestampUs: number): Uint8Array {
-  const text = encoder.encode(truncateUtf8(body.text, MAX_ERROR_TEXT_BYTES));
-  const buf = new Uint8Array(HEADER_BYTES + 1 + 2 + text.byteLength);
-  const view = new DataView(buf.buffer);
-  writeHeader(buf, view, PacketType.Error, 0, sessionId, 0, timestampUs);
-  buf[HEADER_BYTES] = body.code;
-  view.setUint16(HEADER_BYTES + 1, text.byteLength);
-  buf.set(text, HEADER_BYTES + 3);
-  seal(buf, view, buf.byteLength);
-  return buf;
-}
+// ---- FIN ----
 
 export function encodeFin(sessionId: number, timestampUs: number): Uint8Array {
-  const buf = new Uint8Array(HEADER_BYTES);
-  const view = new DataView(buf.buffer);
-  writeHeader(buf, view, PacketType.Fin, 0, sessionId, 0, timestampUs);
+  const { buf, view } = start(FIN_BYTES, PacketType.Fin, 0, sessionId, 0, timestampUs);
   seal(buf, view, buf.byteLength);
   return buf;
 }
 
-/** A probe is never smaller than a padded REQUEST, so answering it can never amplify. */
-export const MIN_PROBE_BYTES = MIN_REQUEST_BYTES;
-export const PROBE_ACK_BYTES = HEADER_BYTES + 4;
+/** FIN has no body: anything after the header is malformed. */
+export function decodeFin(buf: Uint8Array): void {
+  if (buf.byteLength !== FIN_BYTES) throw new ProtocolError("FIN of the wrong length");
+}
+
+// ---- PROBE / PROBE_ACK ----
 
 export function encodeProbe(probeId: number, datagramBytes: number, timestampUs: number): Uint8Array {
   if (datagramBytes < MIN_PROBE_BYTES || datagramBytes > MAX_DATAGRAM_BYTES) throw new RangeError(`probe size ${datagramBytes} out of range`);
-  const buf = new Uint8Array(datagramBytes);
-  const view = new DataView(buf.buffer);
-  writeHeader(buf, view, PacketType.Probe, 0, probeId, 0, timestampUs);
+  const { buf, view } = start(datagramBytes, PacketType.Probe, 0, probeId, 0, timestampUs);
   seal(buf, view, buf.byteLength);
   return buf;
 }
 
+/** A PROBE's size, which is all it says; one smaller than a padded REQUEST is refused (it could amplify). */
+export function decodeProbe(buf: Uint8Array): number {
+  if (buf.byteLength < MIN_PROBE_BYTES) throw new ProtocolError("PROBE smaller than the minimum");
+  return buf.byteLength;
+}
+
 export function encodeProbeAck(probeId: number, datagramBytes: number, timestampUs: number): Uint8Array {
-  const buf = new Uint8Array(PROBE_ACK_BYTES);
-  const view = new DataView(buf.buffer);
-  writeHeader(buf, view, PacketType.ProbeAck, 0, probeId, 0, timestampUs);
-  view.setUint32(HEADER_BYTES, datagramBytes);
+  const { buf, view } = start(PROBE_ACK_BYTES, PacketType.ProbeAck, 0, probeId, 0, timestampUs);
+  view.setUint32(PROBE_ACK_AT.datagramBytes, datagramBytes);
   seal(buf, view, buf.byteLength);
   return buf;
 }
 
 export function decodeProbeAck(buf: Uint8Array): number {
   if (buf.byteLength !== PROBE_ACK_BYTES) throw new ProtocolError("PROBE_ACK of the wrong length");
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(HEADER_BYTES);
-}
-
-/** ACKs are built into a buffer the caller reuses. */
-export const ACK_BYTES = HEADER_BYTES + 20;
-/** The receiver's ACK fields and the session cookie are passed apart, so the hot path builds no object. */
-export function writeAck(buf: Uint8Array, view: DataView, sessionId: number, cumulative: number, body: Omit<AckBody, "cookie">, cookie: number, timestampUs: number): void {
-  writeHeader(buf, view, PacketType.Ack, body.gap ? FLAG_GAP : 0, sessionId, cumulative, timestampUs);
-  view.setUint32(HEADER_BYTES, body.windowSegments);
-  view.setUint32(HEADER_BYTES + 4, body.echoTimestampUs >>> 0);
-  view.setUint32(HEADER_BYTES + 8, body.ackDelayUs >>> 0);
-  view.setUint32(HEADER_BYTES + 12, body.received >>> 0);
-  view.setUint32(HEADER_BYTES + 16, cookie >>> 0);
-  seal(buf, view, ACK_BYTES);
+  return viewOf(buf).getUint32(PROBE_ACK_AT.datagramBytes);
 }
 
 /** Microseconds on a monotonic clock, truncated to 32 bits (wraps every ~71 min; only differences matter). */

@@ -1,6 +1,27 @@
 import { ProtocolError } from "../errors.ts";
 
 const utf8Encoder = new TextEncoder();
+
+const TWO_TO_32 = 4294967296;
+/** The high word of 2^53 − 1: a u64 whose high word is above this does not fit a JS number exactly. */
+const MAX_SAFE_HIGH_WORD = 0x1fffff;
+
+/**
+ * A u64 (big-endian) as two u32 words: cheaper than BigInt on the per-datagram path. Every u64 on our
+ * wires is a size, offset or segment number, so it is a non-negative integer below 2^53.
+ */
+export function writeU64(view: DataView, at: number, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${v} is not a u64 below 2^53`);
+  view.setUint32(at, Math.floor(v / TWO_TO_32));
+  view.setUint32(at + 4, v >>> 0);
+}
+
+/** The u64 at `at`; a value of 2^53 or more is a ProtocolError naming `what` (the caller checked the bounds). */
+export function readU64(view: DataView, at: number, what: string): number {
+  const hi = view.getUint32(at);
+  if (hi > MAX_SAFE_HIGH_WORD) throw new ProtocolError(`${what} out of range`);
+  return hi * TWO_TO_32 + view.getUint32(at + 4);
+}
 // fatal: a name that is not valid UTF-8 is a protocol error, never a silently mangled name.
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -39,10 +60,9 @@ export class ByteReader {
   /** A u64 that must fit in a JS number exactly (2^53): file sizes and offsets. */
   u64(what = "u64"): number {
     this.need(8, what);
-    const v = this.view.getBigUint64(this.offset);
+    const v = readU64(this.view, this.offset, what);
     this.offset += 8;
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`${what} too large: ${v}`);
-    return Number(v);
+    return v;
   }
   bytesCopy(n: number, what = "bytes"): Uint8Array {
     this.need(n, what);
@@ -116,7 +136,7 @@ export class ByteWriter {
   }
   u64(v: number): this {
     this.ensure(8);
-    this.view.setBigUint64(this.offset, BigInt(v));
+    writeU64(this.view, this.offset, v);
     this.offset += 8;
     return this;
   }

@@ -3,6 +3,9 @@
  * 6–7 ms of every process's start here, a fifth of `ftx ls`.
  */
 
+/** The length of a SHA-256 digest, and so of an HMAC-SHA256: every hash and MAC on our wires. */
+export const SHA256_BYTES = 32;
+
 /** An HMAC-SHA256 in progress, keyed with `key`. */
 export function hmacSha256(key: string): Bun.CryptoHasher {
   return new Bun.CryptoHasher("sha256", key);

@@ -2,7 +2,23 @@ import { ProtocolError } from "../../src/errors.ts";
 import { GbnReceiver } from "../../src/transfer/gbn-receiver.ts";
 import { SenderRepairs } from "../../src/transfer/fec/sender-repairs.ts";
 import { GbnSender, SendKind, type SenderEvent } from "../../src/transfer/gbn-sender.ts";
-import { ACK_BYTES, decodeAck, FLAG_ACK_NOW, FLAG_GAP, HEADER_BYTES, PacketType, readHeader, seal, writeAck, writeHeader } from "../../src/transfer/wire.ts";
+import {
+  ACK_BYTES,
+  DATA_AT,
+  FLAG_GAP,
+  HEADER_BYTES,
+  writeHeader,
+  seal,
+  dataPayloadBytes,
+  decodeAck,
+  decodeData,
+  FLAG_ACK_NOW,
+  finishData,
+  PacketType,
+  readHeader,
+  segmentCount,
+  writeAck,
+} from "../../src/transfer/wire.ts";
 import type { Rng } from "./random.ts";
 import { SimLink, type LinkProfile } from "./sim-link.ts";
 
@@ -38,7 +54,7 @@ export interface SimResult {
  * fake clock that jumps straight to the next thing that can happen: thousands of runs per second.
  */
 export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
-  const totalSegments = Math.ceil(o.data.byteLength / o.segmentBytes);
+  const totalSegments = segmentCount(o.data.byteLength, o.segmentBytes);
   const forward = new SimLink(rng, o.forward);
   const backward = new SimLink(rng, o.backward);
   const receiverWindow = o.receiverWindow ?? 64;
@@ -48,7 +64,7 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
   const receiver = new GbnReceiver({ totalSegments, windowSegments: receiverWindow, ackEvery: o.ackEvery ?? 2, ackDelayMs: 2, fecBlock, segmentBytes: o.segmentBytes, lastSegmentBytes });
   const repairs = new SenderRepairs(fecBlock, o.segmentBytes, totalSegments);
   const output = new Uint8Array(o.data.byteLength);
-  const dgram = new Uint8Array(HEADER_BYTES + o.segmentBytes);
+  const dgram = new Uint8Array(DATA_AT.payload + o.segmentBytes);
   const dview = new DataView(dgram.buffer);
   const ackBuf = new Uint8Array(ACK_BYTES);
   const ackView = new DataView(ackBuf.buffer);
@@ -95,11 +111,11 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
           continue;
         }
         const start = seq * o.segmentBytes;
-        const payload = o.data.subarray(start, Math.min(start + o.segmentBytes, o.data.byteLength));
-        writeHeader(dgram, dview, PacketType.Data, sender.awaitingAck ? FLAG_ACK_NOW : 0, 7, seq, sender.stamp(now));
-        dgram.set(payload, HEADER_BYTES);
-        seal(dgram, dview, HEADER_BYTES + payload.byteLength);
-        forward.send(dgram.subarray(0, HEADER_BYTES + payload.byteLength), now);
+        const payload = o.data.subarray(start, start + dataPayloadBytes(seq, o.segmentBytes, o.data.byteLength));
+        const datagram = dgram.subarray(0, DATA_AT.payload + payload.byteLength);
+        datagram.set(payload, DATA_AT.payload);
+        finishData(datagram, dview, sender.awaitingAck ? FLAG_ACK_NOW : 0, 7, seq, sender.stamp(now));
+        forward.send(datagram, now);
       }
       if (taken < batch.length) blockedUntil = now + 0.05; // "drained" a little later
     }
@@ -122,10 +138,9 @@ export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
         const h = readHeader(d);
         if (h.type === PacketType.Repair) receiver.handleRepair(h.seq, h.flags, h.timestampUs, now, d.subarray(HEADER_BYTES));
         else if (h.type === PacketType.Data) {
-          const start = h.seq * o.segmentBytes;
-          const expectedLength = Math.min(o.segmentBytes, o.data.byteLength - start);
-          if (d.byteLength - HEADER_BYTES !== expectedLength) continue;
-          if (receiver.handleData(h.seq, h.timestampUs, now, (h.flags & FLAG_ACK_NOW) !== 0, fecBlock > 0 ? d.subarray(HEADER_BYTES) : undefined)) output.set(d.subarray(HEADER_BYTES), start);
+          const payload = decodeData(d, h.seq, o.segmentBytes, o.data.byteLength);
+          if (!payload) continue;
+          if (receiver.handleData(h.seq, h.timestampUs, now, (h.flags & FLAG_ACK_NOW) !== 0, fecBlock > 0 ? payload : undefined)) output.set(payload, h.seq * o.segmentBytes);
         }
         for (let bytes = receiver.pollDelivered(); bytes; bytes = receiver.pollDelivered()) output.set(bytes, (receiver.expected - 1) * o.segmentBytes);
       } catch (err) {

@@ -1,0 +1,75 @@
+import { describe, expect, test } from "bun:test";
+import type { FtxError, FtxErrorCode } from "../../../src/errors.ts";
+import { Download, serverError, type DownloadSpec } from "../../../src/transfer/download.ts";
+import { encodeAccept, encodeError, readHeader, TransferErrorCode } from "../../../src/transfer/wire.ts";
+
+const SPEC: DownloadSpec = {
+  name: "f",
+  size: 1 << 20,
+  offset: 0,
+  length: 1 << 20,
+  sha256: "ab".repeat(32),
+  ip: "127.0.0.1",
+  port: 9,
+  display: "s:1",
+  segmentBytes: 1400,
+  windowSegments: 8,
+  ackEvery: 2,
+  idleTimeoutMs: 10_000,
+};
+
+/** A Download that is sent `datagram` (built for its session id) right after its first REQUEST. */
+function failWith(datagram: (sessionId: number) => Uint8Array): FtxError {
+  const d = new Download(SPEC, { append() {}, backlogBytes: 0 }, () => {}, 0, () => {}, { now: () => 0, sessionId: 5 });
+  d.finished.catch(() => {});
+  const bytes = datagram(d.sessionId);
+  d.handle(readHeader(bytes), bytes, 1);
+  expect(d.state).toBe("failed");
+  return d.failure!;
+}
+
+describe("a file server's ERROR becomes a typed FtxError", () => {
+  const expected: [TransferErrorCode, FtxErrorCode][] = [
+    [TransferErrorCode.NotFound, "E_NOT_FOUND"],
+    [TransferErrorCode.Forbidden, "E_AUTH"],
+    [TransferErrorCode.Busy, "E_LIMIT"],
+    [TransferErrorCode.Changed, "E_CHANGED"],
+    [TransferErrorCode.BadRequest, "E_PROTOCOL"],
+    [TransferErrorCode.Internal, "E_IO"],
+    [TransferErrorCode.Timeout, "E_TIMEOUT"],
+    [TransferErrorCode.Cancelled, "E_CLOSED"],
+  ];
+
+  test("each code its own FtxError code, the server's text as the detail", () => {
+    for (const [code, ftxCode] of expected) {
+      const err = failWith((id) => encodeError(id, { code, text: `text for ${code}` }, 0));
+      expect({ code, ftx: err.code }).toEqual({ code, ftx: ftxCode });
+      expect(err.detail).toBe(`text for ${code}`);
+      expect(err.message).toBe(`file server s:1: text for ${code}`);
+    }
+    expect(new Set(expected.map(([, c]) => c)).size).toBe(expected.length);
+  });
+
+  test("the code decides, not the text: a 'busy' text under another code is not E_LIMIT", () => {
+    expect(serverError(TransferErrorCode.Changed, "server busy: too many transfers", "s:1").code).toBe("E_CHANGED");
+    expect(serverError(TransferErrorCode.Busy, "file changed", "s:1").code).toBe("E_LIMIT");
+  });
+
+  test("a code this version does not know is the server's I/O failure; an empty text names the code", () => {
+    const err = serverError(200, "", "s:1");
+    expect(err.code).toBe("E_IO");
+    expect(err.detail).toBe("error 200");
+    expect(err.message).toBe("file server s:1: error 200");
+  });
+
+  test("the client's own verdicts on a session carry a detail that does not name the server", () => {
+    const other = failWith((id) => encodeAccept(id, { fileSize: SPEC.size, offset: 0, length: SPEC.length, segmentBytes: 1400, cookie: 1, sha256: new Uint8Array(32), fecBlock: 0 }, 0));
+    expect(other.code).toBe("E_INTEGRITY");
+    expect(other.detail).toBe("offers different content for f");
+    expect(other.message).toBe("file server s:1 offers different content for f");
+    const sha256 = Buffer.from(SPEC.sha256, "hex");
+    const range = failWith((id) => encodeAccept(id, { fileSize: SPEC.size, offset: 0, length: 100, segmentBytes: 1400, cookie: 1, sha256, fecBlock: 0 }, 0));
+    expect(range.code).toBe("E_PROTOCOL");
+    expect(range.detail).toBe("answered with a range or segment size we did not ask for");
+  });
+});
