@@ -51,7 +51,7 @@ describe("transfer wire format", () => {
     expect(decodeError(err!)).toEqual({ code: TransferErrorCode.Changed, text: "changed" });
     expect(readHeader(fin!).type).toBe(PacketType.Fin);
     expect(readHeader(a!).seq).toBe(2 ** 40 + 5);
-    expect(decodeAck(a!)).toEqual({ windowSegments: 64, echoTimestampUs: 123, ackDelayUs: 7, received: 77, cookie: 0xdeadbeef });
+    expect(decodeAck(a!)).toEqual({ windowSegments: 64, echoTimestampUs: 123, ackDelayUs: 7, received: 77, cookie: 0xdeadbeef, gap: false });
     expect(readHeader(probe!).type).toBe(PacketType.Probe);
     expect(probe!.byteLength).toBe(1400);
     expect(decodeProbeAck(probeAck!)).toBe(1400);
