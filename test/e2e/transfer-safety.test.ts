@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectToMaster } from "../../src/index/index-client.ts";
 import { MsgType, Role } from "../../src/index/messages.ts";
-import { decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/wire.ts";
+import { ACK_BYTES, decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/wire.ts";
 import { mutate, Rng } from "../support/random.ts";
 import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
 
@@ -56,10 +56,10 @@ describe("file server safety", () => {
       const { address } = await startMaster();
       const { relay, advertised } = await startServerBehindRelay(share.path, address);
       await eventually(async () => (await lsJson(address))[0]?.servers[0] === advertised, 5000, "listed via relay");
-      // Lose the first four ACKs (42 bytes each): the server, unvalidated, may send only ~3× the
+      // Lose the first four ACKs (ACK_BYTES each): the server, unvalidated, may send only ~3× the
       // REQUEST, and the client has everything it was sent. Only the client's ACK probe unblocks it.
       let acksDropped = 0;
-      relay.dropToServer = (d) => d.byteLength === HEADER_BYTES + 16 && acksDropped++ < 4;
+      relay.dropToServer = (d) => d.byteLength === ACK_BYTES && acksDropped++ < 4;
       const t0 = performance.now();
       const r = await runFtx(["fetch", address, "f.bin", "-o", out.path, "--segment-size", "1024"]);
       expect(r.exitCode).toBe(0);
@@ -124,7 +124,7 @@ describe("file server safety", () => {
       const rng = new Rng(Number(process.env.FUZZ_SEED ?? 7));
       const seeds = [request("target.bin", sha, 77), request("../../etc/passwd", sha, 78)];
       // Valid ACK/FIN/DATA shapes too, so mutations reach every decoder.
-      const ack = new Uint8Array(HEADER_BYTES + 16);
+      const ack = new Uint8Array(ACK_BYTES);
       ack.set(seeds[0]!.subarray(0, HEADER_BYTES));
       ack[3] = PacketType.Ack;
       seeds.push(ack);
