@@ -1,0 +1,35 @@
+/**
+ * `bun bench/paths/diag.ts RATE_MBIT RTT_MS LOSS_PCT [MiB]`: one ftx fetch over an emulated path with
+ * the file server and the client at --verbose, their logs in /tmp/ftx-diag/: for finding out where a
+ * path's time goes, not for measuring (the bench does that).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PathNamespaces, SERVER_ADDRESS } from "./netns.ts";
+
+const [rate = "100", rtt = "50", loss = "0", mib = "16"] = process.argv.slice(2);
+const dir = "/tmp/ftx-diag";
+mkdirSync(join(dir, "share"), { recursive: true });
+writeFileSync(join(dir, "share", "payload.bin"), crypto.getRandomValues(new Uint8Array(Number(mib) << 20)));
+const root = join(import.meta.dir, "../..");
+const ftx = ["bun", join(root, "src/cli.ts")];
+const ns = await PathNamespaces.create(`d${process.pid}`, { kind: "emulator", rateMbit: Number(rate), delayMs: Number(rtt) / 2, queueMs: 50, lossPct: Number(loss), burst: 0, seed: 7 });
+const procs: ReturnType<typeof Bun.spawn>[] = [];
+try {
+  const exec = (n: string, argv: string[], log: string) => {
+    const p = Bun.spawn(["ip", "netns", "exec", n, ...argv], { stdout: "ignore", stderr: Bun.file(join(dir, log)), env: { ...process.env, NO_COLOR: "1" } });
+    procs.push(p);
+    return p;
+  };
+  exec(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", "7700"], "master.log");
+  await Bun.sleep(500);
+  exec(ns.server, [...ftx, "serve", join(dir, "share"), "--master", `${SERVER_ADDRESS}:7700`, "--host", SERVER_ADDRESS, "--verbose"], "serve.log");
+  await Bun.sleep(1500);
+  const t0 = performance.now();
+  const f = exec(ns.client, [...ftx, "fetch", `${SERVER_ADDRESS}:7700`, "payload.bin", "-o", join(dir, "out"), "--verbose"], "fetch.log");
+  await f.exited;
+  console.log(`fetch exit ${f.exitCode} in ${((performance.now() - t0) / 1000).toFixed(2)} s; logs in ${dir}`);
+} finally {
+  for (const p of procs) p.kill();
+  console.log(JSON.stringify(await ns.close()));
+}
