@@ -16,19 +16,31 @@ const ftx = ["bun", join(root, "src/cli.ts")];
 const ns = await PathNamespaces.create(`d${process.pid}`, { kind: "emulator", rateMbit: Number(rate), delayMs: Number(rtt) / 2, queueMs: 50, lossPct: Number(loss), burst: 0, seed: 7 });
 const procs: ReturnType<typeof Bun.spawn>[] = [];
 try {
+  const t0 = performance.now();
   const exec = (n: string, argv: string[], log: string) => {
-    const p = Bun.spawn(["ip", "netns", "exec", n, ...argv], { stdout: "ignore", stderr: Bun.file(join(dir, log)), env: { ...process.env, NO_COLOR: "1" } });
+    const p = Bun.spawn(["ip", "netns", "exec", n, ...argv], { stdout: "ignore", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
     procs.push(p);
+    // Each line stamped with the ms since the fetch began, to see where the time goes.
+    void (async () => {
+      const lines: string[] = [];
+      const decoder = new TextDecoder();
+      for await (const chunk of p.stderr as ReadableStream<Uint8Array>) {
+        for (const line of decoder.decode(chunk).split("\n")) if (line) lines.push(`${(performance.now() - fetchStart).toFixed(0).padStart(6)} ${line}`);
+        writeFileSync(join(dir, log), lines.join("\n") + "\n");
+      }
+    })();
     return p;
   };
+  let fetchStart = t0;
   exec(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", "7700"], "master.log");
   await Bun.sleep(500);
   exec(ns.server, [...ftx, "serve", join(dir, "share"), "--master", `${SERVER_ADDRESS}:7700`, "--host", SERVER_ADDRESS, "--verbose"], "serve.log");
   await Bun.sleep(1500);
-  const t0 = performance.now();
+  fetchStart = performance.now();
   const f = exec(ns.client, [...ftx, "fetch", `${SERVER_ADDRESS}:7700`, "payload.bin", "-o", join(dir, "out"), "--verbose"], "fetch.log");
   await f.exited;
-  console.log(`fetch exit ${f.exitCode} in ${((performance.now() - t0) / 1000).toFixed(2)} s; logs in ${dir}`);
+  console.log(`fetch exit ${f.exitCode} in ${((performance.now() - fetchStart) / 1000).toFixed(2)} s; logs in ${dir}`);
+  await Bun.sleep(200);
 } finally {
   for (const p of procs) p.kill();
   console.log(JSON.stringify(await ns.close()));

@@ -6,6 +6,7 @@ import { parseHostPort, resolveHost } from "../net/address.ts";
 import type { Download, DownloadSpec } from "../transfer/download.ts";
 import { PartFile, type DownloadSink, type RangeSink } from "../transfer/part-file.ts";
 import type { TransferClient } from "../transfer/transfer-client.ts";
+import { HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/wire.ts";
 import { PiecePlanner, type PlannedRange, type SourceId } from "./piece-planner.ts";
 import { SourceBook } from "./source-book.ts";
 import { InterruptibleSleep } from "../util/interruptible-sleep.ts";
@@ -35,6 +36,9 @@ const MAX_SOURCES = 8;
 /** While something displays progress, the byte counts are handed to it this often (the terminal redraws every 100 ms). */
 const PROGRESS_EVERY_MS = 100;
 
+/** The path before a probe has answered: datagrams that fit a 1500-byte MTU. */
+const UNPROBED_PATH: PathInfo = { segmentBytes: INTERNET_DATAGRAM_BYTES - HEADER_BYTES };
+
 export interface PathInfo {
   segmentBytes: number;
   /** The probe's round trip, when a probe was answered. */
@@ -43,7 +47,7 @@ export interface PathInfo {
 
 /** The shell's side of a source: its address once resolved and its session, if it has one. */
 interface Link {
-  address?: { ip: string; port: number; path: PathInfo };
+  address?: { ip: string; port: number };
   range?: PlannedRange;
   download?: Download;
   sink?: TimedSink;
@@ -347,7 +351,11 @@ export class FileFetch {
     const link = this.link(id);
     const server = this.serverOf(id);
     link.address ??= await this.resolve(server);
-    const { ip, port, path } = link.address;
+    const { ip, port } = link.address;
+    const probing = this.ctx.pathFor(server, ip, port);
+    // The piece-hash list (≤ 32 KiB) does not wait for the path probe: it goes in internet-sized
+    // segments while the probe runs beside it, which saves the probe's round trips on a long path.
+    const path = range.pieceHashes ? ((await Promise.race([probing, Promise.resolve(undefined)])) ?? UNPROBED_PATH) : await probing;
     const download = await this.ctx.client.start(
       {
         name: this.name,
@@ -368,11 +376,10 @@ export class FileFetch {
     return download;
   }
 
-  private async resolve(server: string): Promise<{ ip: string; port: number; path: PathInfo }> {
+  private async resolve(server: string): Promise<{ ip: string; port: number }> {
     try {
       const hp = parseHostPort(server, "server address");
-      const ip = await resolveHost(hp.host);
-      return { ip, port: hp.port, path: await this.ctx.pathFor(server, ip, hp.port) };
+      return { ip: await resolveHost(hp.host), port: hp.port };
     } catch (err) {
       throw new FtxError("E_UNREACHABLE", `cannot use server ${server}: ${errorMessage(err)}`);
     }

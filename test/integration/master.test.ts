@@ -190,7 +190,7 @@ function corpus(state: FuzzState): { own: Uint8Array[]; other: Uint8Array[] } {
   ];
   const own: Record<FuzzState, Uint8Array[]> = {
     "awaiting-hello": [encodeMessage({ type: MsgType.Hello, version: INDEX_VERSION, role: Role.FileServer, nonce: newNonce() })],
-    "awaiting-auth": [encodeMessage({ type: MsgType.Auth, mac: newNonce() })],
+    "awaiting-auth": [encodeMessage({ type: MsgType.Auth, mac: crypto.getRandomValues(new Uint8Array(32)) })],
     "file-server": [encodeMessage({ type: MsgType.Announce, host: "", port: 7 })],
     announced: [encodeMessage({ type: MsgType.FilesAdd, files: [{ name: "fuzz/a", size: 5, sha256: SHA }] }), encodeMessage({ type: MsgType.Ping, seq: 2 })],
     client: [encodeMessage({ type: MsgType.List, requestId: 2, pattern: "fuzz/" }), encodeMessage({ type: MsgType.Ping, seq: 3 })],
