@@ -1,5 +1,6 @@
 /**
- * `bun bench/paths/diag.ts RATE_MBIT RTT_MS LOSS_PCT [MiB]`: one ftx fetch over an emulated path with
+ * `bun bench/paths/diag.ts RATE_MBIT RTT_MS LOSS_PCT [MiB]` (RATE_MBIT `lan`: the veth LAN, loss by
+ * nftables): one ftx fetch over an emulated path with
  * the file server and the client at --verbose, their logs in /tmp/ftx-diag/: for finding out where a
  * path's time goes, not for measuring (the bench does that).
  */
@@ -13,7 +14,11 @@ mkdirSync(join(dir, "share"), { recursive: true });
 writeFileSync(join(dir, "share", "payload.bin"), crypto.getRandomValues(new Uint8Array(Number(mib) << 20)));
 const root = join(import.meta.dir, "../..");
 const ftx = ["bun", join(root, "src/cli.ts")];
-const ns = await PathNamespaces.create(`d${process.pid}`, { kind: "emulator", rateMbit: Number(rate), delayMs: Number(rtt) / 2, queueMs: 50, lossPct: Number(loss), burst: 0, seed: 7 });
+const link =
+  rate === "lan"
+    ? ({ kind: "veth", lossPct: Number(loss) } as const)
+    : ({ kind: "emulator", rateMbit: Number(rate), delayMs: Number(rtt) / 2, queueMs: 50, lossPct: Number(loss), burst: 0, seed: 7 } as const);
+const ns = await PathNamespaces.create(`d${process.pid}`, link);
 const procs: ReturnType<typeof Bun.spawn>[] = [];
 try {
   const t0 = performance.now();
