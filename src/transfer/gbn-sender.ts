@@ -347,9 +347,18 @@ export class GbnSender {
     return this.nextSeq - this.base >= this.window || this.nextSeq >= this.config.totalSegments;
   }
 
-  /** The usable window: min(congestion window, receiver window); 0 while the receiver says stop. */
+  /**
+   * The usable window: min(congestion window, receiver window); 0 while the receiver says stop. With
+   * FEC the congestion window never ends inside the base's block: a receiver holding a gap in a block
+   * acknowledges nothing until the block's repairs (after its last segment) or the next block come,
+   * so a window smaller than a block (a LAN's BDP is a few segments) would stall every loss until the
+   * probe timer. On a 1500-byte LAN at 5 % loss that stall was 1,459 timeouts in a 64 MiB fetch.
+   */
   get window(): number {
-    return Math.min(Math.max(1, Math.floor(this.cc.cwnd)), this.peerWindow);
+    let cwnd = Math.max(1, Math.floor(this.cc.cwnd));
+    const k = this.fecBlock;
+    if (k > 0) cwnd = Math.max(cwnd, Math.min(this.base - (this.base % k) + k, this.config.totalSegments) - this.base);
+    return Math.min(cwnd, this.peerWindow);
   }
 
   private finish(event: SenderEvent): void {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/bbr.ts";
+import { fecBlockFor } from "../../../src/transfer/server-endpoint.ts";
 import { requestMac } from "../../../src/transfer/request-mac.ts";
 import {
   AMPLIFICATION_FACTOR,
@@ -110,6 +111,8 @@ function openValidated(ep: ServerEndpoint<SimFile, number>, file: SimFile, sessi
 const rng = new Rng(42);
 const FILE = simFile(rng, "a.bin", 200_000, 40); // 1,280 bytes of piece hashes: three 512-byte segments
 const SMALL = simFile(rng, "small.bin", 5_000);
+/** A session's first window over FILE in 1000-byte segments: the initial cwnd, or the FEC block if longer (the window never ends inside the base's block). */
+const INITIAL_WINDOW = Math.max(INITIAL_CWND_SEGMENTS, Math.min(fecBlockFor(1000), Math.ceil(FILE.size / 1000)));
 
 describe("admission", () => {
   const refusals: [string, Partial<ServerEndpointConfig<SimFile, number>>, (s: MemoryFiles) => void, () => Uint8Array, TransferErrorCode][] = [
@@ -294,7 +297,7 @@ describe("anti-amplification", () => {
     ep.handle(ack(1, 0, cookie, 2), A, 5000, 2);
     const after = only(drain(ep, 2), PacketType.Data);
     // Now the initial window, not the budget, limits it.
-    expect(firstData + only(second, PacketType.Data).length + after.length).toBe(INITIAL_CWND_SEGMENTS);
+    expect(firstData + only(second, PacketType.Data).length + after.length).toBe(INITIAL_WINDOW);
   });
 });
 
@@ -347,7 +350,7 @@ describe("sending", () => {
     ep.handle(ack(2, 0, cookies[1]!, 0), B, 5000, 0);
     const data = only(drain(ep, 0), PacketType.Data);
     // Each may send the rest of its initial window (less the 3 before), alternating.
-    const more = 2 * (INITIAL_CWND_SEGMENTS - 3);
+    const more = 2 * (INITIAL_WINDOW - 3);
     expect(data.map((s) => s.header.sessionId)).toEqual(Array.from({ length: more }, (_, i) => 1 + (i % 2)));
   });
 
