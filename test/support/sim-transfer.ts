@@ -5,6 +5,7 @@ import { GbnSender, SendKind, type SenderEvent } from "../../src/transfer/gbn-se
 import {
   ACK_BYTES,
   DATA_AT,
+  HEADER_AT,
   FLAG_GAP,
   HEADER_BYTES,
   writeHeader,
@@ -22,11 +23,10 @@ import {
 import type { Rng } from "./random.ts";
 import { SimLink, type LinkProfile } from "./sim-link.ts";
 
-export interface SimOptions {
+/** What one flow sends and how its ends are set up. */
+export interface FlowOptions {
   data: Uint8Array;
   segmentBytes: number;
-  forward: LinkProfile;
-  backward: LinkProfile;
   receiverWindow?: number;
   ackEvery?: number;
   maxWindow?: number;
@@ -36,6 +36,13 @@ export interface SimOptions {
   /** Give up (fail the test) past this much simulated time. */
   maxSimMs?: number;
   onTransmit?: (sender: GbnSender, seq: number, now: number) => void;
+  /** The sending socket refuses a batch (in part) with this probability. */
+  refuse?: number;
+}
+
+export interface SimOptions extends FlowOptions {
+  forward: LinkProfile;
+  backward: LinkProfile;
 }
 
 export interface SimResult {
@@ -49,116 +56,215 @@ export interface SimResult {
   backward: SimLink;
 }
 
-/**
- * Sender and receiver over two simulated links, with real datagrams (header, checksum, payload) and a
- * fake clock that jumps straight to the next thing that can happen: thousands of runs per second.
- */
-export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
-  const totalSegments = segmentCount(o.data.byteLength, o.segmentBytes);
-  const forward = new SimLink(rng, o.forward);
-  const backward = new SimLink(rng, o.backward);
-  const receiverWindow = o.receiverWindow ?? 64;
-  const fecBlock = o.fecBlock ?? 0;
-  const sender = new GbnSender({ totalSegments, maxWindowSegments: o.maxWindow ?? 256, idleTimeoutMs: o.idleTimeoutMs ?? 30_000, fecBlock }, 0, receiverWindow);
-  const lastSegmentBytes = o.data.byteLength - (totalSegments - 1) * o.segmentBytes;
-  const receiver = new GbnReceiver({ totalSegments, windowSegments: receiverWindow, ackEvery: o.ackEvery ?? 2, ackDelayMs: 2, fecBlock, segmentBytes: o.segmentBytes, lastSegmentBytes });
-  const repairs = new SenderRepairs(fecBlock, o.segmentBytes, totalSegments);
-  const output = new Uint8Array(o.data.byteLength);
-  const dgram = new Uint8Array(DATA_AT.payload + o.segmentBytes);
-  const dview = new DataView(dgram.buffer);
-  const ackBuf = new Uint8Array(ACK_BYTES);
-  const ackView = new DataView(ackBuf.buffer);
-  const dropped = { corrupt: 0 };
-  const maxSimMs = o.maxSimMs ?? 3_600_000;
-  let now = 0;
-  let event: SenderEvent | undefined;
+/** One flow of a simulation: a real sender and receiver, their socket shell logic, and its ACK link. */
+class SimFlow {
+  readonly sender: GbnSender;
+  readonly receiver: GbnReceiver;
+  readonly output: Uint8Array;
+  readonly dropped = { corrupt: 0 };
+  event: SenderEvent | undefined;
+  finishedAt: number | undefined;
+  /** Acknowledged segments, sampled every PROGRESS_EVERY_MS of simulated time: [ms, segments]. */
+  readonly progress: Array<[number, number]> = [];
+  private readonly repairs: SenderRepairs;
+  private readonly fecBlock: number;
+  private readonly dgram: Uint8Array;
+  private readonly dview: DataView;
+  private readonly ackBuf = new Uint8Array(ACK_BYTES);
+  private readonly ackView = new DataView(this.ackBuf.buffer);
+  private blockedUntil = 0;
+  private readonly batch: number[] = [];
+  private readonly kinds: SendKind[] = [];
+  private readonly indices: number[] = [];
+  private readonly refuse: number;
 
-  // The socket refuses sends now and then (its buffer is full) and says when it has drained, as
-  // Bun's does; a batching shell polls several segments, and the kernel may take only some of them.
-  const refuse = o.forward.refuse ?? 0;
-  let blockedUntil = 0;
-  const batch: number[] = [];
-  const kinds: SendKind[] = [];
-  const segment = (seq: number) => o.data.subarray(seq * o.segmentBytes, Math.min((seq + 1) * o.segmentBytes, o.data.byteLength));
-  const indices: number[] = [];
+  constructor(
+    private readonly rng: Rng,
+    private readonly o: FlowOptions,
+    readonly sessionId: number,
+    readonly startAtMs: number,
+    private readonly forward: SimLink,
+    readonly backward: SimLink,
+  ) {
+    const totalSegments = segmentCount(o.data.byteLength, o.segmentBytes);
+    const receiverWindow = o.receiverWindow ?? 64;
+    this.fecBlock = o.fecBlock ?? 0;
+    this.sender = new GbnSender({ totalSegments, maxWindowSegments: o.maxWindow ?? 256, idleTimeoutMs: o.idleTimeoutMs ?? 30_000, fecBlock: this.fecBlock }, startAtMs, receiverWindow);
+    const lastSegmentBytes = o.data.byteLength - (totalSegments - 1) * o.segmentBytes;
+    this.receiver = new GbnReceiver({ totalSegments, windowSegments: receiverWindow, ackEvery: o.ackEvery ?? 2, ackDelayMs: 2, fecBlock: this.fecBlock, segmentBytes: o.segmentBytes, lastSegmentBytes });
+    this.repairs = new SenderRepairs(this.fecBlock, o.segmentBytes, totalSegments);
+    this.output = new Uint8Array(o.data.byteLength);
+    this.dgram = new Uint8Array(DATA_AT.payload + o.segmentBytes);
+    this.dview = new DataView(this.dgram.buffer);
+    this.refuse = o.refuse ?? 0;
+  }
 
-  for (let steps = 0; steps < 10_000_000; steps++) {
-    while (now >= blockedUntil) {
+  private readonly segment = (seq: number) => this.o.data.subarray(seq * this.o.segmentBytes, Math.min((seq + 1) * this.o.segmentBytes, this.o.data.byteLength));
+
+  /**
+   * What the sender wants to send now, in batches as the file server's shell sends them. The socket
+   * refuses sends now and then (its buffer is full) and says when it has drained, as Bun's does; the
+   * kernel may take only part of a batch.
+   */
+  transmit(now: number): void {
+    const { sender, batch, kinds, indices, o } = this;
+    while (now >= this.blockedUntil) {
       batch.length = 0;
       kinds.length = 0;
       indices.length = 0;
       for (let seq = sender.pollTransmit(now); seq !== undefined; seq = batch.length < 8 ? sender.pollTransmit(now) : undefined) {
         if (sender.transmitKind !== SendKind.Repair) o.onTransmit?.(sender, seq, now);
-        else if (fecBlock === 0) throw new Error("a repair without FEC");
+        else if (this.fecBlock === 0) throw new Error("a repair without FEC");
         batch.push(seq);
         kinds.push(sender.transmitKind);
         indices.push(sender.repairIndex);
-        if ((sender.transmitKind === SendKind.First || sender.transmitKind === SendKind.Resend) && fecBlock > 0) {
-          repairs.onData(seq, segment(seq), sender.currentBlockRepairs, segment);
+        if ((sender.transmitKind === SendKind.First || sender.transmitKind === SendKind.Resend) && this.fecBlock > 0) {
+          this.repairs.onData(seq, this.segment(seq), sender.currentBlockRepairs, this.segment);
         }
       }
       if (batch.length === 0) break;
-      const taken = refuse > 0 && rng.chance(refuse) ? rng.int(batch.length) : batch.length;
+      const taken = this.refuse > 0 && this.rng.chance(this.refuse) ? this.rng.int(batch.length) : batch.length;
       for (let i = batch.length - 1; i >= taken; i--) sender.unsend(batch[i]!);
-      for (let i = 0; i < taken; i++) {
-        const seq = batch[i]!;
-        if (kinds[i] === SendKind.Repair) {
-          const length = repairs.repair(seq, indices[i]!, dgram.subarray(HEADER_BYTES));
-          if (length === 0) throw new Error(`repair ${indices[i]} of block ${seq} asked for but not encoded`);
-          writeHeader(dgram, dview, PacketType.Repair, indices[i]!, 7, seq, sender.stamp(now));
-          seal(dgram, dview, HEADER_BYTES + length);
-          forward.send(dgram.subarray(0, HEADER_BYTES + length), now);
-          continue;
-        }
-        const start = seq * o.segmentBytes;
-        const payload = o.data.subarray(start, start + dataPayloadBytes(seq, o.segmentBytes, o.data.byteLength));
-        const datagram = dgram.subarray(0, DATA_AT.payload + payload.byteLength);
-        datagram.set(payload, DATA_AT.payload);
-        finishData(datagram, dview, sender.awaitingAck ? FLAG_ACK_NOW : 0, 7, seq, sender.stamp(now));
-        forward.send(datagram, now);
-      }
-      if (taken < batch.length) blockedUntil = now + 0.05; // "drained" a little later
+      for (let i = 0; i < taken; i++) this.send(batch[i]!, kinds[i]!, indices[i]!, now);
+      if (taken < batch.length) this.blockedUntil = now + 0.05; // "drained" a little later
     }
-    for (let ack = receiver.pollAck(now); ack; ack = receiver.pollAck(now)) {
-      writeAck(ackBuf, ackView, 7, ack.cumulative, ack, 0, 0);
-      backward.send(ackBuf, now);
+    for (let ack = this.receiver.pollAck(now); ack; ack = this.receiver.pollAck(now)) {
+      writeAck(this.ackBuf, this.ackView, this.sessionId, ack.cumulative, ack, 0, 0);
+      this.backward.send(this.ackBuf, now);
     }
-    event = sender.pollEvent();
-    if (event) break;
+    if (!this.event) {
+      this.event = sender.pollEvent();
+      if (this.event) this.finishedAt = now;
+    }
+  }
+
+  private send(seq: number, kind: SendKind, j: number, now: number): void {
+    const { dgram, dview, sender, o } = this;
+    if (kind === SendKind.Repair) {
+      const length = this.repairs.repair(seq, j, dgram.subarray(HEADER_BYTES));
+      if (length === 0) throw new Error(`repair ${j} of block ${seq} asked for but not encoded`);
+      writeHeader(dgram, dview, PacketType.Repair, j, this.sessionId, seq, sender.stamp(now));
+      seal(dgram, dview, HEADER_BYTES + length);
+      this.forward.send(dgram.subarray(0, HEADER_BYTES + length), now);
+      return;
+    }
+    const start = seq * o.segmentBytes;
+    const payload = o.data.subarray(start, start + dataPayloadBytes(seq, o.segmentBytes, o.data.byteLength));
+    const datagram = dgram.subarray(0, DATA_AT.payload + payload.byteLength);
+    datagram.set(payload, DATA_AT.payload);
+    finishData(datagram, dview, sender.awaitingAck ? FLAG_ACK_NOW : 0, this.sessionId, seq, sender.stamp(now));
+    this.forward.send(datagram, now);
+  }
+
+  /** The next moment this flow needs the driver (its ACK link, its timers, its socket's drain). */
+  nextAt(now: number): number | undefined {
+    if (this.event) return undefined;
     // While the socket is blocked, a sender ready to transmit waits for the drain, as the shell does.
-    const senderAt = sender.pollTimeout(now);
-    const candidates = [forward.nextDeliveryAt(), backward.nextDeliveryAt(), senderAt === undefined ? undefined : Math.max(senderAt, blockedUntil), receiver.pollTimeout(), blockedUntil > now ? blockedUntil : undefined].filter(
-      (t): t is number => t !== undefined,
-    );
-    if (candidates.length === 0) break;
-    now = Math.max(now, Math.min(...candidates));
-    if (now > maxSimMs) break;
-    for (const d of forward.deliver(now)) {
-      try {
-        const h = readHeader(d);
-        if (h.type === PacketType.Repair) receiver.handleRepair(h.seq, h.flags, h.timestampUs, now, d.subarray(HEADER_BYTES));
-        else if (h.type === PacketType.Data) {
-          const payload = decodeData(d, h.seq, o.segmentBytes, o.data.byteLength);
-          if (!payload) continue;
-          if (receiver.handleData(h.seq, h.timestampUs, now, (h.flags & FLAG_ACK_NOW) !== 0, fecBlock > 0 ? payload : undefined)) output.set(payload, h.seq * o.segmentBytes);
-        }
-        for (let bytes = receiver.pollDelivered(); bytes; bytes = receiver.pollDelivered()) output.set(bytes, (receiver.expected - 1) * o.segmentBytes);
-      } catch (err) {
-        if (!(err instanceof ProtocolError)) throw err;
-        dropped.corrupt++;
+    const senderAt = this.sender.pollTimeout(now);
+    let next = Infinity;
+    for (const t of [this.backward.nextDeliveryAt(), senderAt === undefined ? undefined : Math.max(senderAt, this.blockedUntil), this.receiver.pollTimeout(), this.blockedUntil > now ? this.blockedUntil : undefined])
+      if (t !== undefined && t < next) next = t;
+    return next === Infinity ? undefined : next;
+  }
+
+  /** A datagram off the forward link for this flow. */
+  receive(d: Uint8Array, now: number): void {
+    const { receiver, o } = this;
+    try {
+      const h = readHeader(d);
+      if (h.type === PacketType.Repair) receiver.handleRepair(h.seq, h.flags, h.timestampUs, now, d.subarray(HEADER_BYTES));
+      else if (h.type === PacketType.Data) {
+        const payload = decodeData(d, h.seq, o.segmentBytes, o.data.byteLength);
+        if (!payload) return;
+        if (receiver.handleData(h.seq, h.timestampUs, now, (h.flags & FLAG_ACK_NOW) !== 0, this.fecBlock > 0 ? payload : undefined)) this.output.set(payload, h.seq * o.segmentBytes);
       }
+      for (let bytes = receiver.pollDelivered(); bytes; bytes = receiver.pollDelivered()) this.output.set(bytes, (receiver.expected - 1) * o.segmentBytes);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.dropped.corrupt++;
     }
-    for (const d of backward.deliver(now)) {
+  }
+
+  /** ACKs due off this flow's return link, then the sender's timers. */
+  acks(now: number): void {
+    for (const d of this.backward.deliver(now)) {
       try {
         const h = readHeader(d);
         const a = decodeAck(d);
-        sender.handleAck(h.seq, a.windowSegments, a.echoTimestampUs, a.ackDelayUs, now, a.received, (h.flags & FLAG_GAP) !== 0);
+        this.sender.handleAck(h.seq, a.windowSegments, a.echoTimestampUs, a.ackDelayUs, now, a.received, (h.flags & FLAG_GAP) !== 0);
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
-        dropped.corrupt++;
+        this.dropped.corrupt++;
       }
     }
-    sender.handleTimeout(now);
+    this.sender.handleTimeout(now);
   }
-  return { output, event, simMs: now, sender, receiver, dropped, forward, backward };
+}
+
+const PROGRESS_EVERY_MS = 100;
+
+/**
+ * Flows over one shared forward link (the bottleneck they compete for), each with its own return
+ * link, real datagrams (header, checksum, payload) and a fake clock that jumps straight to the next
+ * thing that can happen. A flow starts at its `startAtMs`.
+ */
+function drive(forward: SimLink, flows: SimFlow[], maxSimMs: number): number {
+  let now = 0;
+  const bySession = new Map(flows.map((f) => [f.sessionId, f]));
+  let nextSample = 0;
+  for (let steps = 0; steps < 20_000_000; steps++) {
+    for (const f of flows) if (now >= f.startAtMs) f.transmit(now);
+    if (flows.every((f) => f.event)) break;
+    let next = forward.nextDeliveryAt() ?? Infinity;
+    for (const f of flows) {
+      const t = now < f.startAtMs ? f.startAtMs : f.nextAt(now);
+      if (t !== undefined && t < next) next = t;
+    }
+    if (next === Infinity) break;
+    now = Math.max(now, next);
+    if (now > maxSimMs) break;
+    for (const d of forward.deliver(now)) {
+      // The session id names the flow; a corrupted one reaches nobody (or, rarely, another flow, whose checks drop it).
+      const id = d.byteLength >= HEADER_BYTES ? new DataView(d.buffer, d.byteOffset).getUint32(HEADER_AT.sessionId) : -1;
+      const flow = bySession.get(id);
+      if (flow) flow.receive(d, now);
+      else flows[0]!.dropped.corrupt++;
+    }
+    for (const f of flows) if (now >= f.startAtMs && !f.event) f.acks(now);
+    while (now >= nextSample) {
+      for (const f of flows) f.progress.push([nextSample, f.sender.base]);
+      nextSample += PROGRESS_EVERY_MS;
+    }
+  }
+  return now;
+}
+
+/** Sender and receiver over two simulated links: thousands of runs per second. */
+export function simulateTransfer(rng: Rng, o: SimOptions): SimResult {
+  const forward = new SimLink(rng, o.forward);
+  const backward = new SimLink(rng, o.backward);
+  const flow = new SimFlow(rng, { ...o, refuse: o.forward.refuse }, 7, 0, forward, backward);
+  const simMs = drive(forward, [flow], o.maxSimMs ?? 3_600_000);
+  return { output: flow.output, event: flow.event, simMs, sender: flow.sender, receiver: flow.receiver, dropped: flow.dropped, forward, backward };
+}
+
+export interface FlowSpec extends FlowOptions {
+  startAtMs?: number;
+}
+
+export interface FlowResult {
+  output: Uint8Array;
+  event: SenderEvent | undefined;
+  startAtMs: number;
+  finishedAt: number | undefined;
+  sender: GbnSender;
+  progress: Array<[number, number]>;
+}
+
+/** Several flows sharing one bottleneck (`forward`); each has its own return link (`backward`). */
+export function simulateFlows(rng: Rng, forward: LinkProfile, backward: LinkProfile, specs: FlowSpec[], maxSimMs = 3_600_000): { flows: FlowResult[]; simMs: number; forward: SimLink } {
+  const link = new SimLink(rng, forward);
+  const flows = specs.map((s, i) => new SimFlow(rng, s, 100 + i, s.startAtMs ?? 0, link, new SimLink(rng, backward)));
+  const simMs = drive(link, flows, maxSimMs);
+  return { flows: flows.map((f) => ({ output: f.output, event: f.event, startAtMs: f.startAtMs, finishedAt: f.finishedAt, sender: f.sender, progress: f.progress })), simMs, forward: link };
 }

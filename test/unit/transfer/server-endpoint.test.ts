@@ -1,11 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/bbr.ts";
-import { fecBlockFor } from "../../../src/transfer/server-endpoint.ts";
 import { requestMac } from "../../../src/transfer/request-mac.ts";
 import {
   AMPLIFICATION_FACTOR,
   CHANGE_CHECK_EVERY,
   DEFAULT_IDLE_TIMEOUT_MS,
+  fecBlockFor,
   ServerEndpoint,
   type EndpointEvent,
   type ServerEndpointConfig,
