@@ -1,5 +1,5 @@
 import { BlockDecoder } from "./fec/block-code.ts";
-import { MAX_REPAIRS_PER_BLOCK } from "./gbn-sender.ts";
+import { MAX_REPAIRS_PER_BLOCK } from "./fec/fec-policy.ts";
 
 /**
  * The Go-Back-N receiver, sans-IO. It accepts only the next expected segment (the shell writes that

@@ -1,4 +1,5 @@
 import { BbrController, type DeliverySample } from "./bbr.ts";
+import { repairsFor } from "./fec/fec-policy.ts";
 import { MAX_RTO_MS, RttEstimator } from "./rtt-estimator.ts";
 import { elapsedUs, timestampUs } from "./wire.ts";
 
@@ -70,41 +71,11 @@ export const enum SendKind {
   Repair,
 }
 
-/** At most this many repairs per block (the decoder's capacity; src/transfer/fec/block-code.ts allows 32). */
-export const MAX_REPAIRS_PER_BLOCK = 8;
 /**
  * The loss estimate follows about this many datagrams: long enough to see 1 % loss as more than
  * noise, short enough to follow a path that changes within a few seconds.
  */
 const LOSS_MEMORY_DATAGRAMS = 2000;
-
-/**
- * How many repairs a block of `k` segments gets at raw loss rate `p`, with `inFlight` segments out:
- * the m that minimises what is sent on top of the data, m / k for the repairs plus, when the block still
- * cannot be rebuilt (more than m of its k + m datagrams lost), a Go-Back-N resend of everything in
- * flight. None at all on a clean path.
- */
-export function repairsFor(k: number, p: number, inFlight: number): number {
-  if (!(p > 0) || k <= 0) return 0;
-  let best = 0;
-  let bestCost = Infinity;
-  for (let m = 0; m <= MAX_REPAIRS_PER_BLOCK; m++) {
-    const n = k + m;
-    // P(X ≤ m) for X ~ Binomial(n, p), summed term by term.
-    let term = Math.pow(1 - p, n);
-    let cdf = term;
-    for (let x = 1; x <= m; x++) {
-      term *= ((n - x + 1) / x) * (p / (1 - p));
-      cdf += term;
-    }
-    const cost = m / k + Math.max(0, 1 - cdf) * (Math.max(k, inFlight) / k);
-    if (cost < bestCost - 1e-9) {
-      best = m;
-      bestCost = cost;
-    }
-  }
-  return best;
-}
 
 /** A bounded stack of what recent pollTransmit calls did (numbers only: no allocation per datagram). */
 class UndoStack {

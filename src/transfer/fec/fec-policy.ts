@@ -1,6 +1,6 @@
 /**
- * How much FEC to send: the loss rate the receiver reports (smoothed by `LossEstimator`) decides the
- * block shape (k data, m repairs, block-code.ts). A block is lost to FEC — and costs a Go-Back-N
+ * How much FEC to send: the raw loss rate (the sender measures it from the receiver's datagram counts,
+ * src/transfer/gbn-sender.ts) decides the block shape (k data, m repairs, block-code.ts). A block is lost to FEC — and costs a Go-Back-N
  * go-back — when more than m of its k + m datagrams are lost; the policy picks the least overhead m / k
  * that keeps that rare, and no repair at all where the path loses (almost) nothing. Pure arithmetic.
  */
@@ -58,6 +58,29 @@ export function blockFailureProbability(k: number, m: number, lossRate: number, 
   return Math.max(0, 1 - cdf);
 }
 
+/** At most this many repairs per block (what the receiver's decoder is built for; the code allows 32). */
+export const MAX_REPAIRS_PER_BLOCK = 8;
+
+/**
+ * How many repairs a block of `k` segments gets at raw loss rate `p` (src/transfer/gbn-sender.ts asks
+ * at each block's first segment), with `inFlight` segments out: the m that minimises what is sent on
+ * top of the data, m / k for the repairs plus, when the block still cannot be rebuilt (more than m of
+ * its k + m datagrams lost), a Go-Back-N resend of everything in flight. None on a clean path.
+ */
+export function repairsFor(k: number, p: number, inFlight: number): number {
+  if (!(p > 0) || k <= 0) return 0;
+  let best = 0;
+  let bestCost = Infinity;
+  for (let m = 0; m <= MAX_REPAIRS_PER_BLOCK; m++) {
+    const cost = m / k + blockFailureProbability(k, m, p) * (Math.max(k, inFlight) / k);
+    if (cost < bestCost - 1e-9) {
+      best = m;
+      bestCost = cost;
+    }
+  }
+  return best;
+}
+
 /** Failure over a span of `span` data segments made of blocks of k: what makes different k comparable. */
 function spanFailure(blockFailure: number, k: number, span: number): number {
   return 1 - Math.pow(1 - blockFailure, span / k);
@@ -101,41 +124,4 @@ export function chooseFec(lossRate: number, options: FecPolicyOptions = {}): Fec
   if (best) return best;
   const { span: _span, ...fallback } = safest!;
   return fallback;
-}
-
-/**
- * The loss rate from the receiver's counts: per interval, datagrams expected (by sequence numbers) and
- * received, optionally the number of runs the losses formed. Counts decay with a half-life measured
- * in datagrams, not in intervals, so short and long intervals weigh what they carry.
- */
-export class LossEstimator {
-  private expectedSum = 0;
-  private lostSum = 0;
-  private runsSum = 0;
-
-  constructor(readonly halfLifeDatagrams = 4096) {
-    if (!(halfLifeDatagrams > 0)) throw new RangeError(`half-life ${halfLifeDatagrams} must be positive`);
-  }
-
-  /** Returns the smoothed loss rate. Counts that cannot be true (negative, not finite) are ignored. */
-  onInterval(expected: number, received: number, lossRuns?: number): number {
-    if (!(expected > 0 && Number.isFinite(expected) && received >= 0 && Number.isFinite(received))) return this.lossRate;
-    const lost = Math.max(0, expected - received); // duplicates can make received exceed expected
-    const decay = Math.pow(2, -expected / this.halfLifeDatagrams);
-    this.expectedSum = this.expectedSum * decay + expected;
-    this.lostSum = this.lostSum * decay + lost;
-    const runs = lossRuns !== undefined && lossRuns >= 0 && Number.isFinite(lossRuns) ? Math.min(lost, lossRuns) : lost;
-    this.runsSum = this.runsSum * decay + (lost > 0 ? Math.max(1, runs) : 0);
-    return this.lossRate;
-  }
-
-  /** Fraction of datagrams lost, smoothed; 0 before any report. */
-  get lossRate(): number {
-    return this.expectedSum > 0 ? this.lostSum / this.expectedSum : 0;
-  }
-
-  /** Mean length of a run of losses, smoothed; 1 when unknown or without loss. */
-  get burstLength(): number {
-    return this.runsSum > 0 ? Math.max(1, this.lostSum / this.runsSum) : 1;
-  }
 }

@@ -240,7 +240,7 @@ describe(`systematic block code (Cauchy, row 0 = XOR), ${kernel} rows`, () => {
 }
 
 describe("row kernels", () => {
-  test("the coefficients and a repair of docs/fec-draft.md's example (the wire depends on them)", () => {
+  test("the coefficients and a repair of docs/fec.md's example (the wire depends on them)", () => {
     const row = (j: number) => Array.from({ length: 8 }, (_, i) => repairCoefficient(j, i));
     expect(row(1)).toEqual([0x7f, 0xfc, 0x7e, 0xfe, 0xe9, 0x74, 0x43, 0xd5]);
     expect(row(3)).toEqual([0x80, 0x1d, 0x83, 0x1b, 0xc7, 0x60, 0x24, 0x9e]);

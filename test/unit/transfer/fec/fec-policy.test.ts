@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { blockFailureProbability, chooseFec, LossEstimator, repairCount } from "../../../../src/transfer/fec/fec-policy.ts";
+import { blockFailureProbability, chooseFec, repairCount, repairsFor } from "../../../../src/transfer/fec/fec-policy.ts";
 import { Rng } from "../../../support/random.ts";
 
 describe("FEC policy", () => {
@@ -69,41 +69,13 @@ describe("FEC policy", () => {
   });
 });
 
-describe("loss estimator", () => {
-  test("starts at 0 and converges on a steady rate", () => {
-    const est = new LossEstimator();
-    expect(est.lossRate).toBe(0);
-    for (let i = 0; i < 200; i++) est.onInterval(1000, 980);
-    expect(est.lossRate).toBeCloseTo(0.02, 6);
-    expect(est.burstLength).toBe(1);
-  });
-
-  test("weighs intervals by their datagrams, and forgets with the half-life", () => {
-    const est = new LossEstimator(1000);
-    est.onInterval(1000, 900); // 10 %
-    est.onInterval(10, 10);
-    expect(est.lossRate).toBeGreaterThan(0.098);
-    est.onInterval(1000, 1000); // one half-life of clean datagrams halves the lost count's weight
-    expect(est.lossRate).toBeCloseTo((100 * 0.5 * 2 ** (-10 / 1000)) / (1000 * 0.5 * 2 ** (-10 / 1000) + 10 * 0.5 + 1000), 6);
-    for (let i = 0; i < 30; i++) est.onInterval(1000, 1000);
-    expect(est.lossRate).toBeLessThan(1e-9);
-    expect(chooseFec(est.lossRate).m).toBe(0);
-  });
-
-  test("runs of losses give the burst length", () => {
-    const est = new LossEstimator();
-    for (let i = 0; i < 50; i++) est.onInterval(1000, 970, 10);
-    expect(est.burstLength).toBeCloseTo(3, 6);
-  });
-
-  test("impossible counts are ignored, duplicates count as no loss", () => {
-    const est = new LossEstimator();
-    est.onInterval(100, 90);
-    const before = est.lossRate;
-    for (const [e, r] of [[0, 0], [-5, 1], [NaN, 1], [Infinity, 3], [10, -1], [10, NaN]] as const) expect(est.onInterval(e, r)).toBe(before);
-    est.onInterval(100, 120);
-    const decay = 2 ** (-100 / 4096);
-    expect(est.lossRate).toBeCloseTo((10 * decay) / (100 * decay + 100), 9);
-    expect(() => new LossEstimator(0)).toThrow(RangeError);
+describe("repairs for a Go-Back-N sender", () => {
+  test("none without loss; more with more loss or more in flight (a failed block resends everything in flight)", () => {
+    expect(repairsFor(64, 0, 1000)).toBe(0);
+    const at1 = repairsFor(64, 0.01, 1000);
+    expect(at1).toBeGreaterThanOrEqual(2);
+    expect(repairsFor(64, 0.05, 1000)).toBeGreaterThan(at1);
+    expect(repairsFor(64, 0.01, 64)).toBeLessThanOrEqual(at1);
+    expect(repairsFor(64, 0.5, 1000)).toBeLessThanOrEqual(8); // the decoder's capacity
   });
 });
