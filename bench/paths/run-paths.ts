@@ -43,6 +43,8 @@ interface PathResult {
   samples: Record<Tool, Sample[]>;
   medianMBps: Record<Tool, number | undefined>;
   utilisation: number | undefined;
+  /** ftx's share of the path with one TCP BBR download beside it (BENCH_PATH_SHARE=1). */
+  shareBesideBbr?: number;
   emulator: EmulatorCounters | undefined;
 }
 
@@ -152,7 +154,7 @@ function fmtRatio(ftx: number | undefined, tcp: number | undefined, capRate: num
   return "-";
 }
 
-async function measurePath(spec: PathSpec, index: number, ctx: { work: string; ftx: string[]; samples: number; capSeconds: number; warm: boolean }): Promise<PathResult> {
+async function measurePath(spec: PathSpec, index: number, ctx: { work: string; ftx: string[]; samples: number; capSeconds: number; warm: boolean; share: boolean }): Promise<PathResult> {
   const { work, ftx, samples, capSeconds } = ctx;
   const fileBytes = fileBytesFor(spec.link);
   const share = makeShare(work, fileBytes);
@@ -186,14 +188,13 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
       await Bun.sleep(200);
     }
 
-    const out = join(work, `out-${tag}`);
-    const runFtx = async (): Promise<Sample> => {
+    const runFtx = async (out = join(work, `out-${tag}`)): Promise<Sample> => {
       rmSync(out, { recursive: true, force: true });
       const r = await timed(ns.client, [...ftx, "fetch", master, "payload.bin", "-o", out, "--json"], capSeconds);
       const intact = r.code === 0 && (await sha256File(join(out, "payload.bin"))) === share.sha256;
       return { seconds: r.capped ? Infinity : r.seconds, capped: r.capped, intact, ...(r.code !== 0 && !r.capped && { failed: r.code }) };
     };
-    const runCurl = async (cc: "bbr" | "cubic"): Promise<Sample> => {
+    const runCurl = async (cc: "bbr" | "cubic", out = join(work, `out-${tag}`)): Promise<Sample> => {
       // New connections take the namespace's default; nginx's accepted sockets are such connections.
       sysctl(ns.server, "net.ipv4.tcp_congestion_control", cc);
       rmSync(out, { recursive: true, force: true });
@@ -233,7 +234,24 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
     if (link.kind === "emulator" && link.rateMbit > 0 && result.medianMBps.ftx !== undefined) {
       result.utilisation = result.medianMBps.ftx / ((link.rateMbit / 8) * (1 - link.lossPct / 100));
     }
-    rmSync(out, { recursive: true, force: true });
+    if (link.kind === "emulator" && link.rateMbit > 0 && ctx.share) {
+      // ftx and one TCP BBR download at once, same file: ftx's share of the path while both ran. The
+      // first to finish (A) moved S in tA; the other moved S in tB, alone on the link L after tA, so
+      // during the overlap it moved S − L·(tB − tA): A's share is S / (S + that).
+      const linkMBps = (link.rateMbit / 8) * (1 - link.lossPct / 100);
+      const shares: number[] = [];
+      for (let i = 0; i < samples; i++) {
+        const [f, t] = await Promise.all([runFtx(join(work, `share-ftx-${tag}`)), runCurl("bbr", join(work, `share-tcp-${tag}`))]);
+        if (f.capped || t.capped || f.failed !== undefined || t.failed !== undefined) continue;
+        const [first, second] = f.seconds <= t.seconds ? [f.seconds, t.seconds] : [t.seconds, f.seconds];
+        const overlapOther = Math.max(0, mb - linkMBps * (second - first));
+        const firstShare = mb / (mb + overlapOther);
+        shares.push(f.seconds <= t.seconds ? firstShare : 1 - firstShare);
+        console.error(`  beside TCP BBR ${i + 1}: ftx ${f.seconds.toFixed(2)} s, TCP ${t.seconds.toFixed(2)} s: ftx's share ${shares.at(-1)!.toFixed(2)}`);
+      }
+      result.shareBesideBbr = shares.length > 0 ? median(shares) : undefined;
+    }
+    rmSync(join(work, `out-${tag}`), { recursive: true, force: true });
   } finally {
     await Promise.all([...live.procs].map(stopProcess));
     result.emulator = await ns.close();
@@ -291,7 +309,7 @@ export async function runPaths(options: PathsOptions): Promise<number> {
   try {
     for (const [i, spec] of specs.entries()) {
       try {
-        results.push(await measurePath(spec, i, { work, ftx, samples, capSeconds, warm: i === 0 }));
+        results.push(await measurePath(spec, i, { work, ftx, samples, capSeconds, warm: i === 0, share: process.env.BENCH_PATH_SHARE === "1" }));
       } catch (e) {
         console.error(`  ${spec.name} failed: ${e instanceof Error ? e.message : String(e)}`);
       }
@@ -304,7 +322,7 @@ export async function runPaths(options: PathsOptions): Promise<number> {
     process.off("SIGTERM", interrupted);
   }
 
-  const header = ["path", "file", "ftx MB/s", "TCP BBR MB/s", "TCP CUBIC MB/s", "ftx/BBR", "ftx/CUBIC", "link use", "ftx intact"];
+  const header = ["path", "file", "ftx MB/s", "TCP BBR MB/s", "TCP CUBIC MB/s", "ftx/BBR", "ftx/CUBIC", "link use", "ftx intact", "share beside BBR"];
   const rows = results.map((r) => {
     const capRate = r.fileBytes / 1e6 / capSeconds;
     return [
@@ -317,6 +335,7 @@ export async function runPaths(options: PathsOptions): Promise<number> {
       fmtRatio(r.medianMBps.ftx, r.medianMBps.cubic, capRate),
       r.utilisation === undefined ? "-" : `${(r.utilisation * 100).toFixed(0)} %`,
       `${r.samples.ftx.filter((x) => x.intact).length}/${r.samples.ftx.length}`,
+      r.shareBesideBbr === undefined ? "-" : r.shareBesideBbr.toFixed(2),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
