@@ -184,15 +184,15 @@ export class BbrController {
    * latest RTT `rttMs`. With the RTT above the minimum by HyStart's margin, a queue was there: that
    * is congestion (start-up ends; a probe for more bandwidth stops, and what may be in flight is
    * capped at 85 % of what was out, as BBRv2's inflight_hi). Without a queue it is random loss, and
-   * nothing changes.
+   * nothing changes. Returns whether it was congestion.
    */
-  onGoBack(inFlight: number, rttMs: number): void {
-    if (this.minRttMs === Infinity || rttMs <= this.minRttMs + this.queueMarginMs()) return;
+  onGoBack(inFlight: number, rttMs: number): boolean {
+    if (this.minRttMs === Infinity || rttMs <= this.minRttMs + this.queueMarginMs()) return false;
     if (this.state === "startup") {
       if (this.bw.best > 0) this.filledPipe = true;
-      return;
+      return true;
     }
-    if (this.state !== "probe_bw") return;
+    if (this.state !== "probe_bw") return true;
     this.inflightCap = Math.max(MIN_CWND_SEGMENTS, Math.min(this.inflightCap, HEAVY_LOSS_BETA * Math.max(inFlight, (this.bdp(1) ?? 0))));
     if (this.pacingGain > 1) {
       // Stop probing: on to the phase that drains what the probe queued.
@@ -200,6 +200,7 @@ export class BbrController {
       this.pacingGain = PROBE_BW_GAINS[1];
       this.probeStampForCycle = true;
     }
+    return true;
   }
 
   /** How far above the minimum RTT a sample must be to show a queue (RFC 9406's delay threshold). */

@@ -76,6 +76,10 @@ export const enum SendKind {
  * noise, short enough to follow a path that changes within a few seconds.
  */
 const LOSS_MEMORY_DATAGRAMS = 2000;
+const BURST_WINDOW_BLOCKS = 32;
+const BURST_UP_FAILURES = 0.02;
+const BURST_DOWN_FAILURES = 0.005;
+const MAX_BURST_LENGTH = 8;
 
 /** A bounded stack of what recent pollTransmit calls did (numbers only: no allocation per datagram). */
 class UndoStack {
@@ -273,6 +277,10 @@ export class GbnSender {
   /** Repairs chosen for the block now being sent, and that block's first segment. */
   private blockRepairs = 0;
   private blockRepairsStart = -1;
+  /** The burst length repairs are sized for, and the block failures it is judged by. */
+  private burstLength = 1;
+  private blocksEnded = 0;
+  private goBacksInWindow = 0;
   /** DATA and REPAIR datagrams that left, and how many the receiver says arrived (never more than left). */
   private datagramsSent = 0;
   private peerReceived = 0;
@@ -428,13 +436,29 @@ export class GbnSender {
     const start = seq - index;
     if (start !== this.blockRepairsStart) {
       this.blockRepairsStart = start;
-      this.blockRepairs = repairsFor(Math.min(k, this.config.totalSegments - start), this.lossRate, this.nextSeq - this.base + this.cc.cwnd);
+      this.blockRepairs = repairsFor(Math.min(k, this.config.totalSegments - start), this.lossRate, this.nextSeq - this.base + this.cc.cwnd, this.burstLength);
     }
+    if (index === k - 1 || seq === this.config.totalSegments - 1) this.blockEnded();
     if ((index === k - 1 || seq === this.config.totalSegments - 1) && this.blockRepairs > 0) {
       this.repairBlock = start;
       this.repairNext = 0;
       this.repairCount = this.blockRepairs;
     }
+  }
+
+  /**
+   * Loss in bursts defeats repairs sized for independent loss: a burst of 4 in a block that has 3 is
+   * a go-back. The sender sees it as blocks failing more often than the binomial says, and doubles the
+   * burst length it sizes repairs for (1 → 8) when more than 2 % of a window of 32 blocks failed,
+   * halving it again when under 0.5 % did.
+   */
+  private blockEnded(): void {
+    if (++this.blocksEnded < BURST_WINDOW_BLOCKS) return;
+    const failed = this.goBacksInWindow / this.blocksEnded;
+    if (failed > BURST_UP_FAILURES) this.burstLength = Math.min(MAX_BURST_LENGTH, this.burstLength * 2);
+    else if (failed < BURST_DOWN_FAILURES) this.burstLength = Math.max(1, this.burstLength / 2);
+    this.blocksEnded = 0;
+    this.goBacksInWindow = 0;
   }
 
   /** The shell has no repair to give for the queued block (its encoder lost the block): forget them. */
@@ -648,7 +672,8 @@ export class GbnSender {
   /** A loss the sender goes back for: later losses of what is already sent are part of it. */
   private onLoss(): void {
     this.lossEpochUntilSeq = this.nextSeq;
-    this.cc.onGoBack(this.nextSeq - this.base, this.rtt.latestRttMs);
+    // A block the repairs could not rebuild, unless a queue overflowed (congestion, not burstiness).
+    if (!this.cc.onGoBack(this.nextSeq - this.base, this.rtt.latestRttMs)) this.goBacksInWindow++;
   }
 
   /** The delivery-rate sample an ACK covering segment `seq` gives (draft-cheng-iccrg-delivery-rate-estimation §3.3). */

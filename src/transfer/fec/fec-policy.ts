@@ -66,13 +66,14 @@ export const MAX_REPAIRS_PER_BLOCK = 8;
  * at each block's first segment), with `inFlight` segments out: the m that minimises what is sent on
  * top of the data, m / k for the repairs plus, when the block still cannot be rebuilt (more than m of
  * its k + m datagrams lost), a Go-Back-N resend of everything in flight. None on a clean path.
+ * `burstLength`: losses come in runs of about that many (the sender infers it from blocks failing).
  */
-export function repairsFor(k: number, p: number, inFlight: number): number {
+export function repairsFor(k: number, p: number, inFlight: number, burstLength = 1): number {
   if (!(p > 0) || k <= 0) return 0;
   let best = 0;
   let bestCost = Infinity;
   for (let m = 0; m <= MAX_REPAIRS_PER_BLOCK; m++) {
-    const cost = m / k + blockFailureProbability(k, m, p) * (Math.max(k, inFlight) / k);
+    const cost = m / k + blockFailureProbability(k, m, p, burstLength) * (Math.max(k, inFlight) / k);
     if (cost < bestCost - 1e-9) {
       best = m;
       bestCost = cost;
