@@ -110,6 +110,8 @@ export class GbnReceiver {
   private gap = false;
   private readonly fecBlock: number;
   private block: BlockBuffer | undefined;
+  /** The newest block a REPAIR came for. */
+  private lastRepairBlock = -Infinity;
   /** Segments held or rebuilt that are next in order: `pollDelivered` hands them out. */
   private deliverable = 0;
 
@@ -132,6 +134,11 @@ export class GbnReceiver {
     return this.block;
   }
 
+  /** Repairs came for this block or one of the two before it: the server is protecting the stream. */
+  private repairsFlowing(seq: number): boolean {
+    return Math.floor(seq / this.fecBlock) - this.lastRepairBlock <= 2;
+  }
+
   /** In the block of the next expected segment (the only one reassembled). */
   private inCurrentBlock(seq: number): boolean {
     const k = this.fecBlock;
@@ -151,8 +158,10 @@ export class GbnReceiver {
     this.echoArrivedAt = now;
     this.received++;
     if (seq === this.expected && !this.complete && this.deliverable === 0) {
-      // A copy for the block's decoder, in case a later segment of the block is lost.
-      const block = payload && this.inCurrentBlock(seq) ? this.blockFor(seq) : undefined;
+      // A copy for the block's decoder, in case a later segment of the block is lost: while repairs
+      // are coming (the server sends them only where the path loses), or once the block holds
+      // something. On a clean path that copy was a memcpy of every byte for nothing.
+      const block = payload && this.inCurrentBlock(seq) && (this.repairsFlowing(seq) || this.block?.start === seq - (seq % this.fecBlock)) ? this.blockFor(seq) : undefined;
       block?.addData(seq % this.fecBlock, payload!);
       this.advance(1, ackNow, now);
       // Segments held behind this one (it came late, not lost) follow it.
@@ -185,6 +194,7 @@ export class GbnReceiver {
   handleRepair(blockStart: number, j: number, timestampUs: number, now: number, payload: Uint8Array): void {
     this.received++;
     this.counters.repairs++;
+    if (this.fecBlock > 0) this.lastRepairBlock = Math.max(this.lastRepairBlock, Math.floor(blockStart / this.fecBlock));
     if (j >= MAX_REPAIRS_PER_BLOCK || this.complete || !this.inCurrentBlock(blockStart) || blockStart % this.fecBlock !== 0) return;
     this.echoTimestampUs = timestampUs;
     this.echoArrivedAt = now;
