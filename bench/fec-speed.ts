@@ -1,13 +1,13 @@
 /**
- * Speed of the FEC block code (src/transfer/fec/) on this machine: `bun bench/fec-speed.ts`.
+ * Speed of the FEC block code (src/transfer/core/fec/) on this machine: `bun bench/fec-speed.ts`.
  * Blocks of k = 32 segments of 1374 bytes (1400-byte datagrams), payloads at offset 26 of their
  * datagram as the shell sees them. Prints MB/s of data bytes and the CPU seconds per GiB of file that
  * rate means (per CPU second, best of 3), for encoding (the sender, every block) and decoding (the receiver, only blocks that
  * lost something; a clean block costs it nothing but `addData`).
  */
-import { BlockDecoder, BlockEncoder } from "../src/transfer/fec/block-code.ts";
-import { mulAddRow, mulAddWords } from "../src/transfer/fec/gf256.ts";
-import { createRowWorkspace } from "../src/transfer/fec/row-workspace.ts";
+import { BlockDecoder, BlockEncoder } from "../src/transfer/core/fec/block-code.ts";
+import { mulAddRow, mulAddWords } from "../src/transfer/core/fec/gf256.ts";
+import { createRowWorkspace } from "../src/transfer/core/fec/row-workspace.ts";
 
 const K = 32;
 const SEGMENT_BYTES = 1374;

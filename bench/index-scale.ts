@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectToMaster } from "../src/index/index-client.ts";
-import { MsgType, Role } from "../src/index/messages.ts";
+import { MsgType, Role } from "../src/index/core/messages.ts";
 import { RedisProcess } from "../test/support/redis-process.ts";
 import { waitFor, type Bench } from "./lib/bench.ts";
 import { median, procStat } from "./lib/measure.ts";

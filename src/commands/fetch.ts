@@ -4,7 +4,7 @@ import { UsageError } from "../errors.ts";
 import { fetchFiles } from "../fetch/fetch-files.ts";
 import { createLogger } from "../log.ts";
 import { parseBindHost } from "../net/address.ts";
-import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/wire.ts";
+import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/core/wire.ts";
 import { jsonArg, logArgs, parseSeconds, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export const variadic = true;

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { queryMaster } from "../index/index-client.ts";
-import type { ListEntry } from "../index/messages.ts";
+import type { ListEntry } from "../index/core/messages.ts";
 import { humanBytes, renderTable } from "../util/format.ts";
 import { jsonArg, logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 

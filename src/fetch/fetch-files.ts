@@ -1,9 +1,9 @@
 import { existsSync } from "node:fs";
 import { FtxError, errorMessage } from "../errors.ts";
 import { destinationFor, prepareOutputDir } from "../files/destination.ts";
-import { PART_SUFFIX, unsafeNameReason } from "../files/safe-name.ts";
+import { PART_SUFFIX, unsafeNameReason } from "../files/core/safe-name.ts";
 import { queryMaster } from "../index/index-client.ts";
-import type { ListEntry } from "../index/messages.ts";
+import type { ListEntry } from "../index/core/messages.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { HostPort } from "../net/address.ts";
 import { FileFetch, type PathInfo } from "./file-fetch.ts";
@@ -11,7 +11,7 @@ import { startWriterThread } from "../transfer/part-file.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
 import { Slots } from "../util/slots.ts";
 import { probePath } from "../transfer/path-probe.ts";
-import { clampSegmentBytes, HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/wire.ts";
+import { clampSegmentBytes, HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/core/wire.ts";
 
 export interface FetchOptions {
   masters: HostPort[];

@@ -1,14 +1,15 @@
 import { FtxError, errorMessage } from "../errors.ts";
-import { PIECE_HASH_BYTES, pieceCountFor, piecesRootOf } from "../files/pieces.ts";
-import type { ListEntry } from "../index/messages.ts";
+import { PIECE_HASH_BYTES, pieceCountFor, piecesRootOf } from "../files/core/pieces.ts";
+import type { ListEntry } from "../index/core/messages.ts";
 import type { Logger } from "../log.ts";
-import { parseHostPort, resolveHost } from "../net/address.ts";
+import { parseHostPort } from "../net/address.ts";
+import { resolveHost } from "../net/resolve.ts";
 import type { Download, DownloadSpec } from "../transfer/download.ts";
 import { PartFile, type DownloadSink, type RangeSink } from "../transfer/part-file.ts";
 import type { TransferClient } from "../transfer/transfer-client.ts";
-import { HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/wire.ts";
-import { PiecePlanner, type PlannedRange, type SourceId } from "./piece-planner.ts";
-import { SourceBook } from "./source-book.ts";
+import { HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/core/wire.ts";
+import { PiecePlanner, type PlannedRange, type SourceId } from "./core/piece-planner.ts";
+import { SourceBook } from "./core/source-book.ts";
 import { InterruptibleSleep } from "../util/interruptible-sleep.ts";
 
 /** What a FileFetch needs from the fetch around it. */

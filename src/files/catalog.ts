@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import { FtxError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
-import type { FileRecord } from "./file-record.ts";
+import type { FileRecord } from "./core/file-record.ts";
 import { hashFile, type FileHashes } from "./hash-file.ts";
 import { walkFolder, type Candidate } from "./walk.ts";
 

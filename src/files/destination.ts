@@ -1,7 +1,7 @@
 import { mkdir, realpath } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { FtxError } from "../errors.ts";
-import { unsafeNameReason } from "./safe-name.ts";
+import { unsafeNameReason } from "./core/safe-name.ts";
 import { isInside } from "./walk.ts";
 
 /**

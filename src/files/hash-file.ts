@@ -1,5 +1,5 @@
 import { createReadStream } from "node:fs";
-import { PieceHasher } from "./pieces.ts";
+import { PieceHasher } from "./core/pieces.ts";
 
 const READ_CHUNK_BYTES = 1 << 20;
 

@@ -1,6 +1,6 @@
 import { opendir, realpath, stat } from "node:fs/promises";
 import { join, sep } from "node:path";
-import { PART_SUFFIX, unsafeNameReason } from "./safe-name.ts";
+import { PART_SUFFIX, unsafeNameReason } from "./core/safe-name.ts";
 
 export interface Candidate {
   name: string; // relative, `/`-separated

@@ -1,6 +1,6 @@
 import { ProtocolError } from "../errors.ts";
-import { encodeMessage, FrameDecoder } from "./codec.ts";
-import type { IndexMessage } from "./messages.ts";
+import { encodeMessage, FrameDecoder } from "./core/codec.ts";
+import type { IndexMessage } from "./core/messages.ts";
 
 export interface FramedPeerHandler {
   onMessage(msg: IndexMessage): void;

@@ -4,8 +4,9 @@ import { ipVersion } from "../net/ip.ts";
 import { FtxError, type ProtocolError } from "../errors.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
 import { FramedPeer, type ByteStream } from "./framed-peer.ts";
-import { authMac, newNonce, NO_TOKEN_MAC } from "./auth.ts";
-import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage, type ListEntry } from "./messages.ts";
+import { authMac, NO_TOKEN_MAC } from "./core/auth.ts";
+import { newNonce } from "./nonce.ts";
+import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage, type ListEntry } from "./core/messages.ts";
 
 export interface ConnectOptions {
   role: Role;

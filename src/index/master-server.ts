@@ -3,14 +3,14 @@ import { FtxError, type ProtocolError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
-import { newNonce } from "./auth.ts";
+import { newNonce } from "./nonce.ts";
 import { FramedPeer } from "./framed-peer.ts";
-import { encodeMessage } from "./codec.ts";
+import { encodeMessage } from "./core/codec.ts";
 import { MemoryStore } from "./memory-store.ts";
-import { IndexErrorCode, MsgType, type IndexMessage, type ListEntry } from "./messages.ts";
-import { PeerSession, type SessionConfig, type SessionEffect, type SessionState } from "./peer-session.ts";
-import { DEFAULT_REGISTRY_LIMITS, Registry, type RegistryLimits } from "./registry.ts";
-import type { RegistryStore } from "./store.ts";
+import { IndexErrorCode, MsgType, type IndexMessage, type ListEntry } from "./core/messages.ts";
+import { PeerSession, type SessionConfig, type SessionEffect, type SessionState } from "./core/peer-session.ts";
+import { DEFAULT_REGISTRY_LIMITS, Registry, type RegistryLimits } from "./core/registry.ts";
+import type { RegistryStore } from "./core/store.ts";
 
 export interface MasterOptions {
   host: string;

@@ -1,5 +1,5 @@
-import type { FileRecord, ListEntry } from "./messages.ts";
-import type { RegistryStore } from "./store.ts";
+import type { FileRecord, ListEntry } from "./core/messages.ts";
+import type { RegistryStore } from "./core/store.ts";
 
 /**
  * One entry per distinct (name, sha256, size, pieces root). Servers' file maps point at these shared entries rather than

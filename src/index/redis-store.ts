@@ -1,10 +1,10 @@
 import { RedisClient } from "bun";
-import { randomBytes } from "../util/crypto.ts";
+import { randomBytes } from "../util/random.ts";
 import { FtxError, errorMessage } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { MemoryStore } from "./memory-store.ts";
-import type { FileRecord, ListEntry } from "./messages.ts";
-import type { RegistryStore } from "./store.ts";
+import type { FileRecord, ListEntry } from "./core/messages.ts";
+import type { RegistryStore } from "./core/store.ts";
 
 /**
  * A registry store shared by several masters through Redis (docs/PROTOCOL.md, "Shared index").

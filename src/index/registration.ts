@@ -3,7 +3,7 @@ import type { Catalog } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4, type HostPort } from "../net/address.ts";
 import { connectToMaster, errorFromMaster, type IndexSession } from "./index-client.ts";
-import { IndexErrorCode, MsgType, Role, type FileRecord } from "./messages.ts";
+import { IndexErrorCode, MsgType, Role, type FileRecord } from "./core/messages.ts";
 import { InterruptibleSleep } from "../util/interruptible-sleep.ts";
 
 export interface RegistrationOptions {

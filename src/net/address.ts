@@ -1,6 +1,5 @@
 import { ipVersion } from "./ip.ts";
-import { lookup } from "node:dns/promises";
-import { FtxError, UsageError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 
 export interface HostPort {
   host: string; // bare: IPv6 without brackets
@@ -82,19 +81,4 @@ export function parseBindHost(text: string, what = "--host"): string {
   const h = bareHost(text);
   if (!isValidHost(h)) throw new UsageError(`${what}: '${text}' is not a host name or address`);
   return h;
-}
-
-/**
- * Resolve a host to one IP address. Bun's `udpSocket.send()` does no DNS, so every UDP destination
- * goes through here first.
- */
-export async function resolveHost(host: string): Promise<string> {
-  const h = bareHost(host);
-  if (ipVersion(h)) return h;
-  try {
-    const { address } = await lookup(h);
-    return address;
-  } catch (err) {
-    throw new FtxError("E_UNREACHABLE", `cannot resolve host '${h}'`, { cause: err });
-  }
 }

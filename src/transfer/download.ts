@@ -1,7 +1,7 @@
-import { randomU32 } from "../util/crypto.ts";
+import { randomU32 } from "../util/random.ts";
 import { FtxError, ProtocolError, type FtxErrorCode } from "../errors.ts";
-import { GbnReceiver } from "./gbn-receiver.ts";
-import { answerWaitMs } from "./rtt-estimator.ts";
+import { GbnReceiver } from "./core/gbn-receiver.ts";
+import { answerWaitMs } from "./core/rtt-estimator.ts";
 import type { DownloadSink } from "./part-file.ts";
 import { requestMac } from "./request-mac.ts";
 import {
@@ -22,7 +22,7 @@ import {
   writeAck,
   type AcceptBody,
   type Header,
-} from "./wire.ts";
+} from "./core/wire.ts";
 
 export interface DownloadSpec {
   name: string;

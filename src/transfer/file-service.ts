@@ -1,6 +1,6 @@
 import type { udp } from "bun";
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
-import { randomU32 } from "../util/crypto.ts";
+import { randomU32 } from "../util/random.ts";
 import { FtxError } from "../errors.ts";
 import type { Catalog, CatalogEntry } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
@@ -9,8 +9,8 @@ import { growReceiveBuffer } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { verifyRequestMac } from "./request-mac.ts";
-import { SEND_BATCH, ServerEndpoint, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./server-endpoint.ts";
-import { TransferErrorCode } from "./wire.ts";
+import { SEND_BATCH, ServerEndpoint, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./core/server-endpoint.ts";
+import { TransferErrorCode } from "./core/wire.ts";
 
 export interface FileServiceOptions {
   host: string;

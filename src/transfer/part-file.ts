@@ -1,8 +1,8 @@
 import { renameSync, unlinkSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { FtxError } from "../errors.ts";
-import { PART_SUFFIX } from "../files/safe-name.ts";
-import { pieceBytesFor, pieceCountFor } from "../files/pieces.ts";
+import { PART_SUFFIX } from "../files/core/safe-name.ts";
+import { pieceBytesFor, pieceCountFor } from "../files/core/pieces.ts";
 import { hasBit } from "./part-trailer.ts";
 import { SYNC_AFTER_BYTES, writerErrorCode, type WriterReply, type WriterRequest } from "./part-writer-protocol.ts";
 import { dropFromPageCache } from "../files/page-cache.ts";

@@ -1,10 +1,10 @@
-import { randomU32 } from "../util/crypto.ts";
+import { randomU32 } from "../util/random.ts";
 import { ipVersion } from "../net/ip.ts";
 import { ProtocolError } from "../errors.ts";
-import { answerWaitMs } from "./rtt-estimator.ts";
+import { answerWaitMs } from "./core/rtt-estimator.ts";
 import { forbidFragmentation } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
-import { decodeProbeAck, encodeProbe, HEADER_BYTES, INTERNET_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES, PacketType, readHeader, timestampUs } from "./wire.ts";
+import { decodeProbeAck, encodeProbe, HEADER_BYTES, INTERNET_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES, PacketType, readHeader, timestampUs } from "./core/wire.ts";
 
 /**
  * Datagram sizes to try, largest first: the UDP maximum, the sizes loopback and jumbo LANs carry

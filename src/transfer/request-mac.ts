@@ -1,5 +1,5 @@
 import { constantTimeEqual, hmacSha256 } from "../util/crypto.ts";
-import { MAC_BYTES } from "./wire.ts";
+import { MAC_BYTES } from "./core/wire.ts";
 
 /**
  * With a token, a REQUEST carries HMAC-SHA256(token, label | session id | offset | length | sha256 | name):

@@ -8,7 +8,7 @@ import { growReceiveBuffer } from "../net/socket-options.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { Download, type DownloadSpec } from "./download.ts";
 import type { DownloadSink } from "./part-file.ts";
-import { readHeader } from "./wire.ts";
+import { readHeader } from "./core/wire.ts";
 
 /** How long a finished session keeps its socket, to answer the server's late datagrams with FIN. */
 const LINGER_MS = 3000;

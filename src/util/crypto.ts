@@ -11,14 +11,6 @@ export function hmacSha256(key: string): Bun.CryptoHasher {
   return new Bun.CryptoHasher("sha256", key);
 }
 
-export function randomBytes(count: number): Uint8Array {
-  return crypto.getRandomValues(new Uint8Array(count));
-}
-
-export function randomU32(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0]!;
-}
-
 /** Equal bytes, in a time that depends only on the length (a MAC check must not leak how much of it matched). */
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;

@@ -2,8 +2,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectToMaster } from "../../src/index/index-client.ts";
-import { MsgType, Role } from "../../src/index/messages.ts";
-import { ACK_BYTES, decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/wire.ts";
+import { MsgType, Role } from "../../src/index/core/messages.ts";
+import { ACK_BYTES, decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/core/wire.ts";
 import { mutate, Rng } from "../support/random.ts";
 import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Catalog } from "../../src/files/catalog.ts";
 import { FileService } from "../../src/transfer/file-service.ts";
-import { encodeProbe, encodeRequest, PacketType, readHeader } from "../../src/transfer/wire.ts";
+import { encodeProbe, encodeRequest, PacketType, readHeader } from "../../src/transfer/core/wire.ts";
 
 /**
  * The file server shares one UDP socket among all its clients, so an ICMP "port unreachable" caused

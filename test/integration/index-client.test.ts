@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { FtxError } from "../../src/errors.ts";
 import { connectToAnyMaster, connectToMaster } from "../../src/index/index-client.ts";
-import { Role } from "../../src/index/messages.ts";
+import { Role } from "../../src/index/core/messages.ts";
 
 /** A loopback port nobody listens on (bound, read back and closed again). */
 function closedPort(): number {

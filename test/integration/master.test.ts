@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type Socket } from "node:net";
-import { encodeMessage, FrameDecoder } from "../../src/index/codec.ts";
-import { authMac, newNonce } from "../../src/index/auth.ts";
+import { encodeMessage, FrameDecoder } from "../../src/index/core/codec.ts";
+import { authMac } from "../../src/index/core/auth.ts";
+import { newNonce } from "../../src/index/nonce.ts";
 import { connectToMaster, listFromMaster } from "../../src/index/index-client.ts";
 import { MasterServer } from "../../src/index/master-server.ts";
-import { INDEX_VERSION, MsgType, Role, type IndexMessage } from "../../src/index/messages.ts";
+import { INDEX_VERSION, MsgType, Role, type IndexMessage } from "../../src/index/core/messages.ts";
 import { mutate, Rng } from "../support/random.ts";
 
 const SHA = "c".repeat(64);

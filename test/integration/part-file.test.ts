@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { FtxError } from "../../src/errors.ts";
-import { pieceCountFor } from "../../src/files/pieces.ts";
+import { pieceCountFor } from "../../src/files/core/pieces.ts";
 import { PartFile } from "../../src/transfer/part-file.ts";
 import { tempDir } from "../support/ftx-process.ts";
 import { canMountSmallFileSystem, smallFileSystem } from "../support/small-file-system.ts";

@@ -1,8 +1,8 @@
 import { ProtocolError } from "../../src/errors.ts";
 import { Download, type DownloadSpec } from "../../src/transfer/download.ts";
 import { verifyRequestMac } from "../../src/transfer/request-mac.ts";
-import { SEND_BATCH, ServerEndpoint, type EndpointEvent, type OpenResult, type ServedFile, type ServedFiles, type Transmit } from "../../src/transfer/server-endpoint.ts";
-import { readHeader, TransferErrorCode } from "../../src/transfer/wire.ts";
+import { SEND_BATCH, ServerEndpoint, type EndpointEvent, type OpenResult, type ServedFile, type ServedFiles, type Transmit } from "../../src/transfer/core/server-endpoint.ts";
+import { readHeader, TransferErrorCode } from "../../src/transfer/core/wire.ts";
 import type { Rng } from "./random.ts";
 import { SimLink, type LinkProfile } from "./sim-link.ts";
 

@@ -1,7 +1,7 @@
 import { ProtocolError } from "../../src/errors.ts";
-import { GbnReceiver } from "../../src/transfer/gbn-receiver.ts";
-import { SenderRepairs } from "../../src/transfer/fec/sender-repairs.ts";
-import { GbnSender, SendKind, type SenderEvent } from "../../src/transfer/gbn-sender.ts";
+import { GbnReceiver } from "../../src/transfer/core/gbn-receiver.ts";
+import { SenderRepairs } from "../../src/transfer/core/fec/sender-repairs.ts";
+import { GbnSender, SendKind, type SenderEvent } from "../../src/transfer/core/gbn-sender.ts";
 import {
   ACK_BYTES,
   DATA_AT,
@@ -19,7 +19,7 @@ import {
   readHeader,
   segmentCount,
   writeAck,
-} from "../../src/transfer/wire.ts";
+} from "../../src/transfer/core/wire.ts";
 import type { Rng } from "./random.ts";
 import { SimLink, type LinkProfile } from "./sim-link.ts";
 

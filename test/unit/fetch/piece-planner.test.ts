@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { PiecePlanner, type PlannedRange } from "../../../src/fetch/piece-planner.ts";
+import { PiecePlanner, type PlannedRange } from "../../../src/fetch/core/piece-planner.ts";
 import { Rng } from "../../support/random.ts";
 
 const MiB = 1 << 20;

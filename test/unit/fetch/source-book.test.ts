@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { FtxError, type FtxErrorCode } from "../../../src/errors.ts";
-import type { ListEntry } from "../../../src/index/messages.ts";
+import type { ListEntry } from "../../../src/index/core/messages.ts";
 import {
   BUSY_RETRY_MS,
   COOLDOWN_FIRST_MS,
@@ -9,7 +9,7 @@ import {
   RATE_TIME_CONSTANT_MS,
   SourceBook,
   sessionErrorAction,
-} from "../../../src/fetch/source-book.ts";
+} from "../../../src/fetch/core/source-book.ts";
 import { Rng } from "../../support/random.ts";
 
 const SHA = "ab".repeat(32);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { MAX_PIECES, MIN_PIECE_BYTES, PieceHasher, pieceBytesFor, pieceCountFor, piecesRootOf } from "../../../src/files/pieces.ts";
+import { MAX_PIECES, MIN_PIECE_BYTES, PieceHasher, pieceBytesFor, pieceCountFor, piecesRootOf } from "../../../src/files/core/pieces.ts";
 import { decodeSlot, encodeSlot, hasBit, newBitmap, setBit, SLOT_BYTES } from "../../../src/transfer/part-trailer.ts";
 import { Rng } from "../../support/random.ts";
 

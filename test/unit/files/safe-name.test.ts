@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { MAX_NAME_BYTES, MAX_SEGMENT_NAME_BYTES, PART_SUFFIX } from "../../../src/files/name-limits.ts";
-import { isSafeName, unsafeNameReason } from "../../../src/files/safe-name.ts";
+import { MAX_NAME_BYTES, MAX_SEGMENT_NAME_BYTES, PART_SUFFIX } from "../../../src/files/core/name-limits.ts";
+import { isSafeName, unsafeNameReason } from "../../../src/files/core/safe-name.ts";
 
 test("safe relative names pass", () => {
   for (const n of ["a", "a.txt", ".dot", "docs/a.txt", "x/y/z", "..a", "a..", "ünï/☃", "a b"]) expect(isSafeName(n)).toBe(true);

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { decodeBody, encodeMessage, FrameDecoder } from "../../../src/index/codec.ts";
-import { IndexErrorCode, MsgType, Role, type IndexMessage } from "../../../src/index/messages.ts";
+import { decodeBody, encodeMessage, FrameDecoder } from "../../../src/index/core/codec.ts";
+import { IndexErrorCode, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
 import { documentedVectors, hexOf, parseVectors } from "../../support/protocol-vectors.ts";
 
 /** The same text as docs/PROTOCOL.md §1 "Test vectors" (a test below holds them equal). */

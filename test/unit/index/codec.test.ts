@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ProtocolError } from "../../../src/errors.ts";
-import { decodeBody, encodeMessage, FrameDecoder } from "../../../src/index/codec.ts";
-import { IndexErrorCode, MAX_FRAME_BYTES, MsgType, Role, type IndexMessage } from "../../../src/index/messages.ts";
+import { decodeBody, encodeMessage, FrameDecoder } from "../../../src/index/core/codec.ts";
+import { IndexErrorCode, MAX_FRAME_BYTES, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
 import { mutate, Rng } from "../../support/random.ts";
 
 const sha = "ab".repeat(32);

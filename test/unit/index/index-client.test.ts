@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { errorFromMaster } from "../../../src/index/index-client.ts";
-import { IndexErrorCode } from "../../../src/index/messages.ts";
+import { IndexErrorCode } from "../../../src/index/core/messages.ts";
 
 describe("errorFromMaster", () => {
   test("the master's error code decides the FtxError code; the master's words are the detail", () => {

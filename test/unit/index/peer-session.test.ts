@@ -1,9 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import { authMac } from "../../../src/index/auth.ts";
+import { authMac } from "../../../src/index/core/auth.ts";
 import { MemoryStore } from "../../../src/index/memory-store.ts";
-import { IndexErrorCode, MsgType, Role, type IndexMessage } from "../../../src/index/messages.ts";
-import { MAX_QUEUED_LISTS, PeerSession, type SessionEffect, type SessionState } from "../../../src/index/peer-session.ts";
-import { Registry } from "../../../src/index/registry.ts";
+import { IndexErrorCode, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
+import { MAX_QUEUED_LISTS, PeerSession, type SessionEffect, type SessionState } from "../../../src/index/core/peer-session.ts";
+import { Registry } from "../../../src/index/core/registry.ts";
 
 const SHA = "a".repeat(64);
 const CLIENT_NONCE = new Uint8Array(16).fill(1);

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { MemoryStore } from "../../../src/index/memory-store.ts";
-import { Registry } from "../../../src/index/registry.ts";
+import { Registry } from "../../../src/index/core/registry.ts";
 
 const A = "a".repeat(64);
 const B = "b".repeat(64);

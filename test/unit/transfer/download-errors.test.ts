@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { FtxError, FtxErrorCode } from "../../../src/errors.ts";
 import { Download, serverError, type DownloadSpec } from "../../../src/transfer/download.ts";
-import { encodeAccept, encodeError, readHeader, TransferErrorCode } from "../../../src/transfer/wire.ts";
+import { encodeAccept, encodeError, readHeader, TransferErrorCode } from "../../../src/transfer/core/wire.ts";
 
 const SPEC: DownloadSpec = {
   name: "f",

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Download } from "../../../src/transfer/download.ts";
 import type { DownloadSink } from "../../../src/transfer/part-file.ts";
-import { decodeAck, encodeAccept, HEADER_BYTES, PacketType, readHeader, seal, timestampUs, writeHeader } from "../../../src/transfer/wire.ts";
+import { decodeAck, encodeAccept, HEADER_BYTES, PacketType, readHeader, seal, timestampUs, writeHeader } from "../../../src/transfer/core/wire.ts";
 
 const SEGMENT = 60_000;
 const SHA = "ab".repeat(32);

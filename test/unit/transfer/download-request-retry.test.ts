@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Download, type DownloadSpec } from "../../../src/transfer/download.ts";
-import { PacketType, readHeader } from "../../../src/transfer/wire.ts";
+import { PacketType, readHeader } from "../../../src/transfer/core/wire.ts";
 
 const SPEC: DownloadSpec = {
   name: "f",

@@ -1,10 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { CongestionController, INITIAL_WINDOW_SEGMENTS } from "../../../src/transfer/congestion.ts";
-import { GbnReceiver } from "../../../src/transfer/gbn-receiver.ts";
-import { GbnSender } from "../../../src/transfer/gbn-sender.ts";
-import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/bbr.ts";
-import { MAX_RTO_MS, MIN_RTO_MS, RttEstimator } from "../../../src/transfer/rtt-estimator.ts";
-import { timestampUs } from "../../../src/transfer/wire.ts";
+import { CongestionController, INITIAL_WINDOW_SEGMENTS } from "../../../src/transfer/core/congestion.ts";
+import { GbnReceiver } from "../../../src/transfer/core/gbn-receiver.ts";
+import { GbnSender } from "../../../src/transfer/core/gbn-sender.ts";
+import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/core/bbr.ts";
+import { MAX_RTO_MS, MIN_RTO_MS, RttEstimator } from "../../../src/transfer/core/rtt-estimator.ts";
+import { timestampUs } from "../../../src/transfer/core/wire.ts";
 
 function drain(s: GbnSender, now: number): number[] {
   const out: number[] = [];

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { Rng } from "../../support/random.ts";
 import { CLEAN, type LinkProfile } from "../../support/sim-link.ts";
 import { simulateTransfer } from "../../support/sim-transfer.ts";
-import { SendKind } from "../../../src/transfer/gbn-sender.ts";
+import { SendKind } from "../../../src/transfer/core/gbn-sender.ts";
 
 /**
  * Thousands of seeded transfers over impaired simulated links. A failure prints its seed; replay one

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/bbr.ts";
+import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/core/bbr.ts";
 import { requestMac } from "../../../src/transfer/request-mac.ts";
 import {
   AMPLIFICATION_FACTOR,
@@ -9,7 +9,7 @@ import {
   ServerEndpoint,
   type EndpointEvent,
   type ServerEndpointConfig,
-} from "../../../src/transfer/server-endpoint.ts";
+} from "../../../src/transfer/core/server-endpoint.ts";
 import {
   ACK_BYTES,
   decodeAccept,
@@ -31,7 +31,7 @@ import {
   type Header,
   type RequestBody,
   MAX_NAME_BYTES,
-} from "../../../src/transfer/wire.ts";
+} from "../../../src/transfer/core/wire.ts";
 import { mutate, Rng } from "../../support/random.ts";
 import { MemoryFiles, simFile, type SimFile } from "../../support/sim-endpoints.ts";
 

@@ -29,7 +29,7 @@ import {
   readHeader,
   TransferErrorCode,
   writeAck,
-} from "../../../src/transfer/wire.ts";
+} from "../../../src/transfer/core/wire.ts";
 import { documentedVectors, hexOf, parseVectors } from "../../support/protocol-vectors.ts";
 
 /** The same text as docs/PROTOCOL.md §2 "Test vectors" (a test below holds them equal). */

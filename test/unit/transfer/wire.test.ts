@@ -19,7 +19,7 @@ import {
   readHeader,
   TransferErrorCode,
   writeAck,
-} from "../../../src/transfer/wire.ts";
+} from "../../../src/transfer/core/wire.ts";
 import { mutate, Rng } from "../../support/random.ts";
 
 const sha = new Uint8Array(32).fill(0xab);

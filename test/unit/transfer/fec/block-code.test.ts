@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { FtxError, ProtocolError } from "../../../../src/errors.ts";
-import { BlockDecoder, BlockEncoder, type BlockCodeOptions, MAX_BLOCK_DATA, MAX_BLOCK_REPAIR, repairCoefficient } from "../../../../src/transfer/fec/block-code.ts";
-import { simdAvailable } from "../../../../src/transfer/fec/row-workspace.ts";
+import { BlockDecoder, BlockEncoder, type BlockCodeOptions, MAX_BLOCK_DATA, MAX_BLOCK_REPAIR, repairCoefficient } from "../../../../src/transfer/core/fec/block-code.ts";
+import { simdAvailable } from "../../../../src/transfer/core/fec/row-workspace.ts";
 import { Rng } from "../../../support/random.ts";
 
 interface Block {

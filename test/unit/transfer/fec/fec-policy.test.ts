@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { blockFailureProbability, chooseFec, repairCount, repairsFor } from "../../../../src/transfer/fec/fec-policy.ts";
+import { blockFailureProbability, chooseFec, repairCount, repairsFor } from "../../../../src/transfer/core/fec/fec-policy.ts";
 import { Rng } from "../../../support/random.ts";
 
 describe("FEC policy", () => {

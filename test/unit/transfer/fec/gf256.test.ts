@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { GF_EXP, GF_LOG, GF_POLYNOMIAL, gfDiv, gfInv, gfMul, mulAddRow, mulAddWords, mulRow } from "../../../../src/transfer/fec/gf256.ts";
+import { GF_EXP, GF_LOG, GF_POLYNOMIAL, gfDiv, gfInv, gfMul, mulAddRow, mulAddWords, mulRow } from "../../../../src/transfer/core/fec/gf256.ts";
 import { Rng } from "../../../support/random.ts";
 
 /** Carry-less multiplication reduced by the polynomial, bit by bit: the definition, not the tables. */

@@ -18,7 +18,7 @@
  * an e × e inverse by Gauss–Jordan elimination. The row arithmetic is row-workspace.ts's (WebAssembly
  * SIMD where available, else JavaScript tables).
  */
-import { ProtocolError } from "../../errors.ts";
+import { ProtocolError } from "../../../errors.ts";
 import { GF_MUL_TABLE, gfDiv, gfInv } from "./gf256.ts";
 import { createRowWorkspace, type RowWorkspace } from "./row-workspace.ts";
 

@@ -16,8 +16,8 @@
  * (a rest ending, the index askable again, patience running out); `pollLookup(now)`, `expired(now)`
  * and the queries (`idle`, `rateOf`, …) out.
  */
-import { FtxError, type FtxErrorCode } from "../errors.ts";
-import type { ListEntry } from "../index/messages.ts";
+import { FtxError, type FtxErrorCode } from "../../errors.ts";
+import type { ListEntry } from "../../index/core/messages.ts";
 import type { SourceId } from "./piece-planner.ts";
 
 /** A busy server is asked again after this long, ± half of it (so that many clients do not come back together). */

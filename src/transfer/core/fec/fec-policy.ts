@@ -1,6 +1,6 @@
 /**
  * How much FEC to send: the raw loss rate (the sender measures it from the receiver's datagram counts,
- * src/transfer/gbn-sender.ts) decides the block shape (k data, m repairs, block-code.ts). A block is lost to FEC — and costs a Go-Back-N
+ * src/transfer/core/gbn-sender.ts) decides the block shape (k data, m repairs, block-code.ts). A block is lost to FEC — and costs a Go-Back-N
  * go-back — when more than m of its k + m datagrams are lost; the policy picks the least overhead m / k
  * that keeps that rare, and no repair at all where the path loses (almost) nothing. Pure arithmetic.
  */
@@ -62,7 +62,7 @@ export function blockFailureProbability(k: number, m: number, lossRate: number, 
 export const MAX_REPAIRS_PER_BLOCK = 8;
 
 /**
- * How many repairs a block of `k` segments gets at raw loss rate `p` (src/transfer/gbn-sender.ts asks
+ * How many repairs a block of `k` segments gets at raw loss rate `p` (src/transfer/core/gbn-sender.ts asks
  * at each block's first segment), with `inFlight` segments out: the m that minimises what is sent on
  * top of the data, m / k for the repairs plus, when the block still cannot be rebuilt (more than m of
  * its k + m datagrams lost), a Go-Back-N resend of everything in flight. None on a clean path.

@@ -1,4 +1,4 @@
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "../../errors.ts";
 import { SenderRepairs } from "./fec/sender-repairs.ts";
 import { GbnSender, SendKind, type SenderStats } from "./gbn-sender.ts";
 import {

@@ -1,5 +1,5 @@
-import { constantTimeEqual, hmacSha256, randomBytes } from "../util/crypto.ts";
-import { MAC_BYTES, NONCE_BYTES, type Role } from "./messages.ts";
+import { constantTimeEqual, hmacSha256 } from "../../util/crypto.ts";
+import { MAC_BYTES, type Role } from "./messages.ts";
 
 /**
  * Challenge–response: a peer proves it knows the token without sending it. Both nonces and the role
@@ -7,10 +7,6 @@ import { MAC_BYTES, NONCE_BYTES, type Role } from "./messages.ts";
  * other role.
  */
 const AUTH_LABEL = Buffer.from("ftx-index-auth-v1");
-
-export function newNonce(): Uint8Array {
-  return randomBytes(NONCE_BYTES);
-}
 
 export function authMac(token: string, role: Role, clientNonce: Uint8Array, serverNonce: Uint8Array): Uint8Array {
   const hmac = hmacSha256(token);

@@ -6,6 +6,6 @@ export interface FileRecord {
   name: string;
   size: number;
   sha256: string; // 64 lowercase hex
-  /** SHA-256 of the file's piece hashes (src/files/pieces.ts), 64 hex; absent when the server did not say. */
+  /** SHA-256 of the file's piece hashes (src/files/core/pieces.ts), 64 hex; absent when the server did not say. */
   piecesRoot?: string;
 }

@@ -2,9 +2,9 @@
  * The index protocol's messages (master ⇄ file servers and clients, over TCP).
  * docs/PROTOCOL.md describes each one byte by byte; codec.ts is the only code that reads or writes them.
  */
-import type { FileRecord } from "../files/file-record.ts";
-import { MAX_NAME_BYTES } from "../files/name-limits.ts";
-import { SHA256_BYTES } from "../util/crypto.ts";
+import type { FileRecord } from "../../files/core/file-record.ts";
+import { MAX_NAME_BYTES } from "../../files/core/name-limits.ts";
+import { SHA256_BYTES } from "../../util/crypto.ts";
 
 export type { FileRecord };
 export { MAX_NAME_BYTES, SHA256_BYTES };

@@ -1,4 +1,4 @@
-import { unsafeNameReason } from "../files/safe-name.ts";
+import { unsafeNameReason } from "../../files/core/safe-name.ts";
 import type { FileRecord, ListEntry } from "./messages.ts";
 import { compilePattern } from "./pattern.ts";
 import type { RegistryStore } from "./store.ts";

@@ -1,5 +1,5 @@
-import { ProtocolError } from "../errors.ts";
-import { ByteReader, ByteWriter, truncateUtf8 } from "../util/bytes.ts";
+import { ProtocolError } from "../../errors.ts";
+import { ByteReader, ByteWriter, truncateUtf8 } from "../../util/bytes.ts";
 import {
   INDEX_MAGIC,
   MAC_BYTES,

@@ -1,7 +1,7 @@
-import { ProtocolError } from "../errors.ts";
-import { readU64, truncateUtf8, writeU64 } from "../util/bytes.ts";
-import { MAX_NAME_BYTES } from "../files/name-limits.ts";
-import { SHA256_BYTES } from "../util/crypto.ts";
+import { ProtocolError } from "../../errors.ts";
+import { readU64, truncateUtf8, writeU64 } from "../../util/bytes.ts";
+import { MAX_NAME_BYTES } from "../../files/core/name-limits.ts";
+import { SHA256_BYTES } from "../../util/crypto.ts";
 
 /**
  * The transfer protocol's datagrams (docs/PROTOCOL.md §2 has the byte layout and test vectors). Every
@@ -131,13 +131,13 @@ export enum PacketType {
   ProbeAck = 8,
   /**
    * Server → client: repair `flags` (its index j) of the FEC block whose first segment is `seq`:
-   * Σ c(j, i) · segment_i over GF(2^8) (src/transfer/fec/block-code.ts).
+   * Σ c(j, i) · segment_i over GF(2^8) (src/transfer/core/fec/block-code.ts).
    */
   Repair = 9,
 }
 
 export const FLAG_HAS_MAC = 0x01;
-/** REQUEST: send the file's piece hashes (32 bytes per piece, src/files/pieces.ts) instead of its bytes. */
+/** REQUEST: send the file's piece hashes (32 bytes per piece, src/files/core/pieces.ts) instead of its bytes. */
 export const FLAG_PIECE_HASHES = 0x02;
 /**
  * DATA: the sender can send nothing more until this segment is acknowledged (its window is full, or

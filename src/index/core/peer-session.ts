@@ -1,4 +1,4 @@
-import { formatAddress } from "../net/address.ts";
+import { formatAddress } from "../../net/address.ts";
 import { verifyMac } from "./auth.ts";
 import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage } from "./messages.ts";
 import type { Registry } from "./registry.ts";
