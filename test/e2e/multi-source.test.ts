@@ -34,7 +34,9 @@ describe("multi-source fetch", () => {
       writeFileSync(join(a, "both.bin"), content);
       writeFileSync(join(b, "both.bin"), content);
       const { address } = await startMaster();
-      const slow = await startServerBehindRelay(a, address, { toClient: { bytesPerSecond: 3e6 } });
+      // 4 MB/s, not 3: together must beat the fast one alone by a margin a loaded machine cannot eat (with
+      // 3 the ideal gain was 20 %, and runs on a busy 2-core machine came within 1 % of the fast one alone).
+      const slow = await startServerBehindRelay(a, address, { toClient: { bytesPerSecond: 4e6 } });
       const fast = await startServerBehindRelay(b, address, { toClient: { bytesPerSecond: 12e6 } });
       await eventually(async () => (await lsJson(address))[0]?.servers.length === 2, 5000, "both listed");
       const r = await runFtx(["fetch", address, "both.bin", "-o", out, "--json"], { timeoutMs: 60_000 });
@@ -42,7 +44,7 @@ describe("multi-source fetch", () => {
       expect(sha256Hex(readFileSync(join(out, "both.bin")))).toBe(sha256Hex(content));
       const fromSlow = slow.relay.counters.bytesToClient;
       const fromFast = fast.relay.counters.bytesToClient;
-      // Both took part, and the work followed the rates (4:1 here): well over twice as much from the fast one.
+      // Both took part, and the work followed the rates (3:1 here): well over twice as much from the fast one.
       expect(fromSlow).toBeGreaterThan(MiB);
       expect(fromFast).toBeGreaterThan(2 * fromSlow);
       expect(JSON.parse(r.stdout)[0].servers).toBe(2);
@@ -54,7 +56,7 @@ describe("multi-source fetch", () => {
       expect(alone.exitCode).toBe(0);
       expect(JSON.parse(alone.stdout)[0].servers).toBe(1);
       const [together, fastAlone] = [JSON.parse(r.stdout)[0].seconds, JSON.parse(alone.stdout)[0].seconds];
-      console.error(`3 + 12 MB/s together: ${together.toFixed(2)} s; 12 MB/s alone: ${fastAlone.toFixed(2)} s`);
+      console.error(`4 + 12 MB/s together: ${together.toFixed(2)} s; 12 MB/s alone: ${fastAlone.toFixed(2)} s`);
       expect(together).toBeLessThan(fastAlone);
       slow.relay.close();
       fast.relay.close();
