@@ -89,7 +89,7 @@ class SimFlow {
     const totalSegments = segmentCount(o.data.byteLength, o.segmentBytes);
     const receiverWindow = o.receiverWindow ?? 64;
     this.fecBlock = o.fecBlock ?? 0;
-    this.sender = new GbnSender({ totalSegments, maxWindowSegments: o.maxWindow ?? 256, idleTimeoutMs: o.idleTimeoutMs ?? 30_000, fecBlock: this.fecBlock }, startAtMs, receiverWindow);
+    this.sender = new GbnSender({ totalSegments, maxWindowSegments: o.maxWindow ?? 256, idleTimeoutMs: o.idleTimeoutMs ?? 30_000, fecBlock: this.fecBlock, segmentBytes: o.segmentBytes }, startAtMs, receiverWindow);
     const lastSegmentBytes = o.data.byteLength - (totalSegments - 1) * o.segmentBytes;
     this.receiver = new GbnReceiver({ totalSegments, windowSegments: receiverWindow, ackEvery: o.ackEvery ?? 2, ackDelayMs: 2, fecBlock: this.fecBlock, segmentBytes: o.segmentBytes, lastSegmentBytes });
     this.repairs = new SenderRepairs(this.fecBlock, o.segmentBytes, totalSegments);

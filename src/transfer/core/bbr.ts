@@ -34,6 +34,19 @@ const PROBE_RTT_DURATION_MS = 200;
 export const MIN_CWND_SEGMENTS = 4;
 export const INITIAL_CWND_SEGMENTS = 32;
 /**
+ * The initial window and the room for aggregated ACKs are amounts of bytes, as QUIC's initial window is
+ * (RFC 9002 §7.2): 32 segments of 1,374 bytes is 43 KiB, 32 of loopback's 64 KiB is 2 MiB, which
+ * overflowed a 50 ms queue at 12 MB/s at once. In segments: these bytes over the segment size, between
+ * the minimum window and 32.
+ */
+const INITIAL_WINDOW_BYTES = 48 * 1024;
+const ACK_AGGREGATION_BYTES = 48 * 1024;
+const DEFAULT_SEGMENT_BYTES = 1374;
+
+function segmentsOf(bytes: number, segmentBytes: number): number {
+  return Math.max(MIN_CWND_SEGMENTS, Math.min(INITIAL_CWND_SEGMENTS, Math.ceil(bytes / segmentBytes)));
+}
+/**
  * A round that lost more than this share of what it sent (after repair) is congestion, not noise: what
  * may be in flight is capped at 85 % of what was in flight then, until a round without heavy loss
  * lifts it again by 25 % per probing phase.
@@ -115,7 +128,9 @@ class MaxFilter {
 export class BbrController {
   state: BbrState = "startup";
   /** Segments that may be in flight. */
-  cwnd = INITIAL_CWND_SEGMENTS;
+  cwnd: number;
+  /** Room on top of the BDP for ACKs that come in bunches (the receiver's every-16-segments ACKs, an event loop's batching). */
+  private readonly ackAggregation: number;
   /** Bottleneck bandwidth estimate, segments per ms (0 until the first sample). */
   private readonly bw = new MaxFilter();
   minRttMs = Infinity;
@@ -145,7 +160,9 @@ export class BbrController {
   private roundLost = 0;
   private readonly maxCwnd: number;
 
-  constructor(maxWindowSegments: number, now: number) {
+  constructor(maxWindowSegments: number, now: number, segmentBytes = DEFAULT_SEGMENT_BYTES) {
+    this.cwnd = segmentsOf(INITIAL_WINDOW_BYTES, segmentBytes);
+    this.ackAggregation = segmentsOf(ACK_AGGREGATION_BYTES, segmentBytes);
     this.maxCwnd = maxWindowSegments;
     this.minRttStampMs = now;
   }
@@ -356,8 +373,7 @@ export class BbrController {
       this.cwnd = Math.min(this.cwnd, MIN_CWND_SEGMENTS);
       return;
     }
-    // What ACK aggregation (the receiver's every-16-segments ACKs, an event loop's batching) needs on top.
-    const target = (this.bdp(this.cwndGain) ?? Infinity) + 2 * 16;
+    const target = (this.bdp(this.cwndGain) ?? Infinity) + this.ackAggregation;
     if (this.priorCwnd > 0) {
       // Back from a timeout or ProbeRTT: restore what was there, as the draft does after recovery.
       this.cwnd = Math.max(this.cwnd, Math.min(this.priorCwnd, target));

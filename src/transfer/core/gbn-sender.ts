@@ -13,6 +13,8 @@ export interface SenderConfig {
   totalSegments: number;
   /** Upper bound on the congestion window, and so on memory the shell keeps per session. */
   maxWindowSegments: number;
+  /** The segment size: the controller's initial window and ACK allowance are in bytes. */
+  segmentBytes?: number;
   /** Fail when nothing at all has been acknowledged for this long. */
   idleTimeoutMs: number;
   dupAckThreshold?: number;
@@ -46,6 +48,11 @@ export interface SenderStats {
 /** Timers fire no finer than ~1 ms in practice: let a burst cover that much sending. */
 const PACING_BURST_MS = 1.5;
 const MIN_BURST_SEGMENTS = 4;
+/**
+ * …but never more than this many bytes at once beyond the pacing: 4 of loopback's 64 KiB segments
+ * (256 KiB) overflowed the 200 KiB a 4 MB/s link queues in 50 ms, on every burst.
+ */
+const MAX_MIN_BURST_BYTES = 16 * 1024;
 /** Tokens are fractional: compare with a little slack so float rounding cannot stall the pacer. */
 const TOKEN_EPSILON = 1e-6;
 /**
@@ -270,6 +277,8 @@ export class GbnSender {
   transmitKind: SendKind = SendKind.First;
   repairIndex = 0;
   private readonly fecBlock: number;
+  /** The smallest burst pacing allows, in segments (fewer for large segments). */
+  private readonly minBurst: number;
   /** Repairs due: for the block starting at `repairBlock`, indices `repairNext` … `repairCount` − 1. */
   private repairBlock = -1;
   private repairNext = 0;
@@ -298,13 +307,14 @@ export class GbnSender {
     now: number,
     initialPeerWindow: number,
   ) {
-    this.cc = new BbrController(config.maxWindowSegments, now);
+    this.cc = new BbrController(config.maxWindowSegments, now, config.segmentBytes);
     this.deliveredTimeMs = now;
     this.firstSentTimeMs = now;
     this.peerWindow = Math.max(0, initialPeerWindow);
     this.lastAckAt = now;
     this.createdAt = now;
     this.fecBlock = config.fecBlock ?? 0;
+    this.minBurst = Math.max(1, Math.min(MIN_BURST_SEGMENTS, Math.ceil(MAX_MIN_BURST_BYTES / (config.segmentBytes ?? 1374))));
     this.lastRefillAt = now;
     this.dupAckThreshold = config.dupAckThreshold ?? 3;
     if (config.totalSegments === 0) this.finish({ type: "completed" });
@@ -360,7 +370,7 @@ export class GbnSender {
 
   private refill(now: number): void {
     const rate = this.pacingRatePerMs();
-    const cap = Math.max(MIN_BURST_SEGMENTS, Math.min(this.window, rate * PACING_BURST_MS));
+    const cap = Math.max(this.minBurst, Math.min(this.window, rate * PACING_BURST_MS));
     if (rate === Infinity) this.tokens = cap;
     else this.tokens = Math.min(cap, this.tokens + (now - this.lastRefillAt) * rate);
     this.lastRefillAt = now;

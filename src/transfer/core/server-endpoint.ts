@@ -471,7 +471,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     const cookie = this.randomU32() >>> 0;
     const fecBlock = pieceHashes ? 0 : fecBlockFor(segmentBytes);
     const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256, fecBlock }, timestampUs(now));
-    const sender = new GbnSender({ totalSegments, maxWindowSegments: MAX_WINDOW_SEGMENTS, idleTimeoutMs: this.idleTimeoutMs, fecBlock }, now, Math.max(1, req.windowSegments));
+    const sender = new GbnSender({ totalSegments, maxWindowSegments: MAX_WINDOW_SEGMENTS, idleTimeoutMs: this.idleTimeoutMs, fecBlock, segmentBytes }, now, Math.max(1, req.windowSegments));
     const repairs = fecBlock > 0 ? new SenderRepairs(fecBlock, segmentBytes, totalSegments) : undefined;
     const s = new Session<F, H>(sessionId, address, port, file, opened.handle, pieceHashes, req.offset, end, segmentBytes, sender, repairs, cookie, accept, receivedBytes, now);
     s.sameId = this.sessions.get(sessionId);
