@@ -103,17 +103,14 @@ class MaxFilter {
     // Expire the best when it is older than the window; quarter- and half-window refreshes keep the
     // second and third samples spread out over it.
     if (round - r[0]! > window) {
-      v[0] = v[1]!;
-      r[0] = r[1]!;
-      v[1] = v[2]!;
-      r[1] = r[2]!;
-      v[2] = value;
-      r[2] = round;
-      if (round - r[0]! > window) {
+      // Shift the newer samples down (twice, if the second is past the window too).
+      for (let shifts = 0; shifts < 2 && round - r[0]! > window; shifts++) {
         v[0] = v[1]!;
         r[0] = r[1]!;
         v[1] = v[2]!;
         r[1] = r[2]!;
+        v[2] = value;
+        r[2] = round;
       }
     } else if (v[1] === v[0] && round - r[1]! > window / 4) {
       v[1] = v[2] = value;

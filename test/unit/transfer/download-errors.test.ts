@@ -1,22 +1,10 @@
 import { describe, expect, test } from "bun:test";
+import { downloadSpec } from "../../support/download-spec.ts";
 import type { FtxError, FtxErrorCode } from "../../../src/errors.ts";
 import { Download, serverError, type DownloadSpec } from "../../../src/transfer/download.ts";
 import { encodeAccept, encodeError, readHeader, TransferErrorCode } from "../../../src/transfer/core/wire.ts";
 
-const SPEC: DownloadSpec = {
-  name: "f",
-  size: 1 << 20,
-  offset: 0,
-  length: 1 << 20,
-  sha256: "ab".repeat(32),
-  ip: "127.0.0.1",
-  port: 9,
-  display: "s:1",
-  segmentBytes: 1400,
-  windowSegments: 8,
-  ackEvery: 2,
-  idleTimeoutMs: 10_000,
-};
+const SPEC: DownloadSpec = downloadSpec({ display: "s:1" });
 
 /** A Download that is sent `datagram` (built for its session id) right after its first REQUEST. */
 function failWith(datagram: (sessionId: number) => Uint8Array): FtxError {

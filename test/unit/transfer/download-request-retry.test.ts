@@ -1,21 +1,9 @@
 import { describe, expect, test } from "bun:test";
+import { downloadSpec } from "../../support/download-spec.ts";
 import { Download, type DownloadSpec } from "../../../src/transfer/download.ts";
 import { PacketType, readHeader } from "../../../src/transfer/core/wire.ts";
 
-const SPEC: DownloadSpec = {
-  name: "f",
-  size: 1 << 20,
-  offset: 0,
-  length: 1 << 20,
-  sha256: "ab".repeat(32),
-  ip: "127.0.0.1",
-  port: 9,
-  display: "s",
-  segmentBytes: 1400,
-  windowSegments: 8,
-  ackEvery: 2,
-  idleTimeoutMs: 10_000,
-};
+const SPEC: DownloadSpec = downloadSpec();
 
 /** When the REQUEST goes out, following the Download's own wake-up times, against a server that never answers. */
 function requestTimes(spec: DownloadSpec): { times: number[]; failedAt: number; message: string } {
