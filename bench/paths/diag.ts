@@ -2,7 +2,9 @@
  * `bun bench/paths/diag.ts RATE_MBIT RTT_MS LOSS_PCT [MiB]` (RATE_MBIT `lan`: the veth LAN, loss by
  * nftables): one ftx fetch over an emulated path with
  * the file server and the client at --verbose, their logs in /tmp/ftx-diag/: for finding out where a
- * path's time goes, not for measuring (the bench does that).
+ * path's time goes, not for measuring (the bench does that). With DIAG_BESIDE_TCP=1, a TCP BBR
+ * download (curl ← nginx) of a file 4× as large runs from 2 s before the fetch, as the bench's share
+ * measurement does.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -37,10 +39,27 @@ try {
     return p;
   };
   let fetchStart = t0;
+  if (process.env.DIAG_BESIDE_TCP === "1") {
+    writeFileSync(join(dir, "share", "tcp-long.bin"), new Uint8Array(Number(mib) << 22));
+    const prefix = join(dir, "nginx");
+    mkdirSync(join(prefix, "logs"), { recursive: true });
+    writeFileSync(
+      join(prefix, "nginx.conf"),
+      `worker_processes 1; daemon off; pid ${prefix}/nginx.pid; error_log ${prefix}/logs/error.log;
+events { worker_connections 64; }
+http { access_log off; sendfile on; tcp_nopush on; server { listen ${SERVER_ADDRESS}:8080; root ${join(dir, "share")}; } }`,
+    );
+    Bun.spawnSync(["ip", "netns", "exec", ns.server, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=bbr"]);
+    exec(ns.server, ["nginx", "-p", prefix, "-c", join(prefix, "nginx.conf")], "nginx.log");
+  }
   exec(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", "7700"], "master.log");
   await Bun.sleep(500);
   exec(ns.server, [...ftx, "serve", join(dir, "share"), "--master", `${SERVER_ADDRESS}:7700`, "--host", SERVER_ADDRESS, "--verbose"], "serve.log");
   await Bun.sleep(1500);
+  if (process.env.DIAG_BESIDE_TCP === "1") {
+    exec(ns.client, ["curl", "-s", "-o", "/dev/null", "-w", "TCP: %{speed_download} B/s\\n", `http://${SERVER_ADDRESS}:8080/tcp-long.bin`], "curl.log");
+    await Bun.sleep(2000);
+  }
   fetchStart = performance.now();
   const f = exec(ns.client, [...ftx, "fetch", `${SERVER_ADDRESS}:7700`, "payload.bin", "-o", join(dir, "out"), "--verbose"], "fetch.log");
   await f.exited;

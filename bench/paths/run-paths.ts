@@ -8,7 +8,7 @@
  * "> 60 s". Prints a table, writes bench/results/paths-latest.json. Linux, root, nginx (installed with
  * apt when missing), curl, nft for the lossy LANs.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { waitForStderr } from "../process-lines.ts";
@@ -158,6 +158,9 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
   const { work, ftx, samples, capSeconds } = ctx;
   const fileBytes = fileBytesFor(spec.link);
   const share = makeShare(work, fileBytes);
+  // For the share beside TCP: a file TCP keeps downloading for the whole of ftx's fetch.
+  const longBytes = 4 * fileBytes;
+  if (ctx.share && !existsSync(join(share.dir, "tcp-long.bin"))) writeFileSync(join(share.dir, "tcp-long.bin"), Buffer.alloc(longBytes, 0x5a));
   const tag = `${process.pid % 100000}-${index}`;
   console.error(`${spec.name}: ${spec.label}, ${fileBytes >> 20} MiB`);
   const ns = await PathNamespaces.create(tag, spec.link);
@@ -235,19 +238,32 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
       result.utilisation = result.medianMBps.ftx / ((link.rateMbit / 8) * (1 - link.lossPct / 100));
     }
     if (link.kind === "emulator" && link.rateMbit > 0 && ctx.share) {
-      // ftx and one TCP BBR download at once, same file: ftx's share of the path while both ran. The
-      // first to finish (A) moved S in tA; the other moved S in tB, alone on the link L after tA, so
-      // during the overlap it moved S − L·(tB − tA): A's share is S / (S + that).
+      // One TCP BBR download running already (2 s, past its start-up) and long enough to outlast
+      // ftx's fetch; ftx's share is what it moved over what both moved while it ran, TCP's part
+      // read off the growth of curl's output file.
       const linkMBps = (link.rateMbit / 8) * (1 - link.lossPct / 100);
       const shares: number[] = [];
       for (let i = 0; i < samples; i++) {
-        const [f, t] = await Promise.all([runFtx(join(work, `share-ftx-${tag}`)), runCurl("bbr", join(work, `share-tcp-${tag}`))]);
-        if (f.capped || t.capped || f.failed !== undefined || t.failed !== undefined) continue;
-        const [first, second] = f.seconds <= t.seconds ? [f.seconds, t.seconds] : [t.seconds, f.seconds];
-        const overlapOther = Math.max(0, mb - linkMBps * (second - first));
-        const firstShare = mb / (mb + overlapOther);
-        shares.push(f.seconds <= t.seconds ? firstShare : 1 - firstShare);
-        console.error(`  beside TCP BBR ${i + 1}: ftx ${f.seconds.toFixed(2)} s, TCP ${t.seconds.toFixed(2)} s: ftx's share ${shares.at(-1)!.toFixed(2)}`);
+        sysctl(ns.server, "net.ipv4.tcp_congestion_control", "bbr");
+        const dir = join(work, `share-tcp-${tag}`);
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir, { recursive: true });
+        const tcpFile = join(dir, "tcp-long.bin");
+        const cap = Math.ceil(longBytes / 1e6 / linkMBps) * 3 + 10;
+        const tcp = timed(ns.client, ["curl", "-sf", "--max-time", String(cap), "-o", tcpFile, `http://${SERVER_ADDRESS}:${NGINX_PORT}/tcp-long.bin`], cap + 5);
+        await Bun.sleep(2000);
+        const sizeOf = () => (existsSync(tcpFile) ? statSync(tcpFile).size : 0);
+        const tcpBefore = sizeOf();
+        const f = await runFtx(join(work, `share-ftx-${tag}`));
+        const tcpDuring = sizeOf() - tcpBefore;
+        const t = await tcp;
+        const tcpDone = t.code === 0 && sizeOf() === longBytes;
+        if (f.capped || f.failed !== undefined || tcpBefore === 0) continue;
+        // TCP done before ftx: the overlap was shorter than ftx's fetch; still what both moved then.
+        shares.push(fileBytes / (fileBytes + tcpDuring));
+        console.error(
+          `  beside TCP BBR ${i + 1}: ftx ${(mb / f.seconds).toFixed(2)} MB/s, TCP ${(tcpDuring / 1e6 / f.seconds).toFixed(2)} MB/s meanwhile${tcpDone ? "" : " (TCP did not finish)"}: ftx's share ${shares.at(-1)!.toFixed(2)}, together ${((mb + tcpDuring / 1e6) / f.seconds / linkMBps).toFixed(2)} of the link`,
+        );
       }
       result.shareBesideBbr = shares.length > 0 ? median(shares) : undefined;
     }

@@ -22,6 +22,21 @@ import {
 } from "../../src/transfer/core/wire.ts";
 import type { Rng } from "./random.ts";
 import { SimLink, type LinkProfile } from "./sim-link.ts";
+import { SimTcpBbrFlow } from "./sim-tcp-bbr.ts";
+
+/** What the driver needs of a flow: ftx's (SimFlow) or a TCP rival's (SimTcpBbrFlow). */
+interface SimEndpoint {
+  readonly sessionId: number;
+  readonly startAtMs: number;
+  readonly event: unknown;
+  readonly progress: Array<[number, number]>;
+  /** Payload bytes the receiver has in order (ftx) or at all (TCP). */
+  readonly deliveredBytes: number;
+  transmit(now: number): void;
+  nextAt(now: number): number | undefined;
+  receive(d: Uint8Array, now: number): void;
+  acks(now: number): void;
+}
 
 /** What one flow sends and how its ends are set up. */
 export interface FlowOptions {
@@ -57,7 +72,7 @@ export interface SimResult {
 }
 
 /** One flow of a simulation: a real sender and receiver, their socket shell logic, and its ACK link. */
-class SimFlow {
+class SimFlow implements SimEndpoint {
   readonly sender: GbnSender;
   readonly receiver: GbnReceiver;
   readonly output: Uint8Array;
@@ -97,6 +112,10 @@ class SimFlow {
     this.dgram = new Uint8Array(DATA_AT.payload + o.segmentBytes);
     this.dview = new DataView(this.dgram.buffer);
     this.refuse = o.refuse ?? 0;
+  }
+
+  get deliveredBytes(): number {
+    return Math.min(this.o.data.byteLength, this.sender.base * this.o.segmentBytes);
   }
 
   private readonly segment = (seq: number) => this.o.data.subarray(seq * this.o.segmentBytes, Math.min((seq + 1) * this.o.segmentBytes, this.o.data.byteLength));
@@ -208,7 +227,7 @@ const PROGRESS_EVERY_MS = 100;
  * link, real datagrams (header, checksum, payload) and a fake clock that jumps straight to the next
  * thing that can happen. A flow starts at its `startAtMs`.
  */
-function drive(forward: SimLink, flows: SimFlow[], maxSimMs: number): number {
+function drive(forward: SimLink, flows: SimEndpoint[], maxSimMs: number): number {
   let now = 0;
   const bySession = new Map(flows.map((f) => [f.sessionId, f]));
   let nextSample = 0;
@@ -228,11 +247,11 @@ function drive(forward: SimLink, flows: SimFlow[], maxSimMs: number): number {
       const id = d.byteLength >= HEADER_BYTES ? new DataView(d.buffer, d.byteOffset).getUint32(HEADER_AT.sessionId) : -1;
       const flow = bySession.get(id);
       if (flow) flow.receive(d, now);
-      else flows[0]!.dropped.corrupt++;
+      else if (flows[0] instanceof SimFlow) flows[0].dropped.corrupt++;
     }
     for (const f of flows) if (now >= f.startAtMs && !f.event) f.acks(now);
     while (now >= nextSample) {
-      for (const f of flows) f.progress.push([nextSample, f.sender.base]);
+      for (const f of flows) f.progress.push([nextSample, f.deliveredBytes]);
       nextSample += PROGRESS_EVERY_MS;
     }
   }
@@ -252,19 +271,52 @@ export interface FlowSpec extends FlowOptions {
   startAtMs?: number;
 }
 
+/** A TCP download (Linux BBR v1's model) of `bytes` beside the ftx flows. */
+export interface TcpBbrSpec {
+  tcpBbr: true;
+  bytes: number;
+  startAtMs?: number;
+}
+
 export interface FlowResult {
   output: Uint8Array;
   event: SenderEvent | undefined;
   startAtMs: number;
   finishedAt: number | undefined;
   sender: GbnSender;
+  /** Payload bytes delivered in order, every 100 ms of simulated time: [ms, bytes]. */
   progress: Array<[number, number]>;
 }
 
-/** Several flows sharing one bottleneck (`forward`); each has its own return link (`backward`). */
-export function simulateFlows(rng: Rng, forward: LinkProfile, backward: LinkProfile, specs: FlowSpec[], maxSimMs = 3_600_000): { flows: FlowResult[]; simMs: number; forward: SimLink } {
+export interface TcpFlowResult {
+  tcp: SimTcpBbrFlow;
+  event: { type: "completed" } | undefined;
+  startAtMs: number;
+  finishedAt: number | undefined;
+  /** Payload bytes delivered, every 100 ms of simulated time: [ms, bytes]. */
+  progress: Array<[number, number]>;
+}
+
+/**
+ * Several flows sharing one bottleneck (`forward`); each has its own return link (`backward`). A
+ * spec with `tcpBbr` is a TCP download beside them; results come in the specs' order.
+ */
+export function simulateFlows<S extends FlowSpec | TcpBbrSpec>(
+  rng: Rng,
+  forward: LinkProfile,
+  backward: LinkProfile,
+  specs: S[],
+  maxSimMs = 3_600_000,
+): { flows: Array<S extends TcpBbrSpec ? TcpFlowResult : FlowResult>; simMs: number; forward: SimLink } {
   const link = new SimLink(rng, forward);
-  const flows = specs.map((s, i) => new SimFlow(rng, s, 100 + i, s.startAtMs ?? 0, link, new SimLink(rng, backward)));
+  const flows = specs.map((s, i): SimFlow | SimTcpBbrFlow =>
+    "tcpBbr" in s ? new SimTcpBbrFlow(100 + i, s.startAtMs ?? 0, s.bytes, link, new SimLink(rng, backward)) : new SimFlow(rng, s, 100 + i, s.startAtMs ?? 0, link, new SimLink(rng, backward)),
+  );
   const simMs = drive(link, flows, maxSimMs);
-  return { flows: flows.map((f) => ({ output: f.output, event: f.event, startAtMs: f.startAtMs, finishedAt: f.finishedAt, sender: f.sender, progress: f.progress })), simMs, forward: link };
+  const results = flows.map((f): FlowResult | TcpFlowResult =>
+    f instanceof SimFlow
+      ? { output: f.output, event: f.event, startAtMs: f.startAtMs, finishedAt: f.finishedAt, sender: f.sender, progress: f.progress }
+      : { tcp: f, event: f.event, startAtMs: f.startAtMs, finishedAt: f.finishedAt, progress: f.progress },
+  );
+  return { flows: results as Array<S extends TcpBbrSpec ? TcpFlowResult : FlowResult>, simMs, forward: link };
 }

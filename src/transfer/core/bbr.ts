@@ -143,6 +143,8 @@ export class BbrController {
   filledPipe = false;
   private cycleIndex = 0;
   private cycleStampMs = 0;
+  /** The bandwidth estimate when the current ProbeBW cycle's probe began (0: none yet). */
+  private bwAtProbe = 0;
   /** A probe was cut short: the phase it moved to starts at the next ACK. */
   private probeStampForCycle = false;
   private probeRttDoneMs: number | undefined;
@@ -267,6 +269,9 @@ export class BbrController {
   }
 
   private onRoundEnd(): void {
+    // A probe for more bandwidth that found 25 % more: the pipe was not full (a rival left, or
+    // Start-up ended on a queue that was not ours). Start-up again rather than climb 25 % per cycle.
+    if (this.state === "probe_bw" && this.bwAtProbe > 0 && this.bw.best >= this.bwAtProbe * FULL_BW_GROWTH) this.restartStartup();
     // Start-up also ends when a whole round's smallest RTT stands clearly above the path's minimum:
     // a queue is building (HyStart's delay test, RFC 9406 §4.2), and with a queue shallower than
     // the path's BDP the next rounds at 2.885× would overflow it, which costs Go-Back-N a window.
@@ -280,12 +285,25 @@ export class BbrController {
     if (this.state === "startup" && this.bw.best > 0 && this.roundSent >= 32 && this.roundLost / this.roundSent > STARTUP_LOSS) this.filledPipe = true;
     if (this.roundSent > 0 && this.roundLost / this.roundSent > HEAVY_LOSS) {
       const bdp = this.bdp(1);
-      this.inflightCap = Math.max(MIN_CWND_SEGMENTS, HEAVY_LOSS_BETA * Math.min(this.cwnd, this.inflightCap, bdp === undefined ? Infinity : 2 * bdp));
+      // What was in flight: after a timeout, the window before it (the timeout left 4 segments).
+      const window = Math.max(this.cwnd, this.priorCwnd);
+      this.inflightCap = Math.max(MIN_CWND_SEGMENTS, HEAVY_LOSS_BETA * Math.min(window, this.inflightCap, bdp === undefined ? Infinity : 2 * bdp));
       // Heavy loss in start-up: the pipe is full, whatever the bandwidth growth says.
       if (!this.filledPipe) this.filledPipe = true;
     }
     this.roundSent = 0;
     this.roundLost = 0;
+  }
+
+  private restartStartup(): void {
+    this.state = "startup";
+    this.pacingGain = STARTUP_GAIN;
+    this.cwndGain = STARTUP_CWND_GAIN;
+    this.filledPipe = false;
+    this.fullBw = this.bw.best;
+    this.fullBwRounds = 0;
+    this.bwAtProbe = 0;
+    this.inflightCap = Infinity;
   }
 
   private checkFullPipe(): void {
@@ -332,6 +350,7 @@ export class BbrController {
     this.cycleIndex = (this.cycleIndex + 1) % PROBE_BW_GAINS.length;
     this.cycleStampMs = now;
     this.pacingGain = PROBE_BW_GAINS[this.cycleIndex]!;
+    if (this.pacingGain > 1) this.bwAtProbe = this.bw.best;
     // Each probing phase lifts a heavy-loss cap a little: the path may have room again.
     if (this.pacingGain > 1 && this.inflightCap !== Infinity) this.inflightCap *= FULL_BW_GROWTH;
   }

@@ -69,7 +69,7 @@ describe("paths: sharing a bottleneck", () => {
     const until = Math.min(...flows.map((f) => f.finishedAt!));
     const at = (f: (typeof flows)[number], t: number) => f.progress.filter(([s]) => s <= t).at(-1)?.[1] ?? 0;
     const got = flows.map((f) => at(f, until) - at(f, from));
-    return { shares: got.map((g) => g / got.reduce((a, b) => a + b, 0)), use: (got.reduce((a, b) => a + b, 0) * WIRE) / (until - from) / (path.mbit * 125) };
+    return { shares: got.map((g) => g / got.reduce((a, b) => a + b, 0)), use: (got.reduce((a, b) => a + b, 0) * (WIRE / SEGMENT)) / (until - from) / (path.mbit * 125) };
   };
 
   for (const loss of [0, 0.01]) {
