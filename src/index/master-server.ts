@@ -7,7 +7,12 @@ import { newNonce } from "./nonce.ts";
 import { FramedPeer } from "./framed-peer.ts";
 import { encodeMessage } from "./core/codec.ts";
 import { MemoryStore } from "./memory-store.ts";
-import { IndexErrorCode, MsgType, type IndexMessage, type ListEntry } from "./core/messages.ts";
+import { IndexErrorCode, MAX_FRAME_BYTES, MAX_PREAUTH_FRAME_BYTES, MsgType, type IndexMessage, type ListEntry } from "./core/messages.ts";
+import { admit, DEFAULT_ADMISSION_LIMITS, type ConnView } from "./core/admission.ts";
+import type { ListingJob } from "./core/listing.ts";
+import { LogLimiter } from "./core/log-limiter.ts";
+import { PatternError } from "./core/pattern.ts";
+import { escapeControl } from "../util/terminal-text.ts";
 import { PeerSession, type SessionConfig, type SessionEffect, type SessionState } from "./core/peer-session.ts";
 import { DEFAULT_REGISTRY_LIMITS, Registry, type RegistryLimits } from "./core/registry.ts";
 import type { RegistryStore } from "./core/store.ts";
@@ -21,6 +26,10 @@ export interface MasterOptions {
   store?: RegistryStore;
   limits?: RegistryLimits;
   maxConnections?: number;
+  /** Connections from one IP address (default 1024); when full, its oldest idle unauthenticated one makes room. */
+  maxConnectionsPerAddress?: number;
+  /** A peer whose unread answers stay above OUTPUT_HOLD_BYTES this long is dropped (default 10 s). */
+  outputStallMs?: number;
   /** From TCP accept to WELCOME; a peer dribbling its handshake is cut off after this. */
   handshakeTimeoutMs?: number;
   /** A client connection that completes no frame for this long is closed. */
@@ -31,13 +40,18 @@ interface Conn {
   socket: Socket<Conn>;
   peer: FramedPeer;
   session: PeerSession;
-  lists: ListJob[];
+  /** The IP the connection comes from (per-address limits). */
+  address: string;
+  /** LIST requests in order; the first one's answer is being prepared or sent. */
+  lists: ListRequest[];
+  /** When its output backlog went above OUTPUT_HOLD_BYTES (its requests are not read meanwhile). */
+  heldSince: number | undefined;
 }
 
-interface ListJob {
+interface ListRequest {
   requestId: number;
-  names: string[];
-  cursor: number;
+  pattern: string;
+  job?: ListingJob;
   total: number;
 }
 
@@ -50,6 +64,17 @@ export interface MasterStats {
 
 /** Keep each list frame well under MAX_FRAME_BYTES and give the writer pieces it can interleave. */
 const LIST_CHUNK_BYTES = 256 * 1024;
+/** The event loop runs listing work for at most this long before it takes I/O (heartbeats) again. */
+const LIST_SLICE_MS = 4;
+/** Matching steps between two looks at the clock (~0.1–0.5 ms of work). */
+const LIST_STEPS_PER_CHECK = 20_000;
+/**
+ * Above this much unsent output a peer's requests are no longer read (the socket is paused) until it
+ * has read its answers; past `outputStallMs` there it is dropped, and past DEFAULT_MAX_QUEUED_BYTES
+ * (64 MiB) at once.
+ */
+const OUTPUT_HOLD_BYTES = 1 << 20;
+const DEFAULT_OUTPUT_STALL_MS = 10_000;
 
 /**
  * The index over TCP: a thin shell. Each connection's protocol (handshake, token, what each role may
@@ -66,6 +91,10 @@ export class MasterServer {
   private readonly timer = new DeadlineTimer(() => this.onTimeout(performance.now()));
   private readonly maxConnections: number;
   private readonly sessionConfig: SessionConfig;
+  private readonly misbehaviour = new LogLimiter();
+  /** Connections with LIST work that can run now (not waiting for their peer to read). */
+  private readonly listing = new Set<Conn>();
+  private listingScheduled = false;
   readonly stats: MasterStats = {
     framesByState: { "awaiting-hello": 0, "awaiting-auth": 0, "file-server": 0, announced: 0, client: 0, closed: 0 },
     undecodable: 0,
@@ -139,19 +168,34 @@ export class MasterServer {
   private onOpen(socket: Socket<Conn>): void {
     const now = performance.now();
     const remote = formatAddress(unmapIPv4(socket.remoteAddress), socket.remotePort);
-    if (this.conns.size >= this.maxConnections) {
-      this.logger.warn(`refusing ${remote}: ${this.maxConnections} connections already open`);
+    const address = unmapIPv4(socket.remoteAddress);
+    const verdict = admit(this.connViews(), address, {
+      maxConnections: this.maxConnections,
+      maxConnectionsPerAddress: this.opts.maxConnectionsPerAddress ?? DEFAULT_ADMISSION_LIMITS.maxConnectionsPerAddress,
+    });
+    if (verdict.kind === "refuse") {
+      this.logMisbehaviour("busy", "warn", `refusing ${remote}: ${verdict.why}`, now);
       socket.write(encodeMessage({ type: MsgType.Error, code: IndexErrorCode.Busy, message: "master busy: too many connections, try again later" }));
       socket.end();
       return;
     }
+    if (verdict.kind === "evict-then-admit") {
+      const victim = this.conns.get(verdict.id);
+      if (victim) {
+        this.logMisbehaviour("evict-idle", "warn", `closing idle connection ${victim.session.remote} to make room (${verdict.why})`, now);
+        victim.peer.send({ type: MsgType.Error, code: IndexErrorCode.Busy, message: "master busy: idle connection closed to make room" });
+        victim.peer.destroy(true);
+        this.dropConn(victim);
+      }
+    }
     const id = this.nextConnId++;
-    const session = new PeerSession(id, remote, unmapIPv4(socket.remoteAddress), newNonce(), this.registry, this.sessionConfig, now);
-    const conn: Conn = { socket, peer: undefined as unknown as FramedPeer, session, lists: [] };
+    const session = new PeerSession(id, remote, address, newNonce(), this.registry, this.sessionConfig, now);
+    const conn: Conn = { socket, peer: undefined as unknown as FramedPeer, session, address, lists: [], heldSince: undefined };
     conn.peer = new FramedPeer(socket as Socket<unknown>, {
       onMessage: (msg) => this.onMessage(conn, msg),
       onProtocolError: (err) => this.onProtocolError(conn, err),
     });
+    conn.peer.maxFrameBytes = MAX_PREAUTH_FRAME_BYTES;
     socket.data = conn;
     this.conns.set(id, conn);
     this.logger.debug(`connection from ${remote}`);
@@ -162,8 +206,33 @@ export class MasterServer {
     const conn = socket.data;
     if (!conn || this.conns.get(conn.session.peerId) !== conn) return;
     conn.peer.closed = true;
+    this.dropConn(conn);
+  }
+
+  private dropConn(conn: Conn): void {
+    if (this.conns.get(conn.session.peerId) !== conn) return;
     this.conns.delete(conn.session.peerId);
+    this.listing.delete(conn);
+    conn.lists.length = 0;
     this.apply(conn, conn.session.handleClose());
+  }
+
+  private *connViews(): Iterable<ConnView> {
+    for (const c of this.conns.values()) {
+      const state = c.session.state;
+      yield {
+        id: c.session.peerId,
+        address: c.address,
+        unauthenticated: state === "awaiting-hello" || state === "awaiting-auth",
+        idleClient: state === "client" && c.lists.length === 0,
+      };
+    }
+  }
+
+  /** Peer misbehaviour: one line per kind per interval, with a count of the ones held back. */
+  private logMisbehaviour(kind: string, level: "debug" | "info" | "warn", text: string, now: number): void {
+    const line = this.misbehaviour.admit(kind, escapeControl(text), now);
+    if (line !== undefined) this.logger[level](line);
   }
 
   private onProtocolError(conn: Conn, err: ProtocolError): void {
@@ -173,8 +242,35 @@ export class MasterServer {
 
   private onMessage(conn: Conn, msg: IndexMessage): void {
     this.stats.framesByState[conn.session.state]++;
-    this.apply(conn, conn.session.handle(msg, performance.now()));
+    const now = performance.now();
+    this.apply(conn, conn.session.handle(msg, now));
+    const state = conn.session.state;
+    if (state === "client" || state === "file-server" || state === "announced") conn.peer.maxFrameBytes = MAX_FRAME_BYTES;
+    this.checkBacklog(conn, now);
     this.wakeFor(conn.session);
+  }
+
+  /**
+   * A peer that does not read what we send: stop reading its requests while its backlog is above
+   * OUTPUT_HOLD_BYTES (pause the socket), and have the timer drop it if it stays there.
+   */
+  private checkBacklog(conn: Conn, now: number): void {
+    if (conn.peer.closed) return;
+    const over = conn.peer.pendingBytes > OUTPUT_HOLD_BYTES;
+    if (over && conn.heldSince === undefined) {
+      conn.heldSince = now;
+      conn.peer.holdDecoding();
+      conn.socket.pause();
+      this.timer.wakeBy(now + this.outputStallMs);
+    } else if (!over && conn.heldSince !== undefined) {
+      conn.heldSince = undefined;
+      conn.socket.resume();
+      conn.peer.resumeDecoding();
+    }
+  }
+
+  private get outputStallMs(): number {
+    return this.opts.outputStallMs ?? DEFAULT_OUTPUT_STALL_MS;
   }
 
   /** Carry out what a session decided. */
@@ -192,7 +288,8 @@ export class MasterServer {
           this.sendList(conn, effect.requestId, effect.pattern);
           break;
         case "log":
-          this.logger[effect.level](effect.text);
+          if (effect.misbehaviour !== undefined) this.logMisbehaviour(effect.misbehaviour, effect.level, effect.text, performance.now());
+          else this.logger[effect.level](escapeControl(effect.text));
           break;
       }
     }
@@ -216,6 +313,15 @@ export class MasterServer {
     let next = this.registry.pollTimeout() ?? Infinity;
     for (const conn of this.conns.values()) {
       if (conn.peer.closed) continue;
+      if (conn.heldSince !== undefined) {
+        if (now - conn.heldSince >= this.outputStallMs) {
+          this.logMisbehaviour("not-reading", "warn", `dropping ${conn.session.remote}: it has not read its answers for ${this.outputStallMs / 1000}s`, now);
+          conn.peer.destroy();
+          this.dropConn(conn);
+          continue;
+        }
+        next = Math.min(next, conn.heldSince + this.outputStallMs);
+      }
       this.apply(conn, conn.session.handleTimeout(now));
       const at = conn.session.pollTimeout();
       if (at !== undefined && at < next) next = at;
@@ -224,40 +330,97 @@ export class MasterServer {
   }
 
   /**
-   * Streams a LIST answer in ~256 KiB frames, producing the next frame only when the socket has taken
-   * the previous ones: memory per request stays bounded whatever the size of the index. Requests on one
-   * connection are answered one after another, in order.
+   * Answers a LIST in slices: its names are matched a few milliseconds at a time (ListingJob), then
+   * streamed in ~256 KiB frames, the next only when the socket has taken the previous ones. Requests on
+   * one connection are answered one after another, in order; only the first holds a job, the others
+   * just their pattern. Work for all connections runs in turns from `setImmediate`, so sockets
+   * (heartbeats, other clients) are served between slices whatever one pattern or index costs.
    */
   private sendList(conn: Conn, requestId: number, pattern: string): void {
-    conn.lists.push({ requestId, names: this.registry.matchingNames(pattern), cursor: 0, total: 0 });
-    if (conn.lists.length === 1) this.pumpLists(conn);
+    conn.lists.push({ requestId, pattern, total: 0 });
+    if (conn.lists.length === 1) this.wantListing(conn);
   }
 
-  private pumpLists(conn: Conn): void {
-    conn.peer.onDrained = undefined;
-    while (conn.lists.length > 0 && !conn.peer.closed) {
-      const job = conn.lists[0]!;
-      while (job.cursor < job.names.length) {
-        if (conn.peer.pendingBytes > 0) {
-          conn.peer.onDrained = () => this.pumpLists(conn);
-          return;
-        }
-        const chunk: ListEntry[] = [];
-        let bytes = 0;
-        while (job.cursor < job.names.length && bytes < LIST_CHUNK_BYTES) {
-          for (const e of this.registry.entriesFor(job.names[job.cursor]!)) {
-            chunk.push(e);
-            bytes += 64 + e.name.length * 3 + e.servers.reduce((n, s) => n + 1 + s.length, 0);
-          }
-          job.cursor++;
-        }
-        if (chunk.length > 0) conn.peer.send({ type: MsgType.ListEntries, requestId: job.requestId, entries: chunk });
-        job.total += chunk.length;
+  private wantListing(conn: Conn): void {
+    if (conn.peer.closed || conn.lists.length === 0) return;
+    this.listing.add(conn);
+    if (!this.listingScheduled) {
+      this.listingScheduled = true;
+      setImmediate(() => this.runListingSlice());
+    }
+  }
+
+  private runListingSlice(): void {
+    this.listingScheduled = false;
+    const started = performance.now();
+    while (this.listing.size > 0 && performance.now() - started < LIST_SLICE_MS) {
+      for (const conn of [...this.listing]) {
+        if (!this.listStep(conn)) this.listing.delete(conn);
+        if (performance.now() - started >= LIST_SLICE_MS) break;
       }
-      conn.peer.send({ type: MsgType.ListEnd, requestId: job.requestId, total: job.total, stale: this.registry.stale });
+    }
+    if (this.listing.size > 0 && !this.listingScheduled) {
+      this.listingScheduled = true;
+      setImmediate(() => this.runListingSlice());
+    }
+  }
+
+  /** One turn of a connection's listing work; false when it has nothing it can do now. */
+  private listStep(conn: Conn): boolean {
+    if (conn.peer.closed) return false;
+    const req = conn.lists[0];
+    if (!req) return false;
+    if (!req.job) {
+      try {
+        req.job = this.registry.listing(req.requestId, req.pattern);
+      } catch (err) {
+        if (!(err instanceof PatternError)) throw err;
+        this.refuseList(conn, err.message);
+        return false;
+      }
+    }
+    const job = req.job;
+    if (job.state === "matching") {
+      const state = job.advance(LIST_STEPS_PER_CHECK);
+      if (state === "too-costly") {
+        this.refuseList(conn, `pattern too costly: matching it took more than ${job.steps} steps`);
+        return false;
+      }
+      return true;
+    }
+    if (conn.peer.pendingBytes > 0) {
+      conn.peer.onDrained = () => {
+        conn.peer.onDrained = undefined;
+        this.checkBacklog(conn, performance.now());
+        this.wantListing(conn);
+      };
+      return false;
+    }
+    const chunk: ListEntry[] = [];
+    let bytes = 0;
+    let name: string | undefined;
+    while (bytes < LIST_CHUNK_BYTES && (name = job.next()) !== undefined) {
+      for (const e of this.registry.entriesFor(name)) {
+        chunk.push(e);
+        bytes += 64 + e.name.length * 3 + e.servers.reduce((n, s) => n + 1 + s.length, 0);
+      }
+    }
+    if (chunk.length > 0) conn.peer.send({ type: MsgType.ListEntries, requestId: req.requestId, entries: chunk });
+    req.total += chunk.length;
+    if (name === undefined) {
+      conn.peer.send({ type: MsgType.ListEnd, requestId: req.requestId, total: req.total, stale: this.registry.stale });
       conn.lists.shift();
       conn.session.listAnswered(performance.now());
       this.wakeFor(conn.session);
     }
+    this.checkBacklog(conn, performance.now());
+    return conn.lists.length > 0;
+  }
+
+  private refuseList(conn: Conn, why: string): void {
+    this.logMisbehaviour("costly-pattern", "warn", `refused a LIST from ${conn.session.remote}: ${why}`, performance.now());
+    conn.lists.length = 0;
+    conn.peer.send({ type: MsgType.Error, code: IndexErrorCode.Limit, message: why });
+    conn.peer.end();
   }
 }
