@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { queryMaster } from "../index/index-client.ts";
 import type { ListEntry } from "../index/core/messages.ts";
 import { humanBytes, renderTable } from "../util/format.ts";
+import { escapeControl } from "../util/terminal-text.ts";
 import { jsonArg, logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export const exitWhenDone = true;
@@ -29,7 +30,8 @@ function toJson(entries: ListEntry[]): string {
 
 function toTable(entries: ListEntry[]): string {
   if (entries.length === 0) return "no files shared that match\n";
-  const rows = entries.map((e) => [e.name, humanBytes(e.size), e.sha256.slice(0, 12), e.servers.join(", ")]);
+  // Names and addresses come from the network: control characters in them are shown, not obeyed.
+  const rows = entries.map((e) => [escapeControl(e.name), humanBytes(e.size), e.sha256.slice(0, 12), escapeControl(e.servers.join(", "))]);
   const total = entries.reduce((n, e) => n + e.size, 0);
   return `${renderTable(["NAME", "SIZE", "SHA256", "SERVERS"], rows, new Set([1]))}\n${entries.length} file(s), ${humanBytes(total)}\n`;
 }
