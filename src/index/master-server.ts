@@ -44,6 +44,8 @@ interface Conn {
   address: string;
   /** LIST requests in order; the first one's answer is being prepared or sent. */
   lists: ListRequest[];
+  /** Complete frames received from it. */
+  frames: number;
   /** When its output backlog went above OUTPUT_HOLD_BYTES (its requests are not read meanwhile). */
   heldSince: number | undefined;
 }
@@ -62,8 +64,10 @@ export interface MasterStats {
   undecodable: number;
 }
 
-/** Keep each list frame well under MAX_FRAME_BYTES and give the writer pieces it can interleave. */
-const LIST_CHUNK_BYTES = 256 * 1024;
+/** Keep each list frame well under MAX_FRAME_BYTES and small enough to build in well under a millisecond. */
+const LIST_CHUNK_BYTES = 64 * 1024;
+/** One connection's turn of listing work lasts about this long; turns go round the connections. */
+const LIST_TURN_MS = 1;
 /** The event loop runs listing work for at most this long before it takes I/O (heartbeats) again. */
 const LIST_SLICE_MS = 4;
 /** Matching steps between two looks at the clock (~0.1–0.5 ms of work). */
@@ -190,7 +194,7 @@ export class MasterServer {
     }
     const id = this.nextConnId++;
     const session = new PeerSession(id, remote, address, newNonce(), this.registry, this.sessionConfig, now);
-    const conn: Conn = { socket, peer: undefined as unknown as FramedPeer, session, address, lists: [], heldSince: undefined };
+    const conn: Conn = { socket, peer: undefined as unknown as FramedPeer, session, address, lists: [], heldSince: undefined, frames: 0 };
     conn.peer = new FramedPeer(socket as Socket<unknown>, {
       onMessage: (msg) => this.onMessage(conn, msg),
       onProtocolError: (err) => this.onProtocolError(conn, err),
@@ -224,6 +228,7 @@ export class MasterServer {
         id: c.session.peerId,
         address: c.address,
         unauthenticated: state === "awaiting-hello" || state === "awaiting-auth",
+        silent: c.frames === 0,
         idleClient: state === "client" && c.lists.length === 0,
       };
     }
@@ -242,6 +247,7 @@ export class MasterServer {
 
   private onMessage(conn: Conn, msg: IndexMessage): void {
     this.stats.framesByState[conn.session.state]++;
+    conn.frames++;
     const now = performance.now();
     this.apply(conn, conn.session.handle(msg, now));
     const state = conn.session.state;
@@ -355,7 +361,9 @@ export class MasterServer {
     const started = performance.now();
     while (this.listing.size > 0 && performance.now() - started < LIST_SLICE_MS) {
       for (const conn of [...this.listing]) {
-        if (!this.listStep(conn)) this.listing.delete(conn);
+        // Served: to the back of the line, so the next slice starts with those not served in this one.
+        this.listing.delete(conn);
+        if (this.listStep(conn)) this.listing.add(conn);
         if (performance.now() - started >= LIST_SLICE_MS) break;
       }
     }
@@ -381,7 +389,9 @@ export class MasterServer {
     }
     const job = req.job;
     if (job.state === "matching") {
-      const state = job.advance(LIST_STEPS_PER_CHECK);
+      const turnEnd = performance.now() + LIST_TURN_MS;
+      let state = job.advance(LIST_STEPS_PER_CHECK);
+      while (state === "matching" && performance.now() < turnEnd) state = job.advance(LIST_STEPS_PER_CHECK);
       if (state === "too-costly") {
         this.refuseList(conn, `pattern too costly: matching it took more than ${job.steps} steps`);
         return false;

@@ -1,7 +1,9 @@
 /**
  * Who gets a connection slot on the master when a new peer arrives: pure, so the rules are tested
  * alone. A full master (or a full address) makes room by closing an idle connection that has not
- * authenticated, the oldest first, then an idle client (nothing asked), the oldest first; file servers
+ * authenticated — first one that has sent nothing at all, then one stuck in its handshake, the oldest
+ * first (a newcomer that is a legit client proves itself within a round trip, so it outlives sockets
+ * that just sit there) — then an idle client (nothing asked), the oldest first; file servers
  * and clients with a question in flight are never closed for a newcomer. Only when nothing can go is
  * the newcomer refused ("master busy").
  */
@@ -17,6 +19,8 @@ export interface ConnView {
   address: string;
   /** Still in its handshake (no WELCOME yet). */
   unauthenticated: boolean;
+  /** It has sent no complete frame yet. */
+  silent: boolean;
   /** A client with no LIST in flight. */
   idleClient: boolean;
 }
@@ -27,29 +31,25 @@ export type Admission = { kind: "admit" } | { kind: "evict-then-admit"; id: numb
 export function admit(conns: Iterable<ConnView>, address: string, limits: AdmissionLimits): Admission {
   let total = 0;
   let fromAddress = 0;
-  let oldestUnauth: ConnView | undefined;
-  let oldestUnauthHere: ConnView | undefined;
-  let oldestIdle: ConnView | undefined;
-  let oldestIdleHere: ConnView | undefined;
+  // Candidates in order of preference, anywhere and from this address: [silent, handshaking, idle client].
+  const anywhere: (ConnView | undefined)[] = [undefined, undefined, undefined];
+  const here: (ConnView | undefined)[] = [undefined, undefined, undefined];
   for (const c of conns) {
     total++;
-    const here = c.address === address;
-    if (here) fromAddress++;
-    if (c.unauthenticated) {
-      oldestUnauth ??= c;
-      if (here) oldestUnauthHere ??= c;
-    } else if (c.idleClient) {
-      oldestIdle ??= c;
-      if (here) oldestIdleHere ??= c;
-    }
+    const local = c.address === address;
+    if (local) fromAddress++;
+    const rank = c.unauthenticated ? (c.silent ? 0 : 1) : c.idleClient ? 2 : -1;
+    if (rank < 0) continue;
+    anywhere[rank] ??= c;
+    if (local) here[rank] ??= c;
   }
   if (fromAddress >= limits.maxConnectionsPerAddress) {
-    const victim = oldestUnauthHere ?? oldestIdleHere;
+    const victim = here.find((c) => c !== undefined);
     if (!victim) return { kind: "refuse", why: `${limits.maxConnectionsPerAddress} connections already open from ${address}` };
     return { kind: "evict-then-admit", id: victim.id, why: `${limits.maxConnectionsPerAddress} connections from ${address}` };
   }
   if (total >= limits.maxConnections) {
-    const victim = oldestUnauth ?? oldestIdle;
+    const victim = anywhere.find((c) => c !== undefined);
     if (!victim) return { kind: "refuse", why: `${limits.maxConnections} connections already open` };
     return { kind: "evict-then-admit", id: victim.id, why: `${limits.maxConnections} connections open` };
   }

@@ -31,7 +31,17 @@ export interface Matcher {
 }
 
 export function compilePattern(pattern: string): Matcher {
-  if (pattern === "") return { steps: 0, matches: () => true };
+  if (pattern === "") {
+    // Every name matches; it still counts one step a name, so a listing of everything is sliced too.
+    const all: Matcher = {
+      steps: 0,
+      matches() {
+        all.steps++;
+        return true;
+      },
+    };
+    return all;
+  }
   if (/[*?[]/.test(pattern)) return new GlobMatcher(pattern);
   const needle = pattern.toLowerCase();
   const m: Matcher = {
