@@ -145,7 +145,10 @@ export class MasterServer {
             socket.data?.peer.receive(chunk);
           },
           drain(socket) {
-            socket.data?.peer.flush();
+            const conn = socket.data;
+            if (!conn) return;
+            conn.peer.flush();
+            self.checkBacklog(conn, performance.now()); // a held peer that read its answers is read again
           },
           close(socket) {
             self.onClose(socket);
