@@ -265,7 +265,9 @@ export class MasterServer {
    */
   private checkBacklog(conn: Conn, now: number): void {
     if (conn.peer.closed) return;
-    const over = conn.peer.pendingBytes > OUTPUT_HOLD_BYTES;
+    // Over the mark, or a listing waiting for the peer to take what it was sent: either way the peer is
+    // not reading, and its requests wait too (a listing that cannot go on for outputStallMs is dropped).
+    const over = conn.peer.pendingBytes > OUTPUT_HOLD_BYTES || (conn.peer.pendingBytes > 0 && conn.lists.length > 0);
     if (over && conn.heldSince === undefined) {
       conn.heldSince = now;
       conn.peer.holdDecoding();
@@ -407,6 +409,7 @@ export class MasterServer {
         this.checkBacklog(conn, performance.now());
         this.wantListing(conn);
       };
+      this.checkBacklog(conn, performance.now());
       return false;
     }
     const chunk: ListEntry[] = [];

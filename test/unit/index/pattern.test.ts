@@ -89,3 +89,15 @@ describe("compilePattern", () => {
     expect(compared).toBeGreaterThan(10_000);
   });
 });
+
+describe("substring patterns", () => {
+  test("the fast ASCII path agrees with lowercase-and-include on random names, non-ASCII ones included", () => {
+    const rng = new Rng(99);
+    const alphabet = ["a", "B", "c", ".", "/", "İ", "K", "ß", "é", "[", "\\", "$"];
+    for (let i = 0; i < 3000; i++) {
+      const needle = Array.from({ length: 1 + rng.int(3) }, () => rng.pick(["a", "b", "C", ".", "$", "\\", "i", "k", "(", "+"])).join("");
+      const name = Array.from({ length: rng.int(10) }, () => rng.pick(alphabet)).join("");
+      expect(compilePattern(needle).matches(name)).toBe(name.toLowerCase().includes(needle.toLowerCase()));
+    }
+  });
+});
