@@ -46,6 +46,8 @@ interface Conn {
   lists: ListRequest[];
   /** Complete frames received from it. */
   frames: number;
+  /** Time spent on its listings so far: the least served goes first (a short legit LIST overtakes floods). */
+  listServedMs: number;
   /** When its output backlog went above OUTPUT_HOLD_BYTES (its requests are not read meanwhile). */
   heldSince: number | undefined;
 }
@@ -197,7 +199,7 @@ export class MasterServer {
     }
     const id = this.nextConnId++;
     const session = new PeerSession(id, remote, address, newNonce(), this.registry, this.sessionConfig, now);
-    const conn: Conn = { socket, peer: undefined as unknown as FramedPeer, session, address, lists: [], heldSince: undefined, frames: 0 };
+    const conn: Conn = { socket, peer: undefined as unknown as FramedPeer, session, address, lists: [], heldSince: undefined, frames: 0, listServedMs: 0 };
     conn.peer = new FramedPeer(socket as Socket<unknown>, {
       onMessage: (msg) => this.onMessage(conn, msg),
       onProtocolError: (err) => this.onProtocolError(conn, err),
@@ -345,7 +347,9 @@ export class MasterServer {
    * streamed in ~256 KiB frames, the next only when the socket has taken the previous ones. Requests on
    * one connection are answered one after another, in order; only the first holds a job, the others
    * just their pattern. Work for all connections runs in turns from `setImmediate`, so sockets
-   * (heartbeats, other clients) are served between slices whatever one pattern or index costs.
+   * (heartbeats, other clients) are served between slices whatever one pattern or index costs. The next
+ * turn goes to the connection whose listings have had the least time so far, so a short LIST is not
+ * queued behind floods of long ones.
    */
   private sendList(conn: Conn, requestId: number, pattern: string): void {
     conn.lists.push({ requestId, pattern, total: 0 });
@@ -364,13 +368,16 @@ export class MasterServer {
   private runListingSlice(): void {
     this.listingScheduled = false;
     const started = performance.now();
-    while (this.listing.size > 0 && performance.now() - started < LIST_SLICE_MS) {
-      for (const conn of [...this.listing]) {
-        // Served: to the back of the line, so the next slice starts with those not served in this one.
-        this.listing.delete(conn);
-        if (this.listStep(conn)) this.listing.add(conn);
-        if (performance.now() - started >= LIST_SLICE_MS) break;
-      }
+    let now = started;
+    while (this.listing.size > 0 && now - started < LIST_SLICE_MS) {
+      // Least attained service first: the connection whose listings have had the least time so far.
+      let conn: Conn | undefined;
+      for (const c of this.listing) if (conn === undefined || c.listServedMs < conn.listServedMs) conn = c;
+      const more = this.listStep(conn!);
+      const after = performance.now();
+      conn!.listServedMs += after - now;
+      now = after;
+      if (!more) this.listing.delete(conn!);
     }
     if (this.listing.size > 0 && !this.listingScheduled) {
       this.listingScheduled = true;
