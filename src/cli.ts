@@ -2,6 +2,7 @@
 import { renderUsage, runCommand, type CommandDef } from "citty";
 import { checkArgs } from "./cli/strict-args.ts";
 import { FtxError, UsageError } from "./errors.ts";
+import { escapeControl } from "./util/terminal-text.ts";
 import { VERSION } from "./version.ts";
 
 /**
@@ -48,11 +49,12 @@ function usageError(message: string, command?: string): never {
 
 function reportFailure(err: unknown, verbose: boolean): void {
   if (err instanceof FtxError) {
-    process.stderr.write(`ftx: ${err.message}\n`);
+    // A message may carry a peer's words (a master's ERROR text, a name): shown, never obeyed.
+    process.stderr.write(`ftx: ${escapeControl(err.message)}\n`);
     if (verbose && err.stack) process.stderr.write(`${err.stack}\n`);
   } else {
     const e = err as Error;
-    process.stderr.write(`ftx: unexpected error: ${e?.message ?? String(err)}\n`);
+    process.stderr.write(`ftx: unexpected error: ${escapeControl(e?.message ?? String(err))}\n`);
     if (verbose && e?.stack) process.stderr.write(`${e.stack}\n`);
     else process.stderr.write("(run again with --verbose for details)\n");
   }

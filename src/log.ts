@@ -1,3 +1,4 @@
+import { escapeControl } from "./util/terminal-text.ts";
 import { createConsola, LogLevels, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola/core";
 
 /**
@@ -48,7 +49,8 @@ export function stderrReporter(colour: boolean): ConsolaReporter {
       const code = COLOURS[logObj.type];
       const mark = icon && colour && code !== undefined ? `\u001b[${code}m${icon}\u001b[0m` : icon;
       const tag = logObj.tag ? (colour ? `\u001b[90m[${logObj.tag}]\u001b[0m ` : `[${logObj.tag}] `) : "";
-      const text = logObj.args.map(formatArg).join(" ");
+      // Log lines carry peers' words (names, addresses, error texts): control characters are shown, not obeyed.
+      const text = escapeControl(logObj.args.map(formatArg).join(" "));
       process.stderr.write(`${tag}${mark ? `${mark} ` : ""}${text}\n`);
     },
   };

@@ -1,5 +1,6 @@
 import type { FileResult, ProgressSink } from "../fetch/fetch-files.ts";
 import { humanBytes, humanDuration, humanRate } from "../util/format.ts";
+import { escapeControl } from "../util/terminal-text.ts";
 
 interface Row {
   name: string;
@@ -45,7 +46,7 @@ export class FetchProgress implements ProgressSink {
     if (result.ok) {
       const rate = result.seconds > 0 ? ` (${humanRate((result.bytes ?? 0) / result.seconds)})` : "";
       const from = result.servers > 1 ? ` from ${result.servers} servers` : "";
-      this.out.write(`fetched ${result.name}: ${humanBytes(result.bytes ?? 0)} in ${result.seconds.toFixed(2)}s${rate}${from}\n`);
+      this.out.write(`fetched ${escapeControl(result.name)}: ${humanBytes(result.bytes ?? 0)} in ${result.seconds.toFixed(2)}s${rate}${from}\n`);
     }
   }
 
@@ -53,9 +54,9 @@ export class FetchProgress implements ProgressSink {
     const elapsed = (now - row.startedAt) / 1000;
     const rate = elapsed > 0 ? (row.bytes - row.startBytes) / elapsed : 0;
     const pct = row.size > 0 ? Math.floor((100 * row.bytes) / row.size) : 100;
-    if (row.done) return `${row.done.ok ? "✔" : "✖"} ${row.name}  ${row.done.ok ? humanBytes(row.size) : row.done.error}`;
+    if (row.done) return `${row.done.ok ? "✔" : "✖"} ${escapeControl(row.name)}  ${row.done.ok ? humanBytes(row.size) : escapeControl(row.done.error ?? "")}`;
     const eta = rate > 0 ? humanDuration((row.size - row.bytes) / rate) : "--:--";
-    return `  ${row.name}  ${String(pct).padStart(3)}%  ${humanBytes(row.bytes)}/${humanBytes(row.size)}  ${humanRate(rate)}  ETA ${eta}`;
+    return `  ${escapeControl(row.name)}  ${String(pct).padStart(3)}%  ${humanBytes(row.bytes)}/${humanBytes(row.size)}  ${humanRate(rate)}  ETA ${eta}`;
   }
 
   private draw(): void {

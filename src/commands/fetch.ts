@@ -5,6 +5,7 @@ import { fetchFiles } from "../fetch/fetch-files.ts";
 import { createLogger } from "../log.ts";
 import { parseBindHost } from "../net/address.ts";
 import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/core/wire.ts";
+import { escapeControl } from "../util/terminal-text.ts";
 import { jsonArg, logArgs, parseSeconds, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export const variadic = true;
@@ -52,7 +53,7 @@ export default defineCommand({
       progress.stop();
     }
     // One line per distinct problem: an unreachable master is said once, not once per FILE.
-    for (const error of new Set(results.filter((r) => !r.ok).map((r) => r.error))) process.stderr.write(`ftx: ${error}\n`);
+    for (const error of new Set(results.filter((r) => !r.ok).map((r) => r.error))) process.stderr.write(`ftx: ${escapeControl(error ?? "")}\n`);
     if (args.json) process.stdout.write(JSON.stringify(results) + "\n");
     process.exitCode = results.every((r) => r.ok) ? 0 : 1;
   },

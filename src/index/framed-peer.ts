@@ -21,7 +21,7 @@ export interface ByteStream {
 }
 
 /** Beyond this much unsent output the peer is not reading: drop it rather than buffer forever. */
-const DEFAULT_MAX_QUEUED_BYTES = 64 << 20;
+export const DEFAULT_MAX_QUEUED_BYTES = 64 << 20;
 
 /**
  * The thin shell between a TCP byte stream and the index codec. Bun's `write()` takes what the kernel
@@ -33,6 +33,8 @@ export class FramedPeer {
   private queuedBytes = 0;
   private endWhenFlushed = false;
   closed = false;
+  /** While true, bytes received are kept (one read at most: the shell pauses the socket) but not decoded. */
+  private holding = false;
   /** Called after a flush leaves the queue empty: producers that stream wait for it. */
   onDrained: (() => void) | undefined;
 
@@ -47,10 +49,38 @@ export class FramedPeer {
     if (this.closed) return;
     try {
       this.decoder.push(chunk);
-      for (let msg = this.decoder.next(); msg && !this.closed; msg = this.decoder.next()) this.handler.onMessage(msg);
+      this.decodeWhileOpen();
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.handler.onProtocolError(err);
+    }
+  }
+
+  /** The largest frame taken from now on (the master's limit before authentication). */
+  set maxFrameBytes(n: number) {
+    this.decoder.maxFrameBytes = n;
+  }
+
+  /** Stop decoding requests (the peer is not reading our answers); `resumeDecoding` carries on. */
+  holdDecoding(): void {
+    this.holding = true;
+  }
+
+  get decodingHeld(): boolean {
+    return this.holding;
+  }
+
+  resumeDecoding(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.receive(new Uint8Array(0));
+  }
+
+  private decodeWhileOpen(): void {
+    while (!this.closed && !this.holding) {
+      const msg = this.decoder.next();
+      if (!msg) return;
+      this.handler.onMessage(msg);
     }
   }
 

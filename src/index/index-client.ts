@@ -259,6 +259,29 @@ export async function connectToAnyMaster(targets: HostPort[], opts: ConnectOptio
   throw new FtxError("E_UNREACHABLE", `cannot reach any master (${names}): ${failures.join("; ") || "timed out"}`);
 }
 
+/**
+ * What a client takes from a master for one query, whatever the master does: a master that sends
+ * WELCOME and then trickles (or nothing, or a flood) must not keep `ls` or `fetch` running or
+ * swelling (one kept them running past 90 s; one flooding entries took `ls` to 5.2 GB in 15 s).
+ */
+export interface AnswerLimits {
+  /** From WELCOME to the last LIST_END, whatever arrives meanwhile. */
+  deadlineMs: number;
+  /** Entries over all the query's answers. */
+  maxEntries: number;
+  /** Bytes of those entries as decoded (names, hashes, addresses, ~64 bytes of record each). */
+  maxBytes: number;
+}
+
+export const DEFAULT_ANSWER_LIMITS: AnswerLimits = { deadlineMs: 15_000, maxEntries: 500_000, maxBytes: 48 << 20 };
+
+/** The size an entry is counted at against AnswerLimits.maxBytes. */
+function entryBytes(e: ListEntry): number {
+  let n = 64 + e.name.length + e.sha256.length;
+  for (const s of e.servers) n += 16 + s.length;
+  return n;
+}
+
 export interface ListAnswer {
   entries: ListEntry[];
   /** The master could not reach its shared store: the answer may be out of date. */
@@ -266,42 +289,76 @@ export interface ListAnswer {
 }
 
 /** One LIST round trip on a fresh client connection: what `ls` asks the index. */
-export async function listFromMaster(target: HostPort | HostPort[], pattern: string, token: string | undefined, timeoutMs = 4000): Promise<ListEntry[]> {
-  return (await queryMaster(Array.isArray(target) ? target : [target], [pattern], token, timeoutMs))[0]!.entries;
+export async function listFromMaster(target: HostPort | HostPort[], pattern: string, token: string | undefined, timeoutMs = 4000, limits?: Partial<AnswerLimits>): Promise<ListEntry[]> {
+  return (await queryMaster(Array.isArray(target) ? target : [target], [pattern], token, timeoutMs, limits))[0]!.entries;
 }
 
 /**
  * Several LIST requests pipelined on one connection; answers come back in request order. A master that
- * goes quiet for `timeoutMs` in the middle (hung, or its host gone) fails the query rather than hold
- * the caller forever.
+ * makes no progress for `timeoutMs` (hung, gone, or sending anything but the answers), that has not
+ * finished within `limits.deadlineMs`, or whose answers exceed `limits.maxEntries` / `maxBytes` fails
+ * the query (E_TIMEOUT, E_LIMIT) rather than hold or swell the caller.
  */
-export async function queryMaster(targets: HostPort[], patterns: string[], token: string | undefined, timeoutMs = 4000): Promise<ListAnswer[]> {
+export async function queryMaster(targets: HostPort[], patterns: string[], token: string | undefined, timeoutMs = 4000, limitsGiven?: Partial<AnswerLimits>): Promise<ListAnswer[]> {
+  const limits = { ...DEFAULT_ANSWER_LIMITS, ...limitsGiven };
   const lists = patterns.map((pattern, requestId) => ({ type: MsgType.List as const, requestId, pattern }));
   const session = await connectToAnyMaster(targets, { role: Role.Client, token, timeoutMs, pipelined: lists });
   let silence: Timer | undefined;
+  let overall: Timer | undefined;
   try {
     return await new Promise<ListAnswer[]>((resolve, reject) => {
       const results: ListAnswer[] = patterns.map(() => ({ entries: [], stale: false }));
       let remaining = patterns.length;
       if (remaining === 0) return resolve(results);
+      let done = false;
+      const fail = (err: FtxError) => {
+        if (done) return;
+        done = true;
+        session.close();
+        reject(err);
+      };
       const expectWordWithin = () => {
         clearTimeout(silence);
-        silence = setTimeout(() => reject(new FtxError("E_TIMEOUT", `master ${session.master} stopped answering: nothing for ${(timeoutMs / 1000).toFixed(0)}s before the listing was complete`)), timeoutMs);
+        silence = setTimeout(() => fail(new FtxError("E_TIMEOUT", `master ${session.master} stopped answering: no progress for ${(timeoutMs / 1000).toFixed(0)}s before the listing was complete`)), timeoutMs);
       };
-      session.onClose = (reason) => reject(new FtxError("E_CLOSED", `${reason} before the listing was complete`));
+      overall = setTimeout(
+        () => fail(new FtxError("E_TIMEOUT", `master ${session.master} did not finish its answer within ${(limits.deadlineMs / 1000).toFixed(0)}s`)),
+        limits.deadlineMs,
+      );
+      session.onClose = (reason) => fail(new FtxError("E_CLOSED", `${reason} before the listing was complete`));
       expectWordWithin();
+      let entries = 0;
+      let bytes = 0;
       // The LISTs went with AUTH; their answers may already be here.
       session.listen((msg) => {
-        expectWordWithin();
-        if (msg.type === MsgType.ListEntries && msg.requestId < patterns.length) results[msg.requestId]!.entries.push(...msg.entries);
-        else if (msg.type === MsgType.ListEnd && msg.requestId < patterns.length) {
+        if (done) return;
+        if (msg.type === MsgType.ListEntries && msg.requestId < patterns.length) {
+          // Only answers count as progress: a master trickling PINGs or stray frames does not hold us.
+          expectWordWithin();
+          entries += msg.entries.length;
+          for (const e of msg.entries) bytes += entryBytes(e);
+          if (entries > limits.maxEntries || bytes > limits.maxBytes)
+            return fail(
+              new FtxError(
+                "E_LIMIT",
+                `master ${session.master} sent more than ${entries > limits.maxEntries ? `${limits.maxEntries} entries` : `${limits.maxBytes >> 20} MiB`} of listing; narrow it with a PATTERN`,
+              ),
+            );
+          const into = results[msg.requestId]!.entries;
+          for (const e of msg.entries) into.push(e);
+        } else if (msg.type === MsgType.ListEnd && msg.requestId < patterns.length) {
+          expectWordWithin();
           results[msg.requestId]!.stale = msg.stale;
-          if (--remaining === 0) resolve(results);
-        } else if (msg.type === MsgType.Error) reject(errorFromMaster(msg.code, msg.message, session.master));
+          if (--remaining === 0) {
+            done = true;
+            resolve(results);
+          }
+        } else if (msg.type === MsgType.Error) fail(errorFromMaster(msg.code, msg.message, session.master));
       });
     });
   } finally {
     clearTimeout(silence);
+    clearTimeout(overall);
     session.close();
   }
 }

@@ -104,6 +104,10 @@ export class MemoryStore implements RegistryStore {
     return entry && toRecord(entry);
   }
 
+  allNames(): Iterator<string> {
+    return this.byName.keys();
+  }
+
   names(match: (name: string) => boolean): string[] {
     const out: string[] = [];
     for (const name of this.byName.keys()) if (match(name)) out.push(name);

@@ -194,6 +194,10 @@ export class RedisStore implements RegistryStore {
   getFile(peerId: number, name: string): FileRecord | undefined {
     return this.own.getFile(peerId, name);
   }
+  allNames(): Iterator<string> {
+    return this.view.allNames();
+  }
+
   names(match: (name: string) => boolean): string[] {
     return this.view.names(match);
   }

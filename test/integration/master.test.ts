@@ -132,15 +132,15 @@ describe("master (in process)", () => {
     expect(c.received().toString()).toContain("unsupported protocol version 99");
   });
 
-  test("a flood of connections beyond the cap is refused while a well-behaved client still lists", async () => {
+  test("a flood of idle connections beyond the cap: the oldest idle ones make room, and a well-behaved client still lists meanwhile", async () => {
     const flood = await Promise.all(Array.from({ length: 80 }, () => raw(master.port)));
     await Bun.sleep(100);
     expect(master.connectionCount).toBeLessThanOrEqual(64);
-    const refused = flood.filter((f) => f.received().toString().includes("too many connections"));
-    expect(refused.length).toBeGreaterThan(0);
+    const closed = flood.filter((f) => f.received().toString().includes("master busy"));
+    expect(closed.length).toBeGreaterThanOrEqual(16);
+    // With the flood still open, a newcomer gets in: an idle unauthenticated connection makes room.
+    expect(await listFromMaster({ host: "127.0.0.1", port: master.port }, "", undefined)).toBeArray();
     for (const f of flood) f.sock.destroy();
-    await Bun.sleep(100);
-    await listFromMaster({ host: "127.0.0.1", port: master.port }, "", undefined);
   });
 
   test("fuzz: 10,000 random and mutated frames in every state; the master parses them, stays up, and a good client keeps getting the right list", async () => {

@@ -219,6 +219,8 @@ export class FrameDecoder {
   private buf = new Uint8Array(4096);
   private start = 0;
   private end = 0;
+  /** The largest frame accepted now: the master keeps it tiny until the peer has authenticated. */
+  maxFrameBytes = MAX_FRAME_BYTES;
 
   get bufferedBytes(): number {
     return this.end - this.start;
@@ -252,7 +254,7 @@ export class FrameDecoder {
     const s = this.start;
     const length = ((b[s]! << 24) | (b[s + 1]! << 16) | (b[s + 2]! << 8) | b[s + 3]!) >>> 0;
     if (length === 0) throw new ProtocolError("empty frame");
-    if (length > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`);
+    if (length > this.maxFrameBytes) throw new ProtocolError(`frame of ${length} bytes exceeds the ${this.maxFrameBytes}-byte limit`);
     return length;
   }
 

@@ -13,6 +13,12 @@ export const INDEX_MAGIC = 0x46545849; // "FTXI"
 export const INDEX_VERSION = 2;
 /** A frame is at most this long (type + payload), so one peer cannot make us buffer without bound. */
 export const MAX_FRAME_BYTES = 1 << 20;
+/**
+ * Until WELCOME the master takes frames of at most this size: HELLO and AUTH are a few dozen bytes,
+ * and a client's LISTs pipelined behind AUTH (a pattern ≤ MAX_PATTERN_BYTES) arrive once it has
+ * authenticated. 1,000 peers each sending 1 MiB − 1 before authenticating cost the master 2 GB.
+ */
+export const MAX_PREAUTH_FRAME_BYTES = 4096;
 /** `ftx fetch` asks for a name with a LIST pattern: a pattern carries at least a whole name. */
 export const MAX_PATTERN_BYTES = MAX_NAME_BYTES;
 export const MAX_ERROR_TEXT_BYTES = 1024;

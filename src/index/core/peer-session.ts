@@ -22,7 +22,8 @@ export type SessionEffect =
   | { kind: "end" }
   /** Stream the answer to a LIST; call `listAnswered` when its LIST_END is out. */
   | { kind: "list"; requestId: number; pattern: string }
-  | { kind: "log"; level: "debug" | "info" | "warn"; text: string };
+  /** `misbehaviour` names a kind of peer misbehaviour: the shell logs those rate-limited, per kind. */
+  | { kind: "log"; level: "debug" | "info" | "warn"; text: string; misbehaviour?: string };
 
 export interface SessionConfig {
   token: string | undefined;
@@ -115,7 +116,7 @@ export class PeerSession {
   /** The peer sent bytes that can never be a frame. */
   handleProtocolError(message: string): SessionEffect[] {
     if (this.state === "closed") return [];
-    this.log("warn", `protocol error from ${this.remote}: ${message}; closing`);
+    this.log("warn", `protocol error from ${this.remote}: ${message}; closing`, "protocol-error");
     this.refuse(IndexErrorCode.Protocol, `protocol error: ${message}`);
     return this.takeEffects();
   }
@@ -141,7 +142,7 @@ export class PeerSession {
     const deadline = this.pollTimeout();
     if (deadline === undefined || now < deadline || this.state === "announced") return [];
     if (this.state === "awaiting-hello" || this.state === "awaiting-auth") {
-      this.log("debug", `handshake timeout for ${this.remote}`);
+      this.log("debug", `handshake timeout for ${this.remote}`, "handshake-timeout");
       this.refuse(IndexErrorCode.Timeout, "handshake timeout");
     } else this.refuse(IndexErrorCode.Timeout, "idle timeout");
     return this.takeEffects();
@@ -176,8 +177,8 @@ export class PeerSession {
     this.effects.push({ kind: "send", msg });
   }
 
-  private log(level: "debug" | "info" | "warn", text: string): void {
-    this.effects.push({ kind: "log", level, text });
+  private log(level: "debug" | "info" | "warn", text: string, misbehaviour?: string): void {
+    this.effects.push(misbehaviour === undefined ? { kind: "log", level, text } : { kind: "log", level, text, misbehaviour });
   }
 
   private refuse(code: IndexErrorCode, message: string): void {
@@ -203,7 +204,7 @@ export class PeerSession {
   private onAuth(msg: Extract<IndexMessage, { type: MsgType.Auth }>): void {
     const { token, heartbeatTimeoutMs } = this.config;
     if (token !== undefined && !verifyMac(token, this.role, this.clientNonce, this.serverNonce, msg.mac)) {
-      this.log("warn", `authentication failed for ${this.remote} (${this.role === Role.FileServer ? "file server" : "client"})`);
+      this.log("warn", `authentication failed for ${this.remote} (${this.role === Role.FileServer ? "file server" : "client"})`, "auth-failed");
       return this.refuse(IndexErrorCode.AuthFailed, "authentication failed: wrong or missing token (--token / FTX_TOKEN)");
     }
     this.state = this.role === Role.FileServer ? "file-server" : "client";
@@ -231,7 +232,7 @@ export class PeerSession {
   private onFilesAdd(msg: Extract<IndexMessage, { type: MsgType.FilesAdd }>, now: number): void {
     const rejected = this.registry.addFiles(this.peerId, msg.files, now);
     for (const r of rejected.slice(0, MAX_REJECTIONS_TOLD)) this.send({ type: MsgType.FileRejected, name: r.name, reason: r.reason });
-    if (rejected.length > 0) this.log("warn", `refused ${rejected.length} file(s) from ${this.remote}: ${rejected[0]!.reason}`);
+    if (rejected.length > 0) this.log("warn", `refused ${rejected.length} file(s) from ${this.remote}: ${rejected[0]!.reason}`, "files-refused");
   }
 
   private onList(msg: Extract<IndexMessage, { type: MsgType.List }>): void {

@@ -1,5 +1,6 @@
 import { unsafeNameReason } from "../../files/core/safe-name.ts";
 import type { FileRecord, ListEntry } from "./messages.ts";
+import { ListingJob } from "./listing.ts";
 import { compilePattern } from "./pattern.ts";
 import type { RegistryStore } from "./store.ts";
 
@@ -7,12 +8,29 @@ export interface RegistryLimits {
   /** A file server announcing more than this gets the rest refused, with a reason. */
   maxFilesPerServer: number;
   maxServers: number;
+  /**
+   * What one file server's list may cost the master, in bytes: each file's name (UTF-8) plus
+   * RECORD_OVERHEAD_BYTES. 200,000 files with 1 KiB names would be ~230 MB; a real tree of 200,000
+   * files with 60-byte paths is ~44 MB.
+   */
+  maxBytesPerServer: number;
+  /** The same over every server of this master: the index's memory stays bounded whoever registers. */
+  maxIndexBytes: number;
 }
 
 export const DEFAULT_REGISTRY_LIMITS: RegistryLimits = {
   maxFilesPerServer: 200_000,
   maxServers: 10_000,
+  maxBytesPerServer: 64 << 20,
+  maxIndexBytes: 256 << 20,
 };
+
+/** What a file costs the master beside its name: its record, its slot in two maps, its list entry. */
+export const RECORD_OVERHEAD_BYTES = 160;
+
+export function fileCostBytes(name: string): number {
+  return Buffer.byteLength(name, "utf8") + RECORD_OVERHEAD_BYTES;
+}
 
 export interface Rejection {
   name: string;
@@ -32,6 +50,9 @@ export class Registry {
    * renewed is moved to the end and the map stays in deadline order: the earliest is always first.
    */
   private readonly leases = new Map<number, number>();
+  /** Bytes each local server's files cost (fileCostBytes), and their sum. */
+  private readonly bytesByServer = new Map<number, number>();
+  private indexBytes = 0;
   constructor(
     private readonly store: RegistryStore,
     private readonly leaseMs: number,
@@ -77,6 +98,8 @@ export class Registry {
 
   removeServer(peerId: number): void {
     this.leases.delete(peerId);
+    this.indexBytes -= this.bytesByServer.get(peerId) ?? 0;
+    this.bytesByServer.delete(peerId);
     this.store.removeServer(peerId);
   }
 
@@ -99,6 +122,20 @@ export class Registry {
         rejected.push({ name: file.name, reason: `more than ${this.limits.maxFilesPerServer} files from one server` });
         continue;
       }
+      if (isNew) {
+        const cost = fileCostBytes(file.name);
+        const held = this.bytesByServer.get(peerId) ?? 0;
+        if (held + cost > this.limits.maxBytesPerServer) {
+          rejected.push({ name: file.name, reason: `the list of one server may take at most ${this.limits.maxBytesPerServer >> 20} MiB of the index` });
+          continue;
+        }
+        if (this.indexBytes + cost > this.limits.maxIndexBytes) {
+          rejected.push({ name: file.name, reason: `the index is full (${this.limits.maxIndexBytes >> 20} MiB)` });
+          continue;
+        }
+        this.bytesByServer.set(peerId, held + cost);
+        this.indexBytes += cost;
+      }
       this.store.putFile(peerId, file);
     }
     return rejected;
@@ -106,7 +143,12 @@ export class Registry {
 
   removeFiles(peerId: number, names: readonly string[], now: number): void {
     this.touch(peerId, now);
-    for (const name of names) this.store.deleteFile(peerId, name);
+    for (const name of names) {
+      if (!this.store.deleteFile(peerId, name)) continue;
+      const cost = fileCostBytes(name);
+      this.bytesByServer.set(peerId, (this.bytesByServer.get(peerId) ?? cost) - cost);
+      this.indexBytes -= cost;
+    }
   }
 
   /** Drops every server whose lease has run out; returns their ids so the shell can close them. */
@@ -131,12 +173,23 @@ export class Registry {
    * each name as they stream them out (`entriesFor`), so a huge answer never sits in memory whole.
    */
   matchingNames(pattern: string): string[] {
-    return this.store.names(compilePattern(pattern)).sort();
+    const m = compilePattern(pattern);
+    return this.store.names((name) => m.matches(name)).sort();
   }
 
   /** The entries of one name, sorted by hash. */
   entriesFor(name: string): ListEntry[] {
     return this.store.entriesFor(name).sort((a, b) => (a.sha256 < b.sha256 ? -1 : a.sha256 > b.sha256 ? 1 : 0));
+  }
+
+  /** What the local servers' lists cost, in bytes (fileCostBytes). */
+  get bytes(): number {
+    return this.indexBytes;
+  }
+
+  /** A LIST answer to prepare in slices (ListingJob). Throws PatternError for a pattern it refuses. */
+  listing(requestId: number, pattern: string): ListingJob {
+    return new ListingJob(requestId, this.store.allNames(), compilePattern(pattern));
   }
 
   /** Every entry matching PATTERN, sorted by name then hash. */

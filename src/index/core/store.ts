@@ -16,6 +16,8 @@ export interface RegistryStore {
   /** Returns whether the server had that name. */
   deleteFile(peerId: number, name: string): boolean;
   getFile(peerId: number, name: string): FileRecord | undefined;
+  /** Every distinct name, unsorted, lazily: a listing walks it in slices (names added meanwhile may or may not appear). */
+  allNames(): Iterator<string>;
   /** Every distinct name that passes `match` (unsorted). */
   names(match: (name: string) => boolean): string[];
   /** The distinct contents listed under one name, with the addresses of the servers holding each. */

@@ -1,13 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { MemoryStore } from "../../../src/index/memory-store.ts";
-import { Registry } from "../../../src/index/core/registry.ts";
+import { DEFAULT_REGISTRY_LIMITS, fileCostBytes, Registry, type RegistryLimits } from "../../../src/index/core/registry.ts";
 
 const A = "a".repeat(64);
 const B = "b".repeat(64);
 const LEASE = 6000;
 
-function fresh(limits = { maxFilesPerServer: 1000, maxServers: 10 }) {
-  return new Registry(new MemoryStore(), LEASE, limits);
+function fresh(limits: Partial<RegistryLimits> = { maxFilesPerServer: 1000, maxServers: 10 }) {
+  return new Registry(new MemoryStore(), LEASE, { ...DEFAULT_REGISTRY_LIMITS, ...limits });
 }
 
 describe("registry", () => {
@@ -106,5 +106,26 @@ describe("registry", () => {
     expect(r.list("*.md").map((e) => e.name)).toEqual(["README.md"]);
     expect(r.list("[cd]*").map((e) => e.name)).toEqual(["c.TXT"]);
     expect(r.list("nomatch")).toEqual([]);
+  });
+
+  test("a server's list is budgeted in bytes, not only in files; what leaves gives its bytes back", () => {
+    const name = (i: number) => `${"n".repeat(200)}/${"m".repeat(200)}/${String(i).padStart(3, "0")}`;
+    const perFile = fileCostBytes(name(0));
+    const r = fresh({ maxFilesPerServer: 1000, maxServers: 10, maxBytesPerServer: perFile * 3 + 10, maxIndexBytes: perFile * 5 });
+    r.addServer(1, "127.0.0.1:1", 0);
+    r.addServer(2, "127.0.0.1:2", 0);
+    const files = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ name: name(from + i), size: 1, sha256: A }));
+    const rejected = r.addFiles(1, files(0, 5), 0);
+    expect(rejected.map((x) => x.name)).toEqual([name(3), name(4)]);
+    expect(rejected[0]!.reason).toContain("MiB of the index");
+    expect(r.bytes).toBe(perFile * 3);
+    // Re-sending the same names costs nothing more.
+    expect(r.addFiles(1, files(0, 3), 0)).toEqual([]);
+    // The index-wide budget: server 2 gets only what is left of it.
+    expect(r.addFiles(2, files(10, 3), 0).map((x) => x.reason)).toEqual([expect.stringContaining("index is full")]);
+    r.removeFiles(1, [name(0)], 0);
+    expect(r.bytes).toBe(perFile * 4);
+    r.removeServer(1);
+    expect(r.bytes).toBe(perFile * 2);
   });
 });
