@@ -44,6 +44,8 @@ export interface PathInfo {
   segmentBytes: number;
   /** The probe's round trip, when a probe was answered. */
   rttMs?: number;
+  /** Not even the small first probe was answered: the server counts as unreachable (nothing large goes to it). */
+  unanswered?: boolean;
 }
 
 /** The shell's side of a source: its address once resolved and its session, if it has one. */
@@ -357,6 +359,7 @@ export class FileFetch {
     // The piece-hash list (≤ 32 KiB) does not wait for the path probe: it goes in internet-sized
     // segments while the probe runs beside it, which saves the probe's round trips on a long path.
     const path = range.pieceHashes ? ((await Promise.race([probing, Promise.resolve(undefined)])) ?? UNPROBED_PATH) : await probing;
+    if (path.unanswered) throw new FtxError("E_UNREACHABLE", `file server ${server} does not answer`);
     const download = await this.ctx.client.start(
       {
         name: this.name,
