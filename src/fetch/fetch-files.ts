@@ -66,10 +66,11 @@ function pathFor(server: string, ip: string, port: number, bindHost: string | un
   let result = probed.get(server);
   if (!result) {
     const probing = probePath(ip, port, bindHost).then((probe): PathInfo => {
-      if (probe === undefined) {
+      if ("silent" in probe) {
         probed.delete(server);
-        logger.debug(`path to ${server}: no answer to a small probe`);
-        return { segmentBytes: INTERNET_SEGMENT_BYTES, unanswered: true };
+        const why = probe.gone === undefined ? "does not answer" : `is gone (${probe.gone})`;
+        logger.debug(`path to ${server}: no answer to a small probe (${why})`);
+        return { segmentBytes: INTERNET_SEGMENT_BYTES, unanswered: why };
       }
       tokens.slot(ip, port).set(probe.addressToken, probe.addressTokenAt);
       const segmentBytes = clampSegmentBytes(probe.datagramBytes === undefined ? INTERNET_SEGMENT_BYTES : probe.datagramBytes - HEADER_BYTES);

@@ -40,6 +40,12 @@ export interface PathProbe {
   addressTokenAt: number;
 }
 
+/** Not even the small first probe was answered: `gone` is the socket's error (ECONNREFUSED: nothing listens there), if it had one. */
+export interface PathSilent {
+  silent: true;
+  gone?: string;
+}
+
 /**
  * Path MTU discovery in the spirit of RFC 8899 (DPLPMTUD): send padded probes of each candidate size
  * at once and keep the largest one the path delivered. A round that leaves sizes worth having
@@ -53,10 +59,10 @@ export interface PathProbe {
  * answers no probe leaves the caller's safe default. Before any of that, one small probe must be
  * answered (HELLO_BYTES, repeated until HELLO_GIVE_UP_MS): nothing large goes to an address that has
  * not answered. Returns the largest delivered datagram size, the first answer's round trip and the
- * server's address token, or undefined when not even the small probe came back (the server does not
+ * server's address token, or PathSilent when not even the small probe came back (the server does not
  * answer: the caller gives up on it).
  */
-export async function probePath(ip: string, port: number, bindHost?: string, giveUpMs = HELLO_GIVE_UP_MS): Promise<PathProbe | undefined> {
+export async function probePath(ip: string, port: number, bindHost?: string, giveUpMs = HELLO_GIVE_UP_MS): Promise<PathProbe | PathSilent> {
   const probeId = randomU32();
   let largest: number | undefined;
   let settle: () => void = () => {};
@@ -64,6 +70,7 @@ export async function probePath(ip: string, port: number, bindHost?: string, giv
   let rttMs: number | undefined; // from the first answer: sizes the wait of the rounds after it
   let hurry: () => void = () => {};
   let gone = false;
+  let goneCode: string | undefined;
   let addressToken: Uint8Array | undefined;
   let addressTokenAt = 0;
   let helloSentAt = 0;
@@ -96,14 +103,17 @@ export async function probePath(ip: string, port: number, bindHost?: string, giv
       },
       error: (first, second) => {
         // "Too big for the path" (Don't Fragment) concerns one size, not the server.
-        if (udpErrorOf(first, second).code === "EMSGSIZE") return;
+        const err = udpErrorOf(first, second);
+        if (err.code === "EMSGSIZE") return;
         gone = true; // port closed: nothing will answer
+        goneCode ??= err.code ?? err.message;
         settle();
       },
     },
   });
   forbidFragmentation(socket, family);
-  const result = () => (rttMs === undefined || addressToken === undefined ? undefined : { datagramBytes: largest, rttMs, addressToken, addressTokenAt });
+  const silent = (): PathSilent => (goneCode === undefined ? { silent: true } : { silent: true, gone: goneCode });
+  const result = (): PathProbe | PathSilent => (rttMs === undefined || addressToken === undefined ? silent() : { datagramBytes: largest, rttMs, addressToken, addressTokenAt });
   let fruitless = 0;
   /** Sizes the kernel refused to send whole: no later round can do better with them. */
   let refusedFrom = Infinity;
@@ -114,12 +124,14 @@ export async function probePath(ip: string, port: number, bindHost?: string, giv
     const giveUpAt = performance.now() + giveUpMs;
     for (let waitMs = HELLO_FIRST_WAIT_MS; rttMs === undefined && !gone; waitMs = Math.min(HELLO_MAX_WAIT_MS, 2 * waitMs)) {
       const left = giveUpAt - performance.now();
-      if (left <= 0) return undefined;
+      if (left <= 0) return silent();
       helloSentAt = performance.now();
       try {
         socket.send(encodeProbe(probeId, HELLO_BYTES, timestampUs(helloSentAt)), port, ip);
-      } catch {
-        return undefined; // the kernel refused (ICMP already queued): the server is not there
+      } catch (err) {
+        // The kernel refused (ICMP already queued): the server is not there.
+        goneCode ??= (err as { code?: string }).code ?? (err as Error).message;
+        return silent();
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(waitMs, left));
@@ -130,7 +142,7 @@ export async function probePath(ip: string, port: number, bindHost?: string, giv
       });
       answered = settle = () => {};
     }
-    if (rttMs === undefined) return undefined;
+    if (rttMs === undefined) return silent();
     for (let round = 0; round < ROUNDS && !gone; round++) {
       const before = largest;
       roundSentAt = performance.now();

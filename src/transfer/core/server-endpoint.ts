@@ -60,9 +60,10 @@ export const AMPLIFICATION_FACTOR = 3;
 export const VALIDATED_REQUEST_CREDIT_BYTES = 1200;
 /**
  * Sessions from one address whose cookie was not yet echoed: past this, a new one pushes the oldest
- * out (a legit client echoes within a round trip, so only replays are pushed out).
+ * out (a legit client echoes within a round trip, so only replays are pushed out). Half the
+ * per-address cap: 20 fetch processes of one host starting at once must not push each other out.
  */
-export const MAX_UNVALIDATED_PER_ADDRESS = 8;
+export const MAX_UNVALIDATED_PER_ADDRESS = 32;
 /** The congestion window's ceiling, and so the engine state a session may hold. */
 export const MAX_WINDOW_SEGMENTS = 32768;
 /**
