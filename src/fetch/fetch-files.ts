@@ -11,7 +11,7 @@ import { startWriterThread } from "../transfer/part-file.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
 import type { AddressTokenCache } from "../transfer/address-token-cache.ts";
 import { Slots } from "../util/slots.ts";
-import { probePath } from "../transfer/path-probe.ts";
+import { HELLO_GIVE_UP_MS, probePath } from "../transfer/path-probe.ts";
 import { clampSegmentBytes, HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/core/wire.ts";
 
 export interface FetchOptions {
@@ -62,10 +62,10 @@ const probed = new Map<string, Promise<PathInfo>>();
  * address token (kept in `tokens` for the sessions). A server that answers not even the small first
  * probe is `unanswered`, and that is not remembered: the next session asks again.
  */
-function pathFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger, tokens: AddressTokenCache): Promise<PathInfo> {
+function pathFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger, tokens: AddressTokenCache, giveUpMs: number): Promise<PathInfo> {
   let result = probed.get(server);
   if (!result) {
-    const probing = probePath(ip, port, bindHost).then((probe): PathInfo => {
+    const probing = probePath(ip, port, bindHost, giveUpMs).then((probe): PathInfo => {
       if ("silent" in probe) {
         probed.delete(server);
         const why = probe.gone === undefined ? "does not answer" : `is gone (${probe.gone})`;
@@ -176,7 +176,7 @@ async function fetchOne(
       token: opts.token,
       idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
       retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
-      pathFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve({ segmentBytes: clampSegmentBytes(opts.segmentBytes) }) : pathFor(server, ip, port, opts.bindHost, logger, client.addressTokens)),
+      pathFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve({ segmentBytes: clampSegmentBytes(opts.segmentBytes) }) : pathFor(server, ip, port, opts.bindHost, logger, client.addressTokens, Math.min(HELLO_GIVE_UP_MS, opts.idleTimeoutMs ?? HELLO_GIVE_UP_MS))),
       lookup: async () => (await queryMaster(opts.masters, [patternFor(name)], opts.token))[0]!.entries.filter((e) => e.name === name),
       progress: opts.progress ? (bytes) => opts.progress!.update(name, bytes) : undefined,
       verified,
