@@ -38,12 +38,12 @@ export class AddressTokens {
     return token;
   }
 
-  /** `token` was made by this server for `address`, at most `lifetimeMs` before `now` (and not after it). */
+  /** `token` was made by this server for `address`, its `issued_s` at most `lifetimeMs` before `now` (and not after it). */
   check(token: Uint8Array | undefined, address: string, now: number): boolean {
     if (!token || token.byteLength !== ADDRESS_TOKEN_BYTES) return false;
     const issuedS = new DataView(token.buffer, token.byteOffset, token.byteLength).getUint32(ADDRESS_TOKEN_AT.issuedS);
     const ageMs = now - issuedS * 1000;
-    if (ageMs < 0 || ageMs >= this.lifetimeMs + 1000) return false; // whole seconds: at most lifetime + 1 s
+    if (ageMs < 0 || ageMs > this.lifetimeMs) return false; // from issued_s: 29–30 s after it was made
     return constantTimeEqual(this.tag(address, issuedS), token.subarray(ADDRESS_TOKEN_AT.tag, ADDRESS_TOKEN_AT.end));
   }
 
