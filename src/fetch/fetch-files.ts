@@ -9,8 +9,9 @@ import type { HostPort } from "../net/address.ts";
 import { FileFetch, type PathInfo } from "./file-fetch.ts";
 import { startWriterThread } from "../transfer/part-file.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
+import type { AddressTokenCache } from "../transfer/address-token-cache.ts";
 import { Slots } from "../util/slots.ts";
-import { probePath } from "../transfer/path-probe.ts";
+import { HELLO_GIVE_UP_MS, probePath } from "../transfer/path-probe.ts";
 import { clampSegmentBytes, HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/core/wire.ts";
 
 export interface FetchOptions {
@@ -57,17 +58,27 @@ const probed = new Map<string, Promise<PathInfo>>();
 
 /**
  * The path to a server: segments of the largest datagram it delivered in a probe, less our header
- * (the internet-safe size when no probe came back), and the probe's round trip.
+ * (the internet-safe size when no large probe came back), the probe's round trip and the server's
+ * address token (kept in `tokens` for the sessions). A server that answers not even the small first
+ * probe is `unanswered`, and that is not remembered: the next session asks again.
  */
-function pathFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger): Promise<PathInfo> {
+function pathFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger, tokens: AddressTokenCache, giveUpMs: number): Promise<PathInfo> {
   let result = probed.get(server);
   if (!result) {
-    result = probePath(ip, port, bindHost).then((probe) => {
-      const segmentBytes = clampSegmentBytes(probe === undefined ? INTERNET_SEGMENT_BYTES : probe.datagramBytes - HEADER_BYTES);
-      const rtt = probe === undefined ? "" : `; round trip ${probe.rttMs.toFixed(2)} ms`;
-      logger.debug(`path to ${server}: ${probe === undefined ? "no probe answered" : `datagrams of ${probe.datagramBytes} bytes arrive`}; ${segmentBytes}-byte segments${rtt}`);
-      return { segmentBytes, rttMs: probe?.rttMs };
+    const probing = probePath(ip, port, bindHost, giveUpMs).then((probe): PathInfo => {
+      if ("silent" in probe) {
+        probed.delete(server);
+        const why = probe.gone === undefined ? "does not answer" : `is gone (${probe.gone})`;
+        logger.debug(`path to ${server}: no answer to a small probe (${why})`);
+        return { segmentBytes: INTERNET_SEGMENT_BYTES, unanswered: why };
+      }
+      tokens.slot(ip, port).set(probe.addressToken, probe.addressTokenAt);
+      const segmentBytes = clampSegmentBytes(probe.datagramBytes === undefined ? INTERNET_SEGMENT_BYTES : probe.datagramBytes - HEADER_BYTES);
+      const what = probe.datagramBytes === undefined ? "no large probe answered" : `datagrams of ${probe.datagramBytes} bytes arrive`;
+      logger.debug(`path to ${server}: ${what}; ${segmentBytes}-byte segments; round trip ${probe.rttMs.toFixed(2)} ms`);
+      return { segmentBytes, rttMs: probe.rttMs };
     });
+    result = probing;
     probed.set(server, result);
   }
   return result;
@@ -165,7 +176,7 @@ async function fetchOne(
       token: opts.token,
       idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
       retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
-      pathFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve({ segmentBytes: clampSegmentBytes(opts.segmentBytes) }) : pathFor(server, ip, port, opts.bindHost, logger)),
+      pathFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve({ segmentBytes: clampSegmentBytes(opts.segmentBytes) }) : pathFor(server, ip, port, opts.bindHost, logger, client.addressTokens, Math.min(HELLO_GIVE_UP_MS, opts.idleTimeoutMs ?? HELLO_GIVE_UP_MS))),
       lookup: async () => (await queryMaster(opts.masters, [patternFor(name)], opts.token))[0]!.entries.filter((e) => e.name === name),
       progress: opts.progress ? (bytes) => opts.progress!.update(name, bytes) : undefined,
       verified,

@@ -44,6 +44,8 @@ export interface PathInfo {
   segmentBytes: number;
   /** The probe's round trip, when a probe was answered. */
   rttMs?: number;
+  /** Not even the small first probe was answered: why ("does not answer", "is gone (ECONNREFUSED)"); nothing large goes to it. */
+  unanswered?: string;
 }
 
 /** The shell's side of a source: its address once resolved and its session, if it has one. */
@@ -357,6 +359,7 @@ export class FileFetch {
     // The piece-hash list (≤ 32 KiB) does not wait for the path probe: it goes in internet-sized
     // segments while the probe runs beside it, which saves the probe's round trips on a long path.
     const path = range.pieceHashes ? ((await Promise.race([probing, Promise.resolve(undefined)])) ?? UNPROBED_PATH) : await probing;
+    if (path.unanswered !== undefined) throw new FtxError("E_UNREACHABLE", `file server ${server} ${path.unanswered}`);
     const download = await this.ctx.client.start(
       {
         name: this.name,
@@ -374,6 +377,13 @@ export class FileFetch {
       sink,
     );
     link.download = download;
+    if (range.pieceHashes) {
+      // It went before the first probe was answered: if that never is, stop asking too (an advertised
+      // address is a claim; small REQUESTs for the whole idle timeout would hold the fetch up).
+      void probing.then((p) => {
+        if (p.unanswered !== undefined && download.state === "requesting") download.fail(new FtxError("E_UNREACHABLE", `file server ${server} ${p.unanswered}`));
+      });
+    }
     return download;
   }
 

@@ -3,6 +3,7 @@ import { FtxError, ProtocolError, type FtxErrorCode } from "../errors.ts";
 import { GbnReceiver } from "./core/gbn-receiver.ts";
 import { answerWaitMs } from "./core/rtt-estimator.ts";
 import type { DownloadSink } from "./part-file.ts";
+import type { AddressTokenSlot } from "./address-token-cache.ts";
 import { requestMac } from "./request-mac.ts";
 import {
   ACK_BYTES,
@@ -11,6 +12,7 @@ import {
   decodeData,
   decodeRepair,
   decodeError,
+  decodeRetry,
   encodeError,
   encodeFin,
   encodeRequest,
@@ -46,6 +48,8 @@ export interface DownloadSpec {
   ackEvery: number;
   /** Silence from the server for this long fails the session. */
   idleTimeoutMs: number;
+  /** Where this server's address token is kept between sessions (address-token-cache.ts). */
+  addressTokens?: AddressTokenSlot;
 }
 
 /**
@@ -56,6 +60,8 @@ export interface DownloadSpec {
  * loopback and at 5 % loss alike; a needless retry costs the server one more ACCEPT.
  */
 const REQUEST_FIRST_RETRY_MS = 500;
+/** RETRYs one session follows: a server that asks again for a token it has just given is broken. */
+const MAX_RETRIES = 3;
 const REQUEST_MAX_RETRY_MS = 2000;
 const ACK_DELAY_MS = 2;
 /** The largest FEC block a server may ask for (the receiver keeps one block of segments). */
@@ -120,7 +126,8 @@ export class Download {
   failure: FtxError | undefined;
   private receiver: GbnReceiver | undefined;
   private accept: AcceptBody | undefined;
-  private readonly request: Uint8Array;
+  private request: Uint8Array;
+  private retries = 0;
   private requestRetryMs: number;
   private nextRequestAt: number;
   private readonly requestDeadline: number;
@@ -153,22 +160,7 @@ export class Download {
     this.clock = env.now ?? (() => performance.now());
     this.sessionId = env.sessionId ?? (randomU32() || 1);
     this.limit = spec.length;
-    const sha = Buffer.from(spec.sha256, "hex");
-    const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, spec.offset, spec.length, sha, spec.name) : undefined;
-    this.request = encodeRequest(
-      this.sessionId,
-      {
-        offset: spec.offset,
-        length: spec.length,
-        segmentBytes: spec.segmentBytes,
-        windowSegments: spec.windowSegments,
-        sha256: sha,
-        name: spec.name,
-        mac,
-        pieceHashes: spec.pieceHashes,
-      },
-      timestampUs(now),
-    );
+    this.request = this.encodeRequest(spec.addressTokens?.get(now), now);
     this.finished = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.finished.catch(() => {});
     this.lastHeardAt = now;
@@ -176,6 +168,21 @@ export class Download {
     this.requestRetryMs = spec.pathRttMs === undefined ? REQUEST_FIRST_RETRY_MS : answerWaitMs(spec.pathRttMs, REQUEST_FIRST_RETRY_MS);
     this.requestDeadline = now + spec.idleTimeoutMs;
     this.onTimer(now);
+  }
+
+  /** The REQUEST, with the server's address token when we have one (and then a MAC over it, with a token). */
+  private encodeRequest(addressToken: Uint8Array | undefined, now: number): Uint8Array {
+    const spec = this.spec;
+    const fields = {
+      offset: spec.offset,
+      length: spec.length,
+      sha256: Buffer.from(spec.sha256, "hex"),
+      name: spec.name,
+      pieceHashes: spec.pieceHashes,
+      token: addressToken,
+    };
+    const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, fields) : undefined;
+    return encodeRequest(this.sessionId, { ...fields, segmentBytes: spec.segmentBytes, windowSegments: spec.windowSegments, mac }, timestampUs(now));
   }
 
   /** Counters for `--verbose`: the window offered, datagrams, throttling, and the receiver's own. */
@@ -228,6 +235,8 @@ export class Download {
     switch (header.type) {
       case PacketType.Accept:
         return this.onAccept(decodeAccept(data), header.timestampUs, now);
+      case PacketType.Retry:
+        return this.onRetry(decodeRetry(data), now);
       case PacketType.Data:
         return this.onData(header, data, now);
       case PacketType.Repair:
@@ -239,6 +248,16 @@ export class Download {
       default:
         throw new ProtocolError(`unexpected packet type ${header.type} from the server`);
     }
+  }
+
+  /** The server wants its address token first: ask again at once with it (one round trip), and keep it for later sessions. */
+  private onRetry(addressToken: Uint8Array, now: number): void {
+    if (this.state !== "requesting") return;
+    if (++this.retries > MAX_RETRIES) return this.fail(this.error("E_PROTOCOL", "keeps refusing the address token it gave"));
+    this.spec.addressTokens?.set(addressToken, now);
+    this.request = this.encodeRequest(addressToken, now);
+    this.send(this.request);
+    this.nextRequestAt = now + this.requestRetryMs;
   }
 
   private onAccept(a: AcceptBody, acceptTimestampUs: number, now: number): void {

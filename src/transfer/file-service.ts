@@ -97,7 +97,8 @@ export class FileService {
     this.endpoint = new ServerEndpoint({
       files: new DiskFiles(opts.catalog),
       randomU32,
-      verifyMac: token === undefined ? undefined : (id, r) => verifyRequestMac(token, id, r.offset, r.length, r.sha256, r.name, r.mac),
+      tokenSecret: crypto.getRandomValues(new Uint8Array(32)),
+      verifyMac: token === undefined ? undefined : (id, r) => verifyRequestMac(token, id, r),
       maxSessions: opts.maxSessions,
       maxSessionsPerAddress: opts.maxSessionsPerAddress,
       idleTimeoutMs: opts.idleTimeoutMs,
@@ -236,6 +237,8 @@ export class FileService {
         return this.logger.debug(`session with ${peer} for ${ev.name} ended: ${ev.reason}`);
       case "cancelled":
         return this.logger.debug(`${peer} cancelled its transfer of ${ev.name}`);
+      case "evicted":
+        return this.logger.debug(`session with ${peer} for ${ev.name} evicted: ${ev.reason}`);
       case "dropped":
         return this.logger.debug(`bad datagram from ${peer}: ${ev.reason}`);
     }

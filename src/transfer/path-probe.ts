@@ -4,7 +4,7 @@ import { ProtocolError } from "../errors.ts";
 import { answerWaitMs } from "./core/rtt-estimator.ts";
 import { forbidFragmentation } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
-import { decodeProbeAck, encodeProbe, HEADER_BYTES, INTERNET_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES, PacketType, readHeader, timestampUs } from "./core/wire.ts";
+import { decodeProbeAck, encodeProbe, HEADER_BYTES, INTERNET_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES, MIN_PROBE_BYTES, PacketType, readHeader, timestampUs } from "./core/wire.ts";
 
 /**
  * Datagram sizes to try, largest first: the UDP maximum, the sizes loopback and jumbo LANs carry
@@ -18,12 +18,32 @@ export const PROBE_SIZES = [MAX_DATAGRAM_BYTES, 32 * 1024 + HEADER_BYTES, 16 * 1
 const ROUND_MS = 120;
 /** Rounds at most: when many clients start at once their probes can overflow the server's socket. */
 const ROUNDS = 4;
+/**
+ * An advertised address is a claim, not a proof: before anything large goes there, one small PROBE
+ * (as small as its answer, 50 bytes) must be answered. It is repeated after 100 ms doubling to 800 ms,
+ * and after HELLO_GIVE_UP_MS unanswered the server counts as unreachable: 7 probes, 350 bytes, toward
+ * an address that never answers (v2 sent it ~500 KB of path probes and padded REQUESTs).
+ */
+export const HELLO_BYTES = MIN_PROBE_BYTES;
+const HELLO_FIRST_WAIT_MS = 100;
+const HELLO_MAX_WAIT_MS = 800;
+export const HELLO_GIVE_UP_MS = 3000;
 
 export interface PathProbe {
-  /** The largest datagram that arrived whole. */
-  datagramBytes: number;
+  /** The largest datagram that arrived whole; undefined when only the small first probe was answered. */
+  datagramBytes: number | undefined;
   /** The round trip of the first answer: the client's first RTT sample of this path. */
   rttMs: number;
+  /** The address token of the newest answer (its REQUESTs need no RETRY while it is fresh). */
+  addressToken: Uint8Array;
+  /** When that token arrived (performance.now()). */
+  addressTokenAt: number;
+}
+
+/** Not even the small first probe was answered: `gone` is the socket's error (ECONNREFUSED: nothing listens there), if it had one. */
+export interface PathSilent {
+  silent: true;
+  gone?: string;
 }
 
 /**
@@ -36,10 +56,13 @@ export interface PathProbe {
  * two rounds in a row that answer nothing larger end the probing. Probes leave with Don't Fragment
  * (socket-options.ts): a size the kernel refuses to send whole (EMSGSIZE: larger than the interface
  * or a learnt path MTU) is dropped from the candidates. A server that
- * answers no probe leaves the caller's safe default. Returns the largest delivered datagram size and
- * the first answer's round trip, or undefined when none came back.
+ * answers no probe leaves the caller's safe default. Before any of that, one small probe must be
+ * answered (HELLO_BYTES, repeated until HELLO_GIVE_UP_MS): nothing large goes to an address that has
+ * not answered. Returns the largest delivered datagram size, the first answer's round trip and the
+ * server's address token, or PathSilent when not even the small probe came back (the server does not
+ * answer: the caller gives up on it).
  */
-export async function probePath(ip: string, port: number, bindHost?: string): Promise<PathProbe | undefined> {
+export async function probePath(ip: string, port: number, bindHost?: string, giveUpMs = HELLO_GIVE_UP_MS): Promise<PathProbe | PathSilent> {
   const probeId = randomU32();
   let largest: number | undefined;
   let settle: () => void = () => {};
@@ -47,6 +70,11 @@ export async function probePath(ip: string, port: number, bindHost?: string): Pr
   let rttMs: number | undefined; // from the first answer: sizes the wait of the rounds after it
   let hurry: () => void = () => {};
   let gone = false;
+  let goneCode: string | undefined;
+  let addressToken: Uint8Array | undefined;
+  let addressTokenAt = 0;
+  let helloSentAt = 0;
+  let answered: () => void = () => {};
   const family = ipVersion(ip) === 6 ? 6 : 4;
   const socket = await Bun.udpSocket({
     hostname: bindHost ?? (family === 6 ? "::" : "0.0.0.0"),
@@ -57,9 +85,12 @@ export async function probePath(ip: string, port: number, bindHost?: string): Pr
         try {
           const h = readHeader(data);
           if (h.type !== PacketType.ProbeAck || h.sessionId !== probeId) return;
-          const size = decodeProbeAck(data);
+          const { datagramBytes: size, token } = decodeProbeAck(data);
+          addressToken = token;
+          addressTokenAt = performance.now();
           if (rttMs === undefined) {
-            rttMs = performance.now() - roundSentAt;
+            rttMs = performance.now() - (size === HELLO_BYTES ? helloSentAt : roundSentAt);
+            answered();
             hurry(); // the rest of this round's answers are due within a few RTTs, not the full backoff
           }
           if (PROBE_SIZES.includes(size) && (largest === undefined || size > largest)) largest = size;
@@ -72,20 +103,46 @@ export async function probePath(ip: string, port: number, bindHost?: string): Pr
       },
       error: (first, second) => {
         // "Too big for the path" (Don't Fragment) concerns one size, not the server.
-        if (udpErrorOf(first, second).code === "EMSGSIZE") return;
+        const err = udpErrorOf(first, second);
+        if (err.code === "EMSGSIZE") return;
         gone = true; // port closed: nothing will answer
+        goneCode ??= err.code ?? err.message;
         settle();
       },
     },
   });
   forbidFragmentation(socket, family);
-  const result = () => (largest === undefined || rttMs === undefined ? undefined : { datagramBytes: largest, rttMs });
+  const silent = (): PathSilent => (goneCode === undefined ? { silent: true } : { silent: true, gone: goneCode });
+  const result = (): PathProbe | PathSilent => (rttMs === undefined || addressToken === undefined ? silent() : { datagramBytes: largest, rttMs, addressToken, addressTokenAt });
   let fruitless = 0;
   /** Sizes the kernel refused to send whole: no later round can do better with them. */
   let refusedFrom = Infinity;
   /** Sizes that could still beat the best answer so far. */
   const worthTrying = () => PROBE_SIZES.filter((size) => size < refusedFrom && (largest === undefined || size > largest));
   try {
+    // The small first probe, until it is answered or the server counts as unreachable.
+    const giveUpAt = performance.now() + giveUpMs;
+    for (let waitMs = HELLO_FIRST_WAIT_MS; rttMs === undefined && !gone; waitMs = Math.min(HELLO_MAX_WAIT_MS, 2 * waitMs)) {
+      const left = giveUpAt - performance.now();
+      if (left <= 0) return silent();
+      helloSentAt = performance.now();
+      try {
+        socket.send(encodeProbe(probeId, HELLO_BYTES, timestampUs(helloSentAt)), port, ip);
+      } catch (err) {
+        // The kernel refused (ICMP already queued): the server is not there.
+        goneCode ??= (err as { code?: string }).code ?? (err as Error).message;
+        return silent();
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(waitMs, left));
+        answered = settle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      answered = settle = () => {};
+    }
+    if (rttMs === undefined) return silent();
     for (let round = 0; round < ROUNDS && !gone; round++) {
       const before = largest;
       roundSentAt = performance.now();

@@ -9,6 +9,7 @@ import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { Download, type DownloadSpec } from "./download.ts";
 import type { DownloadSink } from "./part-file.ts";
 import { readHeader } from "./core/wire.ts";
+import { AddressTokenCache } from "./address-token-cache.ts";
 
 /** How long a finished session keeps its socket, to answer the server's late datagrams with FIN. */
 const LINGER_MS = 3000;
@@ -51,6 +52,8 @@ export class TransferClient {
   private readonly active = new Map<Download, Active>();
   private readonly wake = new DeadlineTimer(() => this.onTimer());
   readonly counters = { dropped: 0 };
+  /** Each server's newest address token: a session after the first needs no RETRY round trip. */
+  readonly addressTokens = new AddressTokenCache();
 
   constructor(
     private readonly logger: Logger = silentLogger,
@@ -82,7 +85,11 @@ export class TransferClient {
     });
     const granted = growReceiveBuffer(socket, RECEIVE_BUFFER_BYTES);
     const budget = granted === undefined ? DEFAULT_RECEIVE_BUDGET_BYTES : Math.max(DEFAULT_RECEIVE_BUDGET_BYTES, granted * RECEIVE_BUFFER_SHARE);
-    const spec: DownloadSpec = { ...request, windowSegments: windowFor(request.segmentBytes, budget) };
+    const spec: DownloadSpec = {
+      ...request,
+      windowSegments: windowFor(request.segmentBytes, budget),
+      addressTokens: request.addressTokens ?? this.addressTokens.slot(request.ip, request.port),
+    };
     const send = (bytes: Uint8Array) => {
       try {
         socket.send(bytes, spec.port, spec.ip);

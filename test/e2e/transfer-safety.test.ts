@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectToMaster } from "../../src/index/index-client.ts";
 import { MsgType, Role } from "../../src/index/core/messages.ts";
-import { ACK_BYTES, decodeError, encodeRequest, HEADER_BYTES, PacketType, readHeader, TransferErrorCode } from "../../src/transfer/core/wire.ts";
+import { ACK_BYTES, decodeError, decodeProbeAck, encodeProbe, encodeRequest, HEADER_BYTES, MIN_PROBE_BYTES, PacketType, readHeader, RETRY_BYTES, TransferErrorCode } from "../../src/transfer/core/wire.ts";
+import { VALIDATED_REQUEST_CREDIT_BYTES } from "../../src/transfer/core/server-endpoint.ts";
 import { mutate, Rng } from "../support/random.ts";
 import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
 
@@ -16,8 +17,16 @@ async function rawClient() {
   return { socket, received, bytes: () => received.reduce((n, d) => n + d.byteLength, 0) };
 }
 
-function request(name: string, sha256: string, sessionId = 0x1234, offset = 0) {
-  return encodeRequest(sessionId, { offset, length: 0, segmentBytes: 16384, windowSegments: 64, sha256: Buffer.from(sha256, "hex"), name, mac: undefined }, 0);
+function request(name: string, sha256: string, sessionId = 0x1234, offset = 0, token?: Uint8Array) {
+  return encodeRequest(sessionId, { offset, length: 0, segmentBytes: 16384, windowSegments: 64, sha256: Buffer.from(sha256, "hex"), name, mac: undefined, token }, 0);
+}
+
+/** The server's address token for the raw client, as ftx fetch gets it: from the answer to a small PROBE. */
+async function addressToken(c: Awaited<ReturnType<typeof rawClient>>, udpPort: number): Promise<Uint8Array> {
+  c.socket.send(encodeProbe(0x77, MIN_PROBE_BYTES, 0), udpPort, "127.0.0.1");
+  await eventually(() => c.received.length > 0, 2000, "PROBE_ACK");
+  const token = decodeProbeAck(c.received.shift()!).token;
+  return token;
 }
 
 function rssKiB(pid: number): number {
@@ -26,7 +35,7 @@ function rssKiB(pid: number): number {
 }
 
 describe("file server safety", () => {
-  test("anti-amplification: a request from an address that never acks gets at most 3× its size back", async () => {
+  test("anti-amplification: a request without an address token gets only a RETRY no larger than it; with one, an address that never acks gets at most 3 × 1200 bytes", async () => {
     const share = tempDir();
     try {
       writeFileSync(join(share.path, "big.bin"), Buffer.alloc(8 << 20, 1));
@@ -35,12 +44,20 @@ describe("file server safety", () => {
       const { udpPort } = await startServer(share.path, address);
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
       const c = await rawClient();
-      const req = request("big.bin", sha);
+      const bare = request("big.bin", sha);
+      c.socket.send(bare, udpPort, "127.0.0.1");
+      await eventually(() => c.received.length > 0, 2000, "RETRY");
+      await Bun.sleep(200);
+      expect(c.received.map((d) => readHeader(d).type)).toEqual([PacketType.Retry]);
+      expect(RETRY_BYTES).toBeLessThan(bare.byteLength);
+      c.received.length = 0;
+      const token = await addressToken(c, udpPort);
+      const req = request("big.bin", sha, 0x1234, 0, token);
       c.socket.send(req, udpPort, "127.0.0.1");
       await Bun.sleep(2500);
       expect(c.received.length).toBeGreaterThan(0); // it did answer (ACCEPT)
       expect(readHeader(c.received[0]!).type).toBe(PacketType.Accept);
-      expect(c.bytes()).toBeLessThanOrEqual(3 * req.byteLength);
+      expect(c.bytes()).toBeLessThanOrEqual(3 * Math.max(req.byteLength, VALIDATED_REQUEST_CREDIT_BYTES));
       c.socket.close();
     } finally {
       share.cleanup();
@@ -82,7 +99,7 @@ describe("file server safety", () => {
       const { udpPort } = await startServer(share.path, address, ["--token", "t0k"]);
       await eventually(async () => (await lsJson(address, undefined, { FTX_TOKEN: "t0k" })).length === 1, 5000, "listed");
       const c = await rawClient();
-      c.socket.send(request("f.txt", sha, 1), udpPort, "127.0.0.1");
+      c.socket.send(request("f.txt", sha, 1, 0, await addressToken(c, udpPort)), udpPort, "127.0.0.1");
       await eventually(() => c.received.length === 1, 2000, "answer");
       expect(decodeError(c.received[0]!)).toEqual({ code: TransferErrorCode.Forbidden, text: "authentication failed: wrong or missing token" });
       c.socket.close();
@@ -99,8 +116,9 @@ describe("file server safety", () => {
       const { udpPort } = await startServer(open.path, address);
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
       const c = await rawClient();
-      c.socket.send(request("f.txt", sha256Hex("other content"), 2), udpPort, "127.0.0.1");
-      c.socket.send(request("nope.txt", sha256Hex("x"), 3), udpPort, "127.0.0.1");
+      const token = await addressToken(c, udpPort);
+      c.socket.send(request("f.txt", sha256Hex("other content"), 2, 0, token), udpPort, "127.0.0.1");
+      c.socket.send(request("nope.txt", sha256Hex("x"), 3, 0, token), udpPort, "127.0.0.1");
       await eventually(() => c.received.length === 2, 2000, "two answers");
       const codes = c.received.map((d) => decodeError(d).code).sort();
       expect(codes).toEqual([TransferErrorCode.NotFound, TransferErrorCode.Changed].sort());

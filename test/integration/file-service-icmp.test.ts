@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Catalog } from "../../src/files/catalog.ts";
 import { FileService } from "../../src/transfer/file-service.ts";
-import { encodeProbe, encodeRequest, PacketType, readHeader } from "../../src/transfer/core/wire.ts";
+import { decodeProbeAck, encodeProbe, encodeRequest, MIN_PROBE_BYTES, PacketType, readHeader } from "../../src/transfer/core/wire.ts";
 
 /**
  * The file server shares one UDP socket among all its clients, so an ICMP "port unreachable" caused
@@ -22,13 +22,16 @@ describe("file server socket errors", () => {
     const service = await FileService.start({ host: "127.0.0.1", port: 0, catalog });
     const gone = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
     const answers: number[] = [];
+    let addressToken: Uint8Array | undefined;
     const client = await Bun.udpSocket({
       hostname: "127.0.0.1",
       port: 0,
       binaryType: "uint8array",
       socket: {
         data(_s, data) {
-          answers.push(readHeader(data).type);
+          const type = readHeader(data).type;
+          if (type === PacketType.ProbeAck) addressToken = decodeProbeAck(data).token;
+          else answers.push(type);
         },
       },
     });
@@ -37,13 +40,17 @@ describe("file server socket errors", () => {
       while (!catalog.get("a.bin") && Date.now() < deadline) await Bun.sleep(20);
       const entry = catalog.get("a.bin")!;
       expect(entry).toBeDefined();
+      // The client's address token first, as ftx fetch gets it (a REQUEST without one draws a RETRY).
+      client.send(encodeProbe(7, MIN_PROBE_BYTES, 0), service.port, "127.0.0.1");
+      for (let i = 0; i < 50 && !addressToken; i++) await Bun.sleep(10);
+      expect(addressToken).toBeDefined();
       // Both datagrams reach the server before it reads either: it answers the probe to a port that
       // is closed by then (the kernel queues the ICMP error), and then the REQUEST.
       gone.send(encodeProbe(1, 1200, 0), service.port, "127.0.0.1");
       gone.close();
       const request = encodeRequest(
         42,
-        { offset: 0, length: 0, segmentBytes: 1200, windowSegments: 8, sha256: Buffer.from(entry.sha256, "hex"), name: "a.bin", mac: undefined },
+        { offset: 0, length: 0, segmentBytes: 1200, windowSegments: 8, sha256: Buffer.from(entry.sha256, "hex"), name: "a.bin", mac: undefined, token: addressToken },
         0,
       );
       client.send(request, service.port, "127.0.0.1");

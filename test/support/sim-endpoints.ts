@@ -141,7 +141,8 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
   const endpoint = new ServerEndpoint<SimFile, number>({
     files: storage,
     randomU32: () => (rng.next() * 4294967296) >>> 0,
-    verifyMac: token === undefined ? undefined : (id, r) => verifyRequestMac(token, id, r.offset, r.length, r.sha256, r.name, r.mac),
+    tokenSecret: new Uint8Array(32).fill(9),
+    verifyMac: token === undefined ? undefined : (id, r) => verifyRequestMac(token, id, r),
     maxSessions: o.maxSessions,
     maxSessionsPerAddress: o.maxSessionsPerAddress,
     idleTimeoutMs: o.idleTimeoutMs,

@@ -1,8 +1,10 @@
 import { ProtocolError } from "../../errors.ts";
+import { AddressTokens, ADDRESS_TOKEN_LIFETIME_MS } from "./address-token.ts";
 import { SenderRepairs } from "./fec/sender-repairs.ts";
 import { GbnSender, SendKind, type SenderStats } from "./gbn-sender.ts";
 import {
   dataPayloadBytes,
+  datagramCrc,
   DATA_AT,
   decodeAck,
   decodeFin,
@@ -11,11 +13,15 @@ import {
   encodeAccept,
   encodeError,
   encodeProbeAck,
+  encodeRetry,
+  encodeUpgradeError,
   clampSegmentBytes,
   finishData,
   FLAG_ACK_NOW,
   FLAG_GAP,
+  FIRST_UPGRADE_VERSION,
   finishRepair,
+  HEADER_AT,
   REPAIR_AT,
   MAX_DATAGRAM_BYTES,
   PacketType,
@@ -23,6 +29,8 @@ import {
   segmentCount,
   timestampUs,
   TransferErrorCode,
+  VersionError,
+  WIRE_VERSION,
   type RequestBody,
 } from "./wire.ts";
 
@@ -44,6 +52,18 @@ import {
 
 /** RFC 9000 §8.1: until the client proves its address (an ACK echoes the cookie), send at most 3× what it sent. */
 export const AMPLIFICATION_FACTOR = 3;
+/**
+ * What a REQUEST with a valid address token counts as received, for the budget above: the token
+ * proved the client's IP receives (RFC 9000 §8.1.3 lets a server lift the limit altogether), but not
+ * its port, so a REQUEST replayed toward another port of that IP still draws at most 3.6 KB.
+ */
+export const VALIDATED_REQUEST_CREDIT_BYTES = 1200;
+/**
+ * Sessions from one address whose cookie was not yet echoed: past this, a new one pushes the oldest
+ * out (a legit client echoes within a round trip, so only replays are pushed out). Half the
+ * per-address cap: 20 fetch processes of one host starting at once must not push each other out.
+ */
+export const MAX_UNVALIDATED_PER_ADDRESS = 32;
 /** The congestion window's ceiling, and so the engine state a session may hold. */
 export const MAX_WINDOW_SEGMENTS = 32768;
 /**
@@ -107,6 +127,9 @@ export interface ServerEndpointConfig<F extends ServedFile, H> {
   files: ServedFiles<F, H>;
   /** Session cookies (32 random bits each). */
   randomU32: () => number;
+  /** The key of its address tokens (address-token.ts): random, drawn once per process. */
+  tokenSecret: Uint8Array;
+  tokenLifetimeMs?: number;
   /** Checks a REQUEST's MAC (request-mac.ts). Absent: the server has no token and serves anyone. */
   verifyMac?: (sessionId: number, request: RequestBody) => boolean;
   maxSessions?: number;
@@ -135,6 +158,8 @@ export type EndpointEvent =
   /** `code`: the server stopped it and told the client so; absent: the engine gave up (no ACKs). */
   | (Peer & { type: "failed"; name: string; reason: string; code?: TransferErrorCode; stats: SenderStats })
   | (Peer & { type: "cancelled"; name: string })
+  /** Pushed out: it never proved its port, or its address held more than its share of a full table. */
+  | (Peer & { type: "evicted"; name: string; reason: string })
   | { type: "dropped"; address: string; port: number; reason: string };
 
 export interface EndpointCounters {
@@ -146,6 +171,10 @@ export interface EndpointCounters {
   dropped: number;
   /** DATA bytes handed to the socket. */
   bytesSent: number;
+  /** REQUESTs answered with a RETRY (no valid address token): they cost the server no state. */
+  retries: number;
+  /** Sessions pushed out for another (never validated, or a fair share for another address). */
+  evicted: number;
 }
 
 class Session<F, H> {
@@ -218,6 +247,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   private readonly files: ServedFiles<F, H>;
   private readonly randomU32: () => number;
   private readonly verifyMac: ((sessionId: number, request: RequestBody) => boolean) | undefined;
+  private readonly tokens: AddressTokens;
   readonly maxSessions: number;
   readonly maxSessionsPerAddress: number;
   readonly idleTimeoutMs: number;
@@ -238,12 +268,13 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   private undoable = 0;
   private isBlocked = false;
 
-  readonly counters: EndpointCounters = { sessions: 0, peakConcurrent: 0, completed: 0, failed: 0, dropped: 0, bytesSent: 0 };
+  readonly counters: EndpointCounters = { sessions: 0, peakConcurrent: 0, completed: 0, failed: 0, dropped: 0, bytesSent: 0, retries: 0, evicted: 0 };
 
   constructor(config: ServerEndpointConfig<F, H>) {
     this.files = config.files;
     this.randomU32 = config.randomU32;
     this.verifyMac = config.verifyMac;
+    this.tokens = new AddressTokens(config.tokenSecret, config.tokenLifetimeMs ?? ADDRESS_TOKEN_LIFETIME_MS);
     this.maxSessions = config.maxSessions ?? DEFAULT_MAX_SESSIONS;
     this.maxSessionsPerAddress = config.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS;
     this.idleTimeoutMs = config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
@@ -272,6 +303,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       header = readHeader(datagram);
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
+      if (err instanceof VersionError) this.answerOldVersion(datagram, err.version, address, port, now);
       return this.drop(address, port, err.message);
     }
     const s = this.find(header.sessionId, address, port);
@@ -283,7 +315,16 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
             s.bytesReceived += datagram.byteLength;
             this.sendControl(s, s.accept);
             this.makeReady(s); // the budget grew
-          } else this.admit(decodeRequest(datagram, header), header.sessionId, address, port, datagram.byteLength, now);
+            return;
+          }
+          const req = decodeRequest(datagram, header);
+          if (!this.tokens.check(req.token, address, now)) {
+            // No state for an address that has not shown it receives: a RETRY, smaller than any REQUEST.
+            this.counters.retries++;
+            this.queueControl(encodeRetry(header.sessionId, this.tokens.issue(address, now), timestampUs(now)), address, port);
+            return;
+          }
+          this.admit(req, header.sessionId, address, port, Math.max(datagram.byteLength, VALIDATED_REQUEST_CREDIT_BYTES), now);
           return;
         case PacketType.Ack: {
           if (!s) return;
@@ -295,8 +336,9 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
           return this.afterInput(s);
         }
         case PacketType.Probe:
-          // Stateless: say how big the datagram that arrived was. The answer is 30 bytes, the probe ≥ 1200.
-          this.queueControl(encodeProbeAck(header.sessionId, decodeProbe(datagram), timestampUs(now)), address, port);
+          // Stateless: say how big the datagram that arrived was, with an address token (the answer is
+          // 50 bytes, never more than the probe).
+          this.queueControl(encodeProbeAck(header.sessionId, { datagramBytes: decodeProbe(datagram), token: this.tokens.issue(address, now) }, timestampUs(now)), address, port);
           return;
         case PacketType.Fin:
           decodeFin(datagram);
@@ -445,7 +487,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   // ---- admission ----
 
   private admit(req: RequestBody, sessionId: number, address: string, port: number, receivedBytes: number, now: number): void {
-    // An ERROR is far smaller than the padded REQUEST, so refusals never amplify.
+    // Only an address whose token was valid gets here: its refusals may be larger than its REQUEST.
     if (this.verifyMac && !this.verifyMac(sessionId, req)) return this.refuse(sessionId, address, port, TransferErrorCode.Forbidden, "authentication failed: wrong or missing token", now);
     const file = this.files.lookup(req.name);
     if (!file) return this.refuse(sessionId, address, port, TransferErrorCode.NotFound, `${req.name} is not served here`, now);
@@ -456,9 +498,13 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     const end = req.length === 0 ? size : req.offset + req.length;
     if (req.offset > size || end > size || end < req.offset)
       return this.refuse(sessionId, address, port, TransferErrorCode.BadRequest, `range ${req.offset}+${req.length} is outside ${what} (${size} bytes)`, now);
-    if (this.liveSessions >= this.maxSessions) return this.refuse(sessionId, address, port, TransferErrorCode.Busy, "server busy: too many transfers, try again", now);
-    if ((this.perAddress.get(address) ?? 0) >= this.maxSessionsPerAddress)
-      return this.refuse(sessionId, address, port, TransferErrorCode.Busy, `server busy: more than ${this.maxSessionsPerAddress} transfers from your address`, now);
+    if (!this.makeRoom(address, now)) {
+      const text =
+        (this.perAddress.get(address) ?? 0) >= this.maxSessionsPerAddress
+          ? `server busy: more than ${this.maxSessionsPerAddress} transfers from your address`
+          : "server busy: too many transfers, try again";
+      return this.refuse(sessionId, address, port, TransferErrorCode.Busy, text, now);
+    }
     const opened = this.files.open(file);
     if (!opened.ok) {
       this.files.requestScan();
@@ -483,6 +529,82 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     this.emit({ type: "opened", address, port, sessionId, name: req.name, pieceHashes: pieceHashes !== undefined, offset: req.offset, length: end - req.offset, segmentBytes });
     this.sendControl(s, accept);
     this.afterInput(s); // an empty range is complete at once
+  }
+
+  /**
+   * Room for one more session from `address` (whose token is valid), fair per address: a session that
+   * never proved its port goes first (the address's own oldest when it has MAX_UNVALIDATED_PER_ADDRESS
+   * of them or is at its cap; any address's oldest when the table is full); then, in a full table, the
+   * oldest session of the address holding the most, if it holds at least two more than this one (so
+   * shares converge and never flap). False: refuse with Busy.
+   */
+  private makeRoom(address: string, now: number): boolean {
+    const mine = this.perAddress.get(address) ?? 0;
+    let ownUnvalidated = 0;
+    let ownOldest: Session<F, H> | undefined;
+    let anyOldest: Session<F, H> | undefined;
+    const needOwn = mine >= this.maxSessionsPerAddress || mine >= MAX_UNVALIDATED_PER_ADDRESS;
+    const full = this.liveSessions >= this.maxSessions;
+    if (needOwn || full) {
+      for (const first of this.sessions.values()) {
+        for (let s: Session<F, H> | undefined = first; s; s = s.sameId) {
+          if (s.validated) continue;
+          if (!anyOldest || s.createdAt < anyOldest.createdAt) anyOldest = s;
+          if (s.address !== address) continue;
+          ownUnvalidated++;
+          if (!ownOldest || s.createdAt < ownOldest.createdAt) ownOldest = s;
+        }
+      }
+    }
+    if (ownOldest && (ownUnvalidated >= MAX_UNVALIDATED_PER_ADDRESS || mine >= this.maxSessionsPerAddress)) {
+      this.evict(ownOldest, "server busy: pushed out by a newer REQUEST from your address before it was acknowledged", now);
+    } else if (mine >= this.maxSessionsPerAddress) return false;
+    if (this.liveSessions < this.maxSessions) return true;
+    if (anyOldest && !anyOldest.closed) {
+      this.evict(anyOldest, "server busy: pushed out of a full table before it was acknowledged", now);
+      return true;
+    }
+    let heaviest: string | undefined;
+    let most = 0;
+    for (const [a, n] of this.perAddress) {
+      if (n > most) {
+        most = n;
+        heaviest = a;
+      }
+    }
+    if (heaviest === undefined || most < (this.perAddress.get(address) ?? 0) + 2) return false;
+    let victim: Session<F, H> | undefined;
+    for (const first of this.sessions.values())
+      for (let s: Session<F, H> | undefined = first; s; s = s.sameId) if (s.address === heaviest && (!victim || s.createdAt < victim.createdAt)) victim = s;
+    if (!victim) return false;
+    this.evict(victim, "server busy: sharing its sessions fairly with other clients, try again", now);
+    return true;
+  }
+
+  /**
+   * Ends a session to make room, telling its client (ERROR busy, within the anti-amplification budget:
+   * a legit client asks again in a moment rather than waiting out its idle timeout).
+   */
+  private evict(s: Session<F, H>, reason: string, now: number): void {
+    this.sendControl(s, encodeError(s.sessionId, { code: TransferErrorCode.Busy, text: reason }, timestampUs(now)));
+    this.counters.evicted++;
+    this.emit({ type: "evicted", address: s.address, port: s.port, sessionId: s.sessionId, name: s.file.name, reason });
+    this.close(s);
+  }
+
+  /**
+   * A datagram of another wire version. An older client's REQUEST (intact, checksum and all) gets an
+   * ERROR in its own layout saying to upgrade, if that ERROR is no larger than the REQUEST (v2 padded
+   * its REQUESTs to 1200 bytes, so it always fits): it is sent to an unvalidated address.
+   */
+  private answerOldVersion(datagram: Uint8Array, version: number, address: string, port: number, now: number): void {
+    if (version < FIRST_UPGRADE_VERSION || version >= WIRE_VERSION) return;
+    if (datagram[HEADER_AT.type] !== PacketType.Request) return;
+    const view = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);
+    if (view.getUint32(HEADER_AT.crc) !== datagramCrc(datagram)) return;
+    const text = `this file server speaks ftx wire version ${WIRE_VERSION}, not ${version}: upgrade ftx`;
+    const answer = encodeUpgradeError(version, view.getUint32(HEADER_AT.sessionId), text, timestampUs(now));
+    if (answer.byteLength <= datagram.byteLength) this.queueControl(answer, address, port);
   }
 
   private refuse(sessionId: number, address: string, port: number, code: TransferErrorCode, text: string, now: number): void {

@@ -11,8 +11,13 @@ import { SHA256_BYTES } from "../../util/crypto.ts";
  * buffer.
  */
 export const WIRE_MAGIC = 0x4658; // "FX"
-/** 2: REPAIR datagrams (forward error correction), the ACCEPT's FEC block, the ACK's received count and gap flag. */
-export const WIRE_VERSION = 2;
+/**
+ * 2: REPAIR datagrams (forward error correction), the ACCEPT's FEC block, the ACK's received count and gap flag.
+ * 3: address tokens (RETRY, the PROBE_ACK's and the REQUEST's token, the MAC over it), REQUEST no longer padded.
+ */
+export const WIRE_VERSION = 3;
+/** Versions before this one get an ERROR in their own layout telling the user to upgrade (§2). */
+export const FIRST_UPGRADE_VERSION = 2;
 
 /** Where each header field starts; `end` is the header's length. */
 export const HEADER_AT = {
@@ -33,6 +38,17 @@ export { SHA256_BYTES };
 /** HMAC-SHA256 (request-mac.ts). */
 export const MAC_BYTES = SHA256_BYTES;
 export const MAX_ERROR_TEXT_BYTES = 512;
+/**
+ * An address token (§2 "Address validation"): `issued_s: u32` (the server's clock in seconds when it
+ * made the token) and 16 bytes of HMAC-SHA256(server secret, label ‖ client address ‖ issued_s).
+ */
+export const ADDRESS_TOKEN_AT = {
+  issuedS: 0, // u32
+  tag: 4, // 16 bytes
+  end: 20,
+} as const;
+export const ADDRESS_TOKEN_BYTES = ADDRESS_TOKEN_AT.end;
+export const ADDRESS_TOKEN_TAG_BYTES = ADDRESS_TOKEN_AT.end - ADDRESS_TOKEN_AT.tag;
 
 /**
  * The body fields, as offsets from the datagram's first byte. A packet of fixed size has `end`, its
@@ -43,9 +59,15 @@ export const REQUEST_AT = {
   length: HEADER_BYTES + 8, // u64, 0: to the end
   segmentBytes: HEADER_BYTES + 16, // u16, proposed
   windowSegments: HEADER_BYTES + 18, // u32
-  sha256: HEADER_BYTES + 22, // 32 bytes
-  nameLength: HEADER_BYTES + 54, // u16
-  name: HEADER_BYTES + 56, // nameLength bytes, then the MAC if FLAG_HAS_MAC, then padding
+  token: HEADER_BYTES + 22, // ADDRESS_TOKEN_BYTES, all zero: none
+  sha256: HEADER_BYTES + 22 + ADDRESS_TOKEN_BYTES, // 32 bytes
+  nameLength: HEADER_BYTES + 54 + ADDRESS_TOKEN_BYTES, // u16
+  name: HEADER_BYTES + 56 + ADDRESS_TOKEN_BYTES, // nameLength bytes, then the MAC if FLAG_HAS_MAC, the end of the datagram
+} as const;
+/** RETRY: "show me this token first" (the server's answer to a REQUEST without a valid one). */
+export const RETRY_AT = {
+  token: HEADER_BYTES + 0, // ADDRESS_TOKEN_BYTES
+  end: HEADER_BYTES + ADDRESS_TOKEN_BYTES,
 } as const;
 export const ACCEPT_AT = {
   fileSize: HEADER_BYTES + 0, // u64
@@ -79,17 +101,19 @@ export const REPAIR_AT = {
 } as const;
 export const PROBE_ACK_AT = {
   datagramBytes: HEADER_BYTES + 0, // u32
-  end: HEADER_BYTES + 4,
+  token: HEADER_BYTES + 4, // ADDRESS_TOKEN_BYTES
+  end: HEADER_BYTES + 4 + ADDRESS_TOKEN_BYTES,
 } as const;
 
-/** A REQUEST is padded to at least this, so the 3× anti-amplification budget covers the ACCEPT. */
-export const MIN_REQUEST_BYTES = 1200;
-/** A probe is never smaller than a padded REQUEST, so answering it can never amplify. */
-export const MIN_PROBE_BYTES = MIN_REQUEST_BYTES;
+/** The smallest REQUEST (an empty name, no MAC): larger than a RETRY, so answering one never amplifies. */
+export const MIN_REQUEST_BYTES = REQUEST_AT.name;
+export const RETRY_BYTES = RETRY_AT.end;
+export const PROBE_ACK_BYTES = PROBE_ACK_AT.end;
+/** A probe is never smaller than its answer, so answering it can never amplify. */
+export const MIN_PROBE_BYTES = PROBE_ACK_BYTES;
 export const ACCEPT_BYTES = ACCEPT_AT.end;
 /** ACKs are built into a buffer the caller reuses. */
 export const ACK_BYTES = ACK_AT.end;
-export const PROBE_ACK_BYTES = PROBE_ACK_AT.end;
 export const FIN_BYTES = HEADER_BYTES;
 /** The largest UDP payload over IPv4 (65535 − 20 − 8); minus our header, the largest segment. */
 export const MAX_DATAGRAM_BYTES = 65507;
@@ -134,6 +158,11 @@ export enum PacketType {
    * Σ c(j, i) · segment_i over GF(2^8) (src/transfer/core/fec/block-code.ts).
    */
   Repair = 9,
+  /**
+   * Server → client: the answer to a REQUEST from an address that has not shown a valid address token:
+   * the token to send the REQUEST again with. Stateless, and smaller than any REQUEST.
+   */
+  Retry = 10,
 }
 
 export const FLAG_HAS_MAC = 0x01;
@@ -182,6 +211,8 @@ export interface RequestBody {
   mac: Uint8Array | undefined;
   /** What the session carries: the file's bytes, or its list of piece hashes. */
   pieceHashes?: boolean;
+  /** The address token the server gave (RETRY or PROBE_ACK); absent: none yet. */
+  token?: Uint8Array;
 }
 
 export interface AcceptBody {
@@ -270,10 +301,10 @@ export function readHeader(buf: Uint8Array): Header {
   const view = viewOf(buf);
   if (view.getUint16(HEADER_AT.magic) !== WIRE_MAGIC) throw new ProtocolError("bad magic");
   const version = buf[HEADER_AT.version]!;
-  if (version !== WIRE_VERSION) throw new ProtocolError(`unsupported version ${version}`);
+  if (version !== WIRE_VERSION) throw new VersionError(version);
   if (view.getUint32(HEADER_AT.crc) !== datagramCrc(buf)) throw new ProtocolError("checksum mismatch");
   const type = buf[HEADER_AT.type]!;
-  if (type < PacketType.Request || type > PacketType.Repair) throw new ProtocolError(`unknown packet type ${type}`);
+  if (type < PacketType.Request || type > PacketType.Retry) throw new ProtocolError(`unknown packet type ${type}`);
   if (buf[HEADER_AT.reserved] !== 0) throw new ProtocolError("reserved byte is not zero");
   return {
     type,
@@ -282,6 +313,13 @@ export function readHeader(buf: Uint8Array): Header {
     seq: readU64(view, HEADER_AT.seq, "sequence number"),
     timestampUs: view.getUint32(HEADER_AT.timestampUs),
   };
+}
+
+/** A datagram of another wire version (the server answers an old client's REQUEST with `encodeUpgradeError`). */
+export class VersionError extends ProtocolError {
+  constructor(readonly version: number) {
+    super(`unsupported version ${version}`);
+  }
 }
 
 function viewOf(buf: Uint8Array): DataView {
@@ -311,31 +349,37 @@ export function encodeRequest(sessionId: number, body: RequestBody, timestampUs:
   const nameBytes = encoder.encode(body.name);
   if (nameBytes.byteLength > MAX_NAME_BYTES) throw new RangeError("name too long");
   const macAt = REQUEST_AT.name + nameBytes.byteLength;
-  const used = macAt + (body.mac ? MAC_BYTES : 0);
   const flags = (body.mac ? FLAG_HAS_MAC : 0) | (body.pieceHashes ? FLAG_PIECE_HASHES : 0);
-  const { buf, view } = start(Math.max(MIN_REQUEST_BYTES, used), PacketType.Request, flags, sessionId, 0, timestampUs);
+  // Not padded (v2 padded to 1200 bytes): a server answers a REQUEST from an address it has not
+  // validated only with a RETRY, which is smaller than any REQUEST.
+  const { buf, view } = start(macAt + (body.mac ? MAC_BYTES : 0), PacketType.Request, flags, sessionId, 0, timestampUs);
   writeU64(view, REQUEST_AT.offset, body.offset);
   writeU64(view, REQUEST_AT.length, body.length);
   view.setUint16(REQUEST_AT.segmentBytes, body.segmentBytes);
   view.setUint32(REQUEST_AT.windowSegments, body.windowSegments);
+  if (body.token) buf.set(body.token.subarray(0, ADDRESS_TOKEN_BYTES), REQUEST_AT.token);
   buf.set(body.sha256.subarray(0, SHA256_BYTES), REQUEST_AT.sha256);
   view.setUint16(REQUEST_AT.nameLength, nameBytes.byteLength);
   buf.set(nameBytes, REQUEST_AT.name);
   if (body.mac) buf.set(body.mac.subarray(0, MAC_BYTES), macAt);
-  // The rest is zero padding (anti-amplification).
   seal(buf, view, buf.byteLength);
   return buf;
 }
 
+function isZero(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
+}
+
 export function decodeRequest(buf: Uint8Array, header: Header): RequestBody {
-  if (buf.byteLength < MIN_REQUEST_BYTES) throw new ProtocolError("request not padded to the minimum size");
+  if (buf.byteLength < MIN_REQUEST_BYTES) throw new ProtocolError("truncated REQUEST");
   const view = viewOf(buf);
   const nameLength = view.getUint16(REQUEST_AT.nameLength);
   if (nameLength > MAX_NAME_BYTES) throw new ProtocolError("name too long");
   const macAt = REQUEST_AT.name + nameLength;
   const hasMac = (header.flags & FLAG_HAS_MAC) !== 0;
-  if (macAt + (hasMac ? MAC_BYTES : 0) > buf.byteLength) throw new ProtocolError("truncated name or mac");
-  // The rest is padding (anti-amplification): ignored.
+  if (buf.byteLength !== macAt + (hasMac ? MAC_BYTES : 0)) throw new ProtocolError("REQUEST of the wrong length for its name and mac");
+  const token = buf.subarray(REQUEST_AT.token, REQUEST_AT.token + ADDRESS_TOKEN_BYTES);
   return {
     offset: readU64(view, REQUEST_AT.offset, "offset"),
     length: readU64(view, REQUEST_AT.length, "length"),
@@ -345,7 +389,24 @@ export function decodeRequest(buf: Uint8Array, header: Header): RequestBody {
     name: readUtf8(buf, REQUEST_AT.name, nameLength, "name"),
     mac: hasMac ? buf.slice(macAt, macAt + MAC_BYTES) : undefined,
     pieceHashes: (header.flags & FLAG_PIECE_HASHES) !== 0,
+    token: isZero(token) ? undefined : token.slice(),
   };
+}
+
+// ---- RETRY ----
+
+export function encodeRetry(sessionId: number, token: Uint8Array, timestampUs: number): Uint8Array {
+  if (token.byteLength !== ADDRESS_TOKEN_BYTES) throw new RangeError("address token of the wrong length");
+  const { buf, view } = start(RETRY_BYTES, PacketType.Retry, 0, sessionId, 0, timestampUs);
+  buf.set(token, RETRY_AT.token);
+  seal(buf, view, buf.byteLength);
+  return buf;
+}
+
+/** The token a RETRY carries (a copy). */
+export function decodeRetry(buf: Uint8Array): Uint8Array {
+  if (buf.byteLength !== RETRY_BYTES) throw new ProtocolError("RETRY of the wrong length");
+  return buf.slice(RETRY_AT.token, RETRY_AT.end);
 }
 
 // ---- ACCEPT ----
@@ -491,22 +552,56 @@ export function encodeProbe(probeId: number, datagramBytes: number, timestampUs:
   return buf;
 }
 
-/** A PROBE's size, which is all it says; one smaller than a padded REQUEST is refused (it could amplify). */
+/** A PROBE's size, which is all it says; one smaller than its answer is refused (it could amplify). */
 export function decodeProbe(buf: Uint8Array): number {
   if (buf.byteLength < MIN_PROBE_BYTES) throw new ProtocolError("PROBE smaller than the minimum");
   return buf.byteLength;
 }
 
-export function encodeProbeAck(probeId: number, datagramBytes: number, timestampUs: number): Uint8Array {
+export interface ProbeAckBody {
+  /** The size of the PROBE that arrived. */
+  datagramBytes: number;
+  /** An address token for the client's address: its REQUESTs need no RETRY while it is fresh. */
+  token: Uint8Array;
+}
+
+export function encodeProbeAck(probeId: number, body: ProbeAckBody, timestampUs: number): Uint8Array {
+  if (body.token.byteLength !== ADDRESS_TOKEN_BYTES) throw new RangeError("address token of the wrong length");
   const { buf, view } = start(PROBE_ACK_BYTES, PacketType.ProbeAck, 0, probeId, 0, timestampUs);
-  view.setUint32(PROBE_ACK_AT.datagramBytes, datagramBytes);
+  view.setUint32(PROBE_ACK_AT.datagramBytes, body.datagramBytes);
+  buf.set(body.token, PROBE_ACK_AT.token);
   seal(buf, view, buf.byteLength);
   return buf;
 }
 
-export function decodeProbeAck(buf: Uint8Array): number {
+export function decodeProbeAck(buf: Uint8Array): ProbeAckBody {
   if (buf.byteLength !== PROBE_ACK_BYTES) throw new ProtocolError("PROBE_ACK of the wrong length");
-  return viewOf(buf).getUint32(PROBE_ACK_AT.datagramBytes);
+  return { datagramBytes: viewOf(buf).getUint32(PROBE_ACK_AT.datagramBytes), token: buf.slice(PROBE_ACK_AT.token, PROBE_ACK_AT.end) };
+}
+
+// ---- for older peers ----
+
+/**
+ * An ERROR in the layout of wire version `version` (its header differs from ours only in the version
+ * byte, and its ERROR body is ours), so an old client says why instead of timing out. Only for
+ * versions ≥ FIRST_UPGRADE_VERSION.
+ */
+export function encodeUpgradeError(version: number, sessionId: number, text: string, timestampUs: number): Uint8Array {
+  const buf = encodeError(sessionId, { code: TransferErrorCode.BadRequest, text }, timestampUs);
+  const view = new DataView(buf.buffer);
+  buf[HEADER_AT.version] = version;
+  seal(buf, view, buf.byteLength);
+  return buf;
+}
+
+/** Reads an old version's ERROR (the tests' reader of `encodeUpgradeError`): its version and body. */
+export function decodeUpgradeError(buf: Uint8Array): { version: number; sessionId: number; body: ErrorBody } {
+  if (buf.byteLength < HEADER_BYTES) throw new ProtocolError("truncated ERROR");
+  const view = viewOf(buf);
+  if (view.getUint16(HEADER_AT.magic) !== WIRE_MAGIC) throw new ProtocolError("bad magic");
+  if (view.getUint32(HEADER_AT.crc) !== datagramCrc(buf)) throw new ProtocolError("checksum mismatch");
+  if (buf[HEADER_AT.type] !== PacketType.Error) throw new ProtocolError("not an ERROR");
+  return { version: buf[HEADER_AT.version]!, sessionId: view.getUint32(HEADER_AT.sessionId), body: decodeError(buf) };
 }
 
 /** Microseconds on a monotonic clock, truncated to 32 bits (wraps every ~71 min; only differences matter). */

@@ -1,10 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { INITIAL_CWND_SEGMENTS } from "../../../src/transfer/core/bbr.ts";
 import { requestMac } from "../../../src/transfer/request-mac.ts";
+import { AddressTokens } from "../../../src/transfer/core/address-token.ts";
 import {
   AMPLIFICATION_FACTOR,
-  CHANGE_CHECK_EVERY,
   DEFAULT_IDLE_TIMEOUT_MS,
+  VALIDATED_REQUEST_CREDIT_BYTES,
+  CHANGE_CHECK_EVERY,
   fecBlockFor,
   ServerEndpoint,
   type EndpointEvent,
@@ -19,7 +21,6 @@ import {
   encodeProbe,
   encodeRequest,
   HEADER_BYTES,
-  MIN_REQUEST_BYTES,
   PacketType,
   PROBE_ACK_BYTES,
   readHeader,
@@ -48,12 +49,25 @@ interface Sent {
 function setup(files: SimFile[], config: Partial<ServerEndpointConfig<SimFile, number>> = {}) {
   const storage = new MemoryFiles(files);
   let cookie = 1000;
-  const ep = new ServerEndpoint<SimFile, number>({ files: storage, randomU32: () => cookie++, ...config });
+  const ep = new ServerEndpoint<SimFile, number>({ files: storage, randomU32: () => cookie++, tokenSecret: SECRET, ...config });
   return { ep, storage };
 }
 
-function request(file: SimFile, sessionId: number, o: Partial<RequestBody> & { token?: string } = {}): Uint8Array {
+const SECRET = new Uint8Array(32).fill(7);
+/** The endpoint's address tokens, as its clients get them (in a RETRY or a PROBE_ACK). */
+const TOKENS = new AddressTokens(SECRET);
+
+/**
+ * A REQUEST from `address` (default A) with the address token the server gave it at `issuedAt` (default
+ * 0; `addressToken: undefined` for none), and with `secret`, the MAC over it.
+ */
+function request(
+  file: SimFile,
+  sessionId: number,
+  o: Omit<Partial<RequestBody>, "token"> & { secret?: string; address?: string; issuedAt?: number; addressToken?: Uint8Array | undefined } = {},
+): Uint8Array {
   const sha256 = o.sha256 ?? Buffer.from(file.sha256, "hex");
+  const { secret, address, issuedAt, addressToken, ...fields } = o;
   const body: RequestBody = {
     offset: 0,
     length: file.size,
@@ -61,10 +75,11 @@ function request(file: SimFile, sessionId: number, o: Partial<RequestBody> & { t
     windowSegments: 64,
     name: file.name,
     mac: undefined,
-    ...o,
+    ...fields,
+    token: "addressToken" in o ? addressToken : TOKENS.issue(address ?? A, issuedAt ?? 0),
     sha256,
   };
-  if (o.token !== undefined) body.mac = requestMac(o.token, sessionId, body.offset, body.length, sha256, body.name);
+  if (secret !== undefined) body.mac = requestMac(secret, sessionId, body);
   return encodeRequest(sessionId, body, 0);
 }
 
@@ -116,7 +131,7 @@ const INITIAL_WINDOW = Math.max(INITIAL_CWND_SEGMENTS, Math.min(fecBlockFor(1000
 
 describe("admission", () => {
   const refusals: [string, Partial<ServerEndpointConfig<SimFile, number>>, (s: MemoryFiles) => void, () => Uint8Array, TransferErrorCode][] = [
-    ["a wrong MAC", { verifyMac: () => false }, () => {}, () => request(FILE, 1, { token: "wrong" }), TransferErrorCode.Forbidden],
+    ["a wrong MAC", { verifyMac: () => false }, () => {}, () => request(FILE, 1, { secret: "wrong" }), TransferErrorCode.Forbidden],
     ["a name not served", {}, () => {}, () => request({ ...FILE, name: "missing.bin" }, 1), TransferErrorCode.NotFound],
     ["a name of the longest kind, not served", {}, () => {}, () => request({ ...FILE, name: "n".repeat(MAX_NAME_BYTES) }, 1), TransferErrorCode.NotFound],
     ["content other than listed", {}, () => {}, () => request(FILE, 1, { sha256: new Uint8Array(32) }), TransferErrorCode.Changed],
@@ -126,7 +141,7 @@ describe("admission", () => {
     ["a file gone from disk", {}, (s) => s.openFails.set(FILE.name, TransferErrorCode.NotFound), () => request(FILE, 1), TransferErrorCode.NotFound],
   ];
   for (const [what, config, prepare, make, code] of refusals) {
-    test(`${what} is refused with ERROR ${code}, smaller than the REQUEST, and no session`, () => {
+    test(`${what} is refused with ERROR ${code}, and no session`, () => {
       const { ep, storage } = setup([FILE], config);
       prepare(storage);
       const req = make();
@@ -136,8 +151,6 @@ describe("admission", () => {
       expect(sent[0]!.header.type).toBe(PacketType.Error);
       expect(sent[0]!.header.sessionId).toBe(1);
       expect(decodeError(sent[0]!.bytes).code).toBe(code);
-      expect(sent[0]!.bytes.byteLength).toBeLessThan(req.byteLength);
-      expect(sent[0]!.bytes.byteLength).toBeLessThan(MIN_REQUEST_BYTES);
       expect(ep.sessionCount).toBe(0);
       expect(storage.openHandles).toBe(0);
       expect(events(ep)).toEqual([expect.objectContaining({ type: "refused", code, address: A, port: 5000, sessionId: 1 })]);
@@ -153,8 +166,8 @@ describe("admission", () => {
 
   test("with a token, a REQUEST with the right MAC is accepted and one without is not", () => {
     const token = "s3cret";
-    const { ep } = setup([FILE], { verifyMac: (id, r) => r.mac !== undefined && Buffer.from(r.mac).equals(Buffer.from(requestMac(token, id, r.offset, r.length, r.sha256, r.name))) });
-    ep.handle(request(FILE, 1, { token }), A, 5000, 0);
+    const { ep } = setup([FILE], { verifyMac: (id, r) => r.mac !== undefined && Buffer.from(r.mac).equals(Buffer.from(requestMac(token, id, r))) });
+    ep.handle(request(FILE, 1, { secret: token }), A, 5000, 0);
     ep.handle(request(FILE, 2), A, 5000, 0);
     const sent = drain(ep, 0);
     expect(only(sent, PacketType.Accept).map((s) => s.header.sessionId)).toEqual([1]);
@@ -170,7 +183,9 @@ describe("admission", () => {
 
   test("more sessions than maxSessions are refused busy", () => {
     const { ep } = setup([FILE], { maxSessions: 2 });
-    for (const id of [1, 2, 3]) ep.handle(request(FILE, id), B, 6000 + id, 0);
+    for (const id of [1, 2]) ep.handle(request(FILE, id, { address: B }), B, 6000 + id, 0);
+    for (const id of [1, 2]) ep.handle(ack(id, 0, 999 + id, 0), B, 6000 + id, 0); // validated: nothing to push out
+    ep.handle(request(FILE, 3, { address: B }), B, 6003, 0);
     const errors = only(drain(ep, 0), PacketType.Error);
     expect(errors.map((s) => [s.header.sessionId, decodeError(s.bytes).code])).toEqual([[3, TransferErrorCode.Busy]]);
     expect(ep.sessionCount).toBe(2);
@@ -180,8 +195,9 @@ describe("admission", () => {
     const { ep } = setup([FILE], { maxSessionsPerAddress: 2 });
     ep.handle(request(FILE, 1), A, 5001, 0);
     ep.handle(request(FILE, 2), A, 5002, 0);
+    for (const id of [1, 2]) ep.handle(ack(id, 0, 999 + id, 0), A, 5000 + id, 0); // validated: nothing to push out
     ep.handle(request(FILE, 3), A, 5003, 0);
-    ep.handle(request(FILE, 4), B, 5001, 0);
+    ep.handle(request(FILE, 4, { address: B }), B, 5001, 0);
     let sent = drain(ep, 0);
     expect(only(sent, PacketType.Accept).map((s) => s.header.sessionId)).toEqual([1, 2, 4]);
     const busy = only(sent, PacketType.Error);
@@ -210,7 +226,7 @@ describe("admission", () => {
   test("the same session id from two clients makes two sessions; each client's FIN ends only its own", () => {
     const { ep, storage } = setup([FILE]);
     ep.handle(request(FILE, 5), A, 5000, 0);
-    ep.handle(request(FILE, 5), B, 5000, 0);
+    ep.handle(request(FILE, 5, { address: B }), B, 5000, 0);
     ep.handle(request(FILE, 5), A, 5001, 0);
     expect(only(drain(ep, 0), PacketType.Accept).map((s) => `${s.address}:${s.port}`)).toEqual([`${A}:5000`, `${B}:5000`, `${A}:5001`]);
     ep.handle(encodeFin(5, 0), B, 5000, 1);
@@ -239,7 +255,7 @@ describe("admission", () => {
 describe("stopping", () => {
   test("closeAll ends every session, same-id ones included, and closes every file", () => {
     const { ep, storage } = setup([FILE]);
-    for (const [address, port] of [[A, 1], [B, 1], [A, 2]] as const) ep.handle(request(FILE, 5, { segmentBytes: 512 }), address, port, 0);
+    for (const [address, port] of [[A, 1], [B, 1], [A, 2]] as const) ep.handle(request(FILE, 5, { segmentBytes: 512, address }), address, port, 0);
     ep.handle(request(FILE, 6), A, 1, 0);
     drain(ep, 0);
     expect(storage.openHandles).toBe(4);
@@ -252,10 +268,10 @@ describe("stopping", () => {
 });
 
 describe("anti-amplification", () => {
-  test("a client that never proves its address gets at most 3× what it sent, then the session is dropped at the idle timeout", () => {
+  test("a client that never proves its port gets at most 3× what it sent (its token counts as 1200 bytes), then the session is dropped at the idle timeout", () => {
     const { ep, storage } = setup([FILE]);
     const req = request(FILE, 1, { segmentBytes: 512 });
-    let received = req.byteLength;
+    let received = Math.max(req.byteLength, VALIDATED_REQUEST_CREDIT_BYTES);
     let sent = 0;
     ep.handle(req, A, 5000, 0);
     let now = 0;
@@ -288,12 +304,13 @@ describe("anti-amplification", () => {
     const first = drain(ep, 0);
     const cookie = decodeAccept(only(first, PacketType.Accept)[0]!.bytes).cookie;
     const firstData = only(first, PacketType.Data).length;
-    expect(first.reduce((n, s) => n + s.bytes.byteLength, 0)).toBeLessThanOrEqual(3 * MIN_REQUEST_BYTES);
-    ep.handle(request(FILE, 1, { segmentBytes: 512 }), A, 5000, 1);
+    expect(first.reduce((n, s) => n + s.bytes.byteLength, 0)).toBeLessThanOrEqual(3 * VALIDATED_REQUEST_CREDIT_BYTES);
+    const again = request(FILE, 1, { segmentBytes: 512 });
+    ep.handle(again, A, 5000, 1);
     const second = drain(ep, 1);
     expect(second[0]!.header.type).toBe(PacketType.Accept);
-    expect(first.length + second.length).toBeLessThanOrEqual(Math.floor((6 * MIN_REQUEST_BYTES) / 538) + 2);
-    expect(only(second, PacketType.Data).length).toBeGreaterThan(0);
+    const total = [...first, ...second].reduce((n, s) => n + s.bytes.byteLength, 0);
+    expect(total).toBeLessThanOrEqual(3 * (VALIDATED_REQUEST_CREDIT_BYTES + again.byteLength));
     ep.handle(ack(1, 0, cookie, 2), A, 5000, 2);
     const after = only(drain(ep, 2), PacketType.Data);
     // Now the initial window, not the budget, limits it.
@@ -302,7 +319,7 @@ describe("anti-amplification", () => {
 });
 
 describe("probes", () => {
-  test("a PROBE is answered with a 30-byte PROBE_ACK naming its size, and no session", () => {
+  test("a PROBE is answered with a 50-byte PROBE_ACK naming its size, with an address token, and no session", () => {
     const { ep } = setup([FILE]);
     ep.handle(encodeProbe(77, 1400, 0), A, 5000, 0);
     const sent = drain(ep, 0);
@@ -310,15 +327,18 @@ describe("probes", () => {
     expect(sent[0]!.header.type).toBe(PacketType.ProbeAck);
     expect(sent[0]!.header.sessionId).toBe(77);
     expect(sent[0]!.bytes.byteLength).toBe(PROBE_ACK_BYTES);
-    expect(PROBE_ACK_BYTES).toBe(30);
-    expect(decodeProbeAck(sent[0]!.bytes)).toBe(1400);
+    expect(PROBE_ACK_BYTES).toBe(50);
+    const answer = decodeProbeAck(sent[0]!.bytes);
+    expect(answer.datagramBytes).toBe(1400);
+    expect(TOKENS.check(answer.token, A, 0)).toBe(true);
+    expect(TOKENS.check(answer.token, B, 0)).toBe(false);
     expect(ep.sessionCount).toBe(0);
     expect(ep.pollTimeout()).toBeUndefined();
   });
 
-  test("a PROBE smaller than a padded REQUEST is not answered", () => {
+  test("a PROBE smaller than its answer is not answered", () => {
     const { ep } = setup([FILE]);
-    const small = new Uint8Array(600);
+    const small = new Uint8Array(PROBE_ACK_BYTES - 1);
     const view = new DataView(small.buffer);
     writeHeader(small, view, PacketType.Probe, 0, 78, 0, 0);
     seal(small, view, small.byteLength);
@@ -341,7 +361,7 @@ describe("sending", () => {
   test("two sessions ready at once are served in turn, one datagram each", () => {
     const { ep } = setup([FILE]);
     ep.handle(request(FILE, 1), A, 5000, 0);
-    ep.handle(request(FILE, 2), B, 5000, 0);
+    ep.handle(request(FILE, 2, { address: B }), B, 5000, 0);
     const before = drain(ep, 0);
     // Within the address-validation budget already: ACCEPT, ACCEPT, then DATA in turn.
     expect(before.map((s) => s.header.sessionId)).toEqual([1, 2, 1, 2, 1, 2, 1, 2]);
@@ -433,7 +453,9 @@ describe("the one timer table", () => {
     }
     const sorted = [...ids].sort((a, b) => a - b);
     for (const [k, id] of sorted.entries()) {
-      ep.handle(request(FILE, ids[k]!, { segmentBytes: 512 }), A, 7000 + id, createdAt[k]!);
+      // Each from an address of its own (one address may hold only 8 sessions not yet acknowledged).
+      const address = `10.1.0.${id}`;
+      ep.handle(request(FILE, ids[k]!, { segmentBytes: 512, address, issuedAt: createdAt[k]! }), address, 7000 + id, createdAt[k]!);
       drain(ep, createdAt[k]!);
     }
     events(ep);
