@@ -11,6 +11,8 @@ import { IndexErrorCode, MsgType, type IndexMessage, type ListEntry } from "./co
 import { PeerSession, type SessionConfig, type SessionEffect, type SessionState } from "./core/peer-session.ts";
 import { DEFAULT_REGISTRY_LIMITS, Registry, type RegistryLimits } from "./core/registry.ts";
 import type { RegistryStore } from "./core/store.ts";
+import { MasterObserver } from "../ops/master-observer.ts";
+import { buildStatus, statusFrames, type ReadonlyIndex } from "../ops/status-report.ts";
 
 export interface MasterOptions {
   host: string;
@@ -70,6 +72,8 @@ export class MasterServer {
     framesByState: { "awaiting-hello": 0, "awaiting-auth": 0, "file-server": 0, announced: 0, client: 0, closed: 0 },
     undecodable: 0,
   };
+  /** Operators' view (ftx status, --http): counters and server presence, fed by the hooks marked "ops". */
+  readonly observer = new MasterObserver();
 
   private constructor(private readonly opts: MasterOptions) {
     this.logger = opts.logger ?? silentLogger;
@@ -95,6 +99,11 @@ export class MasterServer {
 
   get connectionCount(): number {
     return this.conns.size;
+  }
+
+  /** Read-only access to the index for the operators' view (src/ops). */
+  get index(): ReadonlyIndex {
+    return this.registry;
   }
 
   private listen(): void {
@@ -154,6 +163,7 @@ export class MasterServer {
     });
     socket.data = conn;
     this.conns.set(id, conn);
+    this.observer.connectionOpened(id, Date.now()); // ops
     this.logger.debug(`connection from ${remote}`);
     this.wakeFor(session);
   }
@@ -164,6 +174,7 @@ export class MasterServer {
     conn.peer.closed = true;
     this.conns.delete(conn.session.peerId);
     this.apply(conn, conn.session.handleClose());
+    this.observer.connectionClosed(conn.session.peerId, "closed"); // ops
   }
 
   private onProtocolError(conn: Conn, err: ProtocolError): void {
@@ -173,8 +184,26 @@ export class MasterServer {
 
   private onMessage(conn: Conn, msg: IndexMessage): void {
     this.stats.framesByState[conn.session.state]++;
+    if (msg.type === MsgType.Status && conn.session.state === "client") return this.sendStatus(conn, msg.requestId); // ops
+    const before = conn.session.state;
     this.apply(conn, conn.session.handle(msg, performance.now()));
+    this.observe(conn, msg, before);
     this.wakeFor(conn.session);
+  }
+
+  // ---- ops: what the operators' view is told (src/ops) -------------------------------------------
+  private observe(conn: Conn, msg: IndexMessage, before: SessionState): void {
+    const after = conn.session.state;
+    const peerId = conn.session.peerId;
+    if (after === "announced") {
+      if (msg.type === MsgType.Announce) this.observer.joined(peerId, formatAddress(msg.host === "" ? unmapIPv4(conn.socket.remoteAddress) : msg.host, msg.port), Date.now());
+      else this.observer.heard(peerId, Date.now());
+    } else if (before === "announced") this.observer.left(peerId, "refused");
+  }
+
+  private sendStatus(conn: Conn, requestId: number): void {
+    for (const frame of statusFrames(requestId, buildStatus(this.registry, this.observer, this.conns.size))) conn.peer.send(frame);
+    this.observer.statusAnswered();
   }
 
   /** Carry out what a session decided. */
@@ -210,6 +239,7 @@ export class MasterServer {
    */
   private onTimeout(now: number): void {
     for (const peerId of this.registry.expire(now)) {
+      this.observer.left(peerId, "evicted"); // ops
       const conn = this.conns.get(peerId);
       if (conn) this.apply(conn, conn.session.evict());
     }
@@ -256,6 +286,7 @@ export class MasterServer {
       }
       conn.peer.send({ type: MsgType.ListEnd, requestId: job.requestId, total: job.total, stale: this.registry.stale });
       conn.lists.shift();
+      this.observer.listAnswered(); // ops
       conn.session.listAnswered(performance.now());
       this.wakeFor(conn.session);
     }

@@ -1,7 +1,7 @@
 import { unsafeNameReason } from "../../files/core/safe-name.ts";
 import type { FileRecord, ListEntry } from "./messages.ts";
 import { compilePattern } from "./pattern.ts";
-import type { RegistryStore } from "./store.ts";
+import type { RegistryStore, ServerSummary } from "./store.ts";
 
 export interface RegistryLimits {
   /** A file server announcing more than this gets the rest refused, with a reason. */
@@ -137,6 +137,19 @@ export class Registry {
   /** The entries of one name, sorted by hash. */
   entriesFor(name: string): ListEntry[] {
     return this.store.entriesFor(name).sort((a, b) => (a.sha256 < b.sha256 ? -1 : a.sha256 > b.sha256 ? 1 : 0));
+  }
+
+  // ---- operators' view (src/ops): read-only -----------------------------------------------------
+  serverSummary(peerId: number): ServerSummary | undefined {
+    return this.store.serverSummary?.(peerId);
+  }
+
+  remoteServers(): Array<ServerSummary & { master: string }> {
+    return this.store.remoteServers?.() ?? [];
+  }
+
+  get masterId(): string | undefined {
+    return this.store.masterId;
   }
 
   /** Every entry matching PATTERN, sorted by name then hash. */
