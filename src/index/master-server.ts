@@ -197,6 +197,7 @@ export class MasterServer {
     const peerId = conn.session.peerId;
     if (after === "announced") {
       if (msg.type === MsgType.Announce) this.observer.joined(peerId, formatAddress(msg.host === "" ? unmapIPv4(conn.socket.remoteAddress) : msg.host, msg.port), Date.now());
+      else if (msg.type === MsgType.FilesAdd || msg.type === MsgType.FilesRemove) this.observer.filesChanged(peerId, Date.now());
       else this.observer.heard(peerId, Date.now());
     } else if (before === "announced") this.observer.left(peerId, "refused");
   }

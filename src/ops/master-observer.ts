@@ -33,6 +33,8 @@ export interface ServerPresence {
 export type ObserverEvent =
   | { type: "join"; server: ServerPresence }
   | { type: "leave"; peerId: number; address: string; reason: "closed" | "evicted" | "refused" }
+  /** A registered server's file list changed (FILES_ADD / FILES_REMOVE). */
+  | { type: "files"; peerId: number }
   /** A counter moved; listeners that show counts coalesce these. */
   | { type: "counts" };
 
@@ -98,6 +100,11 @@ export class MasterObserver {
     this.counters.registrationsTotal++;
     this.emit({ type: "join", server });
     this.emit({ type: "counts" });
+  }
+
+  filesChanged(peerId: number, nowMs: number): void {
+    this.heard(peerId, nowMs);
+    this.emit({ type: "files", peerId });
   }
 
   /** A frame from a registered server: no event, only its last-heard time. */
