@@ -19,6 +19,7 @@ export class ServeTally {
   private readonly segmentBytesOf = new Map<string, number>();
 
   onEvent(ev: EndpointEvent): void {
+    if (!("sessionId" in ev)) return;
     const key = `${ev.address}|${ev.port}|${ev.sessionId}`;
     if (ev.type === "opened") this.segmentBytesOf.set(key, ev.segmentBytes);
     else if (ev.type === "completed" || ev.type === "failed") {
