@@ -113,16 +113,16 @@ export class MasterHttp {
     return toReport(buildStatus(this.master.index, this.master.observer, this.master.connectionCount));
   }
 
-  /** Matching entries, at most `limit`, and how many names matched in all. */
+  /** Matching entries, at most `limit` (whole names: a name's contents are not split), and how many names matched in all. */
   private files(pattern: string, limit: number) {
     const index = this.master.index;
-    const names = index.matchingNames(pattern);
+    const { names, matched } = Number.isFinite(limit) ? index.firstNames(pattern, limit) : { names: index.matchingNames(pattern), matched: -1 };
     const entries = [];
     for (const name of names) {
       if (entries.length >= limit) break;
       for (const e of index.entriesFor(name)) entries.push(e);
     }
-    return { entries: entries.slice(0, limit), matched: names.length };
+    return { entries: entries.slice(0, limit), matched: matched < 0 ? names.length : matched };
   }
 
   private counts(nowMs: number): Record<string, number> {
@@ -192,7 +192,7 @@ export class MasterHttp {
 
   private renderPage(q: string): string {
     const report = this.report();
-    const counts = this.counts(Date.now());
+    const counts: Record<string, number> = { ...report.master.counters, lists_per_second: this.listRate(Date.now()) };
     const peerOf = new Map<string, number>();
     for (const p of this.master.observer.servers()) peerOf.set(p.address, p.peerId);
     const rows: Row[] = report.servers.map((s) => ({ ...s, peerId: s.master === report.master.id ? peerOf.get(s.address) : undefined }));

@@ -3,7 +3,7 @@ import type { Registry } from "../index/core/registry.ts";
 import type { MasterObserver } from "./master-observer.ts";
 
 /** What the operators' view reads of the index: nothing that writes. */
-export type ReadonlyIndex = Pick<Registry, "serverSummary" | "remoteServers" | "masterId" | "matchingNames" | "entriesFor" | "stale">;
+export type ReadonlyIndex = Pick<Registry, "serverSummary" | "remoteServers" | "masterId" | "matchingNames" | "firstNames" | "entriesFor" | "stale">;
 
 /**
  * `ftx status --json` and `GET /api/servers`: one shape. Times are ISO 8601 (null when this master

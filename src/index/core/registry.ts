@@ -152,6 +152,26 @@ export class Registry {
     return this.store.masterId;
   }
 
+  /** The first `limit` of matchingNames(PATTERN) and how many match, without sorting them all (a page of a huge index). */
+  firstNames(pattern: string, limit: number): { names: string[]; matched: number } {
+    const all = this.store.names(compilePattern(pattern));
+    if (all.length <= limit) return { names: all.sort(), matched: all.length };
+    const first: string[] = [];
+    for (const name of all) {
+      if (first.length === limit && name >= first[limit - 1]!) continue;
+      let lo = 0;
+      let hi = first.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (first[mid]! < name) lo = mid + 1;
+        else hi = mid;
+      }
+      first.splice(lo, 0, name);
+      if (first.length > limit) first.pop();
+    }
+    return { names: first, matched: all.length };
+  }
+
   /** Every entry matching PATTERN, sorted by name then hash. */
   list(pattern: string): ListEntry[] {
     return this.matchingNames(pattern).flatMap((name) => this.entriesFor(name));

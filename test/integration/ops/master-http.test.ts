@@ -66,7 +66,8 @@ describe("master --http (in process, with a token)", () => {
     const s = await register(master.port, 41001, [{ name: "secret-plans.txt", size: 10 }]);
     try {
       for (const path of ["/", "/?q=secret", "/metrics", "/api/servers", "/api/files", "/events", "/nope"]) {
-        for (const headers of [{}, { authorization: "Bearer wrong" }, { cookie: "ftx_session=00" }, { authorization: `Basic ${btoa(`x:${TOKEN}`)}` }]) {
+        const attempts: Array<Record<string, string>> = [{}, { authorization: "Bearer wrong" }, { cookie: "ftx_session=00" }, { authorization: `Basic ${btoa(`x:${TOKEN}`)}` }];
+        for (const headers of attempts) {
           const res = await fetch(base + path, { headers });
           const text = await res.text();
           expect({ path, headers, status: res.status }).toEqual({ path, headers, status: 401 });
@@ -99,7 +100,7 @@ describe("master --http (in process, with a token)", () => {
     const b = await register(master.port, 41003, [{ name: "docs/a.txt", size: 100 }]);
     try {
       await Bun.sleep(100);
-      const servers = await (await fetch(`${base}/api/servers`, { headers: BEARER })).json();
+      const servers = (await (await fetch(`${base}/api/servers`, { headers: BEARER })).json()) as any;
       const status = toReport(await statusFromMaster([{ host: "127.0.0.1", port: master.port }], TOKEN));
       expect(servers.servers).toEqual(status.servers);
       expect(servers.servers.map((s: any) => [s.address, s.files, s.bytes])).toEqual([
@@ -109,7 +110,7 @@ describe("master --http (in process, with a token)", () => {
       expect(servers.master.id).toBe(status.master.id);
       expect(servers.master.counters.servers).toBe(2);
       expect(Date.parse(servers.servers[0].connectedSince)).toBeLessThanOrEqual(Date.parse(servers.servers[0].lastHeartbeat));
-      const files = await (await fetch(`${base}/api/files?q=docs/*`, { headers: BEARER })).json();
+      const files = (await (await fetch(`${base}/api/files?q=docs/*`, { headers: BEARER })).json()) as any[];
       expect(files).toEqual(toLsJson(await listFromMaster({ host: "127.0.0.1", port: master.port }, "docs/*", TOKEN)));
       expect(files.map((f: any) => [f.name, f.servers])).toEqual([
         ["docs/a.txt", ["127.0.0.1:41002", "127.0.0.1:41003"]],
