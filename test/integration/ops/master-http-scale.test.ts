@@ -62,7 +62,7 @@ describe(`master --http with ${SERVERS} servers × ${FILES_EACH} files`, () => {
       );
     }
     for (;;) {
-      const r = await (await fetch(`${base}/api/servers`)).json();
+      const r = (await (await fetch(`${base}/api/servers`)).json()) as { master: { counters: Record<string, number> } };
       if (r.master.counters.files === SERVERS * FILES_EACH) break;
       await Bun.sleep(50);
     }
