@@ -23,7 +23,7 @@ export default defineCommand({
     const port = parsePort(args.port, "--port", true);
     const heartbeatTimeoutMs = Math.round(parseSeconds(args["heartbeat-timeout"], "--heartbeat-timeout") * 1000);
     const maxConnections = parsePort(args["max-connections"], "--max-connections", false);
-    const httpListen = args.http === undefined ? undefined : parseHostPort(args.http, "--http");
+    const httpListen = args.http === undefined ? undefined : parseHostPort(args.http, "--http", 0);
     const logger = createLogger(args, "master");
     const token = resolveToken(args.token);
     const storeUrl = args.store ?? (process.env.FTX_STORE || undefined);

@@ -25,7 +25,7 @@ export default defineCommand({
     const masters = resolveMasters(args.master, "--master");
     const host = parseBindHost(args.host);
     const port = parsePort(args.port, "--port", true);
-    const httpListen = args.http === undefined ? undefined : parseHostPort(args.http, "--http");
+    const httpListen = args.http === undefined ? undefined : parseHostPort(args.http, "--http", 0);
     const advertise = args.advertise === undefined ? undefined : parseHostPort(args.advertise, "--advertise", 0);
     const token = resolveToken(args.token);
     const logger = createLogger(args, "serve");
