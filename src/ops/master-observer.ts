@@ -98,7 +98,7 @@ export class MasterObserver {
     if (known) this.emit({ type: "leave", peerId, address: known.address, reason: "closed" });
     this.present.set(peerId, server);
     this.counters.registrationsTotal++;
-    this.emit({ type: "join", server });
+    this.emit({ type: "join", server: { ...server } }); // a copy: the presence itself changes with every heartbeat
     this.emit({ type: "counts" });
   }
 
