@@ -125,16 +125,18 @@ export class MasterHttp {
     return { entries: entries.slice(0, limit), matched: matched < 0 ? names.length : matched };
   }
 
+  /**
+   * The live counts. Files and bytes come from `sizes`, one entry per server kept current from the
+   * observer's events while anyone watches (a server's entry is recomputed only when its list changed),
+   * so a count update costs a sum over servers, not a walk over every file.
+   */
   private counts(nowMs: number): Record<string, number> {
     const c = this.master.observer.counters;
     let files = 0;
     let bytes = 0;
-    for (const p of this.master.observer.servers()) {
-      const s = this.master.index.serverSummary(p.peerId);
-      if (s) {
-        files += s.files;
-        bytes += s.bytes;
-      }
+    for (const s of this.sizes.values()) {
+      files += s.files;
+      bytes += s.bytes;
     }
     return {
       connections: this.master.connectionCount,
@@ -147,6 +149,15 @@ export class MasterHttp {
       evictions_total: c.evictionsTotal,
       departures_total: c.departuresTotal,
     };
+  }
+
+  private readonly sizes = new Map<number, { files: number; bytes: number }>();
+
+  private resize(peerId: number): Row | undefined {
+    const row = this.rowOf(peerId);
+    if (row) this.sizes.set(peerId, { files: row.files, bytes: row.bytes });
+    else this.sizes.delete(peerId);
+    return row;
   }
 
   private listRate(nowMs: number): number {
@@ -220,7 +231,7 @@ export class MasterHttp {
         me = controller;
         this.streams.add(controller);
         this.attach();
-        const servers = [...this.master.observer.servers()].map((p) => this.rowOf(p.peerId)).filter((r) => r !== undefined);
+        const servers = [...this.master.observer.servers()].map((p) => this.resize(p.peerId)).filter((r) => r !== undefined);
         this.sendTo(controller, "hello", { servers, counts: this.counts(Date.now()) });
       },
       cancel: () => {
@@ -235,6 +246,8 @@ export class MasterHttp {
   private attach(): void {
     if (this.unsubscribe) return;
     this.unsubscribe = this.master.observer.subscribe((ev) => this.onEvent(ev));
+    this.sizes.clear();
+    for (const p of this.master.observer.servers()) this.resize(p.peerId);
     this.keepalive = setInterval(() => this.broadcastRaw(": keepalive\n\n"), KEEPALIVE_MS);
     // The rate decays when nothing happens: refresh the counts once a second as long as anyone watches.
     this.countsTimer = setInterval(() => this.flushCounts(), 1000);
@@ -243,6 +256,7 @@ export class MasterHttp {
   private detach(): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    this.sizes.clear();
     clearInterval(this.keepalive);
     clearInterval(this.countsTimer);
     clearTimeout(this.pendingCounts);
@@ -255,12 +269,13 @@ export class MasterHttp {
   private onEvent(ev: ObserverEvent): void {
     switch (ev.type) {
       case "join": {
-        const row = this.rowOf(ev.server.peerId) ?? { address: ev.server.address, files: 0, bytes: 0, connectedSince: iso(ev.server.connectedSinceMs), lastHeartbeat: iso(ev.server.lastHeartbeatMs), master: this.masterId(), peerId: ev.server.peerId };
+        const row = this.resize(ev.server.peerId) ?? { address: ev.server.address, files: 0, bytes: 0, connectedSince: iso(ev.server.connectedSinceMs), lastHeartbeat: iso(ev.server.lastHeartbeatMs), master: this.masterId(), peerId: ev.server.peerId };
         this.broadcast("join", row);
         break;
       }
       case "leave":
         this.dirtyServers.delete(ev.peerId);
+        this.sizes.delete(ev.peerId);
         this.broadcast("leave", { peerId: ev.peerId, address: ev.address, reason: ev.reason });
         break;
       case "files":
@@ -285,7 +300,7 @@ export class MasterHttp {
   private flushCounts(): void {
     this.lastCountsAt = performance.now();
     for (const peerId of this.dirtyServers) {
-      const row = this.rowOf(peerId);
+      const row = this.resize(peerId);
       if (row) this.broadcast("update", row);
     }
     this.dirtyServers.clear();
