@@ -4,7 +4,8 @@ import { UsageError } from "../errors.ts";
 import { MasterServer } from "../index/master-server.ts";
 import { RedisStore } from "../index/redis-store.ts";
 import { createLogger } from "../log.ts";
-import { formatAddress, parseBindHost, parseHostPort, parsePort } from "../net/address.ts";
+import { formatAddress, parseBindHost, parsePort } from "../net/address.ts";
+import { parseListenArg } from "../ops/listen-arg.ts";
 import { logArgs, parseSeconds, resolveToken, tokenArg } from "./shared-args.ts";
 
 export default defineCommand({
@@ -23,7 +24,7 @@ export default defineCommand({
     const port = parsePort(args.port, "--port", true);
     const heartbeatTimeoutMs = Math.round(parseSeconds(args["heartbeat-timeout"], "--heartbeat-timeout") * 1000);
     const maxConnections = parsePort(args["max-connections"], "--max-connections", false);
-    const httpListen = args.http === undefined ? undefined : parseHostPort(args.http, "--http", 0);
+    const httpListen = args.http === undefined ? undefined : parseListenArg(args.http);
     const logger = createLogger(args, "master");
     const token = resolveToken(args.token);
     const storeUrl = args.store ?? (process.env.FTX_STORE || undefined);

@@ -6,6 +6,7 @@ import { Registration } from "../index/registration.ts";
 import { createLogger } from "../log.ts";
 import { bareHost, formatAddress, parseBindHost, parseHostPort, parsePort } from "../net/address.ts";
 import { FileService } from "../transfer/file-service.ts";
+import { parseListenArg } from "../ops/listen-arg.ts";
 import { logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export default defineCommand({
@@ -25,7 +26,7 @@ export default defineCommand({
     const masters = resolveMasters(args.master, "--master");
     const host = parseBindHost(args.host);
     const port = parsePort(args.port, "--port", true);
-    const httpListen = args.http === undefined ? undefined : parseHostPort(args.http, "--http", 0);
+    const httpListen = args.http === undefined ? undefined : parseListenArg(args.http);
     const advertise = args.advertise === undefined ? undefined : parseHostPort(args.advertise, "--advertise", 0);
     const token = resolveToken(args.token);
     const logger = createLogger(args, "serve");
