@@ -3,6 +3,11 @@ import { connectToMaster, listFromMaster, type IndexSession } from "../../../src
 import { MasterServer } from "../../../src/index/master-server.ts";
 import { MsgType, Role } from "../../../src/index/core/messages.ts";
 import { MasterHttp } from "../../../src/ops/master-http.ts";
+import puppeteer from "puppeteer-core";
+
+/** The page's own globals, in the functions puppeteer runs there (the project's types have no DOM). */
+declare const performance: Performance & { getEntriesByType(type: "navigation"): Array<{ domContentLoadedEventEnd: number; loadEventEnd: number; responseEnd: number }> };
+declare const document: any;
 
 /**
  * Issue 18's numbers, with 1,000 file servers × 100 files registered through the real protocol (TCP,
@@ -76,21 +81,47 @@ describe(`master --http with ${SERVERS} servers × ${FILES_EACH} files`, () => {
     master.stop();
   });
 
-  test("the page (1,000 server rows, the first 100 files, counts) loads in under 200 ms; a search in under 200 ms", async () => {
+  test("the page (the first 100 of 1,000 servers, the first 100 of 100,000 files, counts) loads in under 200 ms; a search in under 200 ms", async () => {
     await fetch(`${base}/`); // warm
     const load = await timed(async () => {
       const html = await (await fetch(`${base}/`)).text();
-      if (!html.includes('data-address="127.0.0.1:10999"')) throw new Error("page misses a server");
+      // The first 100 servers by address, and a note pointing at the rest.
+      if (!html.includes('data-address="127.0.0.1:10099"') || html.includes('data-address="127.0.0.1:10100"')) throw new Error("page misses a server");
+      if (!html.includes("100 of 1000 server(s) shown")) throw new Error("no note of the servers not shown");
     }, 5);
     const search = await timed(async () => {
-      const html = await (await fetch(`${base}/?q=server-77/dir/file-5*`)).text();
+      const html = await (await fetch(`${base}/?q=server-77/dir/file-5*&s=10999`)).text();
       if (!html.includes("server-77/dir/file-5.dat")) throw new Error("search misses a file");
+      if (!html.includes('data-address="127.0.0.1:10999"')) throw new Error("filter misses a server");
     }, 5);
     const api = await timed(() => fetch(`${base}/api/servers`).then((r) => r.json()), 3);
     const metrics = await timed(() => fetch(`${base}/metrics`).then((r) => r.text()), 3);
     console.error(`  page ${median(load).toFixed(1)} ms, search ${median(search).toFixed(1)} ms, /api/servers ${median(api).toFixed(1)} ms, /metrics ${median(metrics).toFixed(1)} ms (medians)`);
     expect(median(load)).toBeLessThan(200);
     expect(median(search)).toBeLessThan(200);
+  });
+
+  test("in headless Chromium the page is loaded (load event) in under 200 ms", async () => {
+    const browser = await puppeteer.launch({ executablePath: Bun.which("chromium")!, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+    try {
+      const page = await browser.newPage();
+      const times: Array<{ response: number; dom: number; load: number }> = [];
+      for (let i = 0; i < 4; i++) {
+        await page.goto(base, { waitUntil: "load" });
+        times.push(
+          await page.evaluate(() => {
+            const nav = performance.getEntriesByType("navigation")[0]!;
+            return { response: nav.responseEnd, dom: nav.domContentLoadedEventEnd, load: nav.loadEventEnd };
+          }),
+        );
+        expect(await page.evaluate(() => document.querySelectorAll("#servers tr").length)).toBe(100);
+      }
+      const warm = times.slice(1);
+      console.error(`  in Chromium: response ${median(warm.map((t) => t.response)).toFixed(1)} ms, DOMContentLoaded ${median(warm.map((t) => t.dom)).toFixed(1)} ms, load ${median(warm.map((t) => t.load)).toFixed(1)} ms (medians of 3 warm loads)`);
+      expect(median(warm.map((t) => t.load))).toBeLessThan(200);
+    } finally {
+      await browser.close();
+    }
   });
 
   test("a server joining shows on the event stream within 1 s, and leaving likewise", async () => {
