@@ -1,5 +1,6 @@
 import type { Server } from "bun";
 import { FtxError } from "../errors.ts";
+import { MAX_PATTERN_BYTES } from "../index/core/messages.ts";
 import type { MasterServer } from "../index/master-server.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
@@ -92,6 +93,8 @@ export class MasterHttp {
     const gate = await authGate(req, url, this.auth, "ftx master");
     if (gate) return gate;
     if (req.method !== "GET" && req.method !== "HEAD") return new Response("read-only\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    // The same bound as a LIST's pattern on the index protocol.
+    for (const key of ["q", "s"]) if (Buffer.byteLength(url.searchParams.get(key) ?? "") > MAX_PATTERN_BYTES) return new Response(`${key}: longer than ${MAX_PATTERN_BYTES} bytes\n`, { status: 400 });
     switch (url.pathname) {
       case "/":
         return htmlResponse(this.renderPage(url.searchParams.get("q") ?? "", url.searchParams.get("s") ?? ""));

@@ -87,6 +87,8 @@ describe("master --http (in process, with a token)", () => {
       expect(page.status).toBe(200);
       expect(await page.text()).toContain("secret-plans.txt");
       expect((await fetch(`${base}/api/servers`, { method: "POST", headers: BEARER })).status).toBe(405);
+      expect((await fetch(`${base}/api/files?q=${"x".repeat(1025)}`, { headers: BEARER })).status).toBe(400);
+      expect((await fetch(`${base}/api/files?q=${"x".repeat(1024)}`, { headers: BEARER })).status).toBe(200);
     } finally {
       s.close();
     }
@@ -162,11 +164,18 @@ describe("master --http (in process, with a token)", () => {
       while (counts.data.servers !== 0) counts = await events.next("counts");
       expect(counts.data).toMatchObject({ servers: 0, files: 0 });
 
+      // Lists move lists_total and lists_per_second on the stream.
+      for (let i = 0; i < 3; i++) await listFromMaster({ host: "127.0.0.1", port: master.port }, "", TOKEN);
+      let listed = await events.next("counts");
+      while (listed.data.lists_total < counts.data.lists_total + 3) listed = await events.next("counts");
+      expect(listed.data.lists_per_second).toBeGreaterThan(0);
+
       const after = parsePromText(await (await fetch(`${base}/metrics`, { headers: BEARER })).text());
       const delta = (name: string) => promValue(after, name)! - promValue(before, name)!;
       expect(delta("ftx_master_registrations_total")).toBe(2);
       expect(delta("ftx_master_departures_total")).toBe(1);
       expect(delta("ftx_master_evictions_total")).toBe(1);
+      expect(delta("ftx_master_lists_total")).toBe(3);
       expect(promValue(after, "ftx_master_servers")).toBe(0);
       expect(after.get("ftx_master_lists_total")!.type).toBe("counter");
       expect(after.get("ftx_master_connections")!.type).toBe("gauge");
