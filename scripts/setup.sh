@@ -27,5 +27,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
   command -v redis-server >/dev/null 2>&1 || { echo "setup: redis-server is still not on PATH" >&2; exit 1; }
 fi
 
+# The web-view tests (test/e2e/web-view.test.ts) drive Debian's Chromium headless through
+# puppeteer-core (no browser download of its own); they fail, not skip, without one.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
+    { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }
+  command -v chromium >/dev/null 2>&1 || { echo "setup: chromium is still not on PATH" >&2; exit 1; }
+fi
+
 bun install --frozen-lockfile
-echo "setup: bun $(bun --version), $(redis-server --version | cut -d' ' -f1-3)"
+echo "setup: bun $(bun --version), $(redis-server --version | cut -d' ' -f1-3), $(chromium --version 2>/dev/null | head -1)"

@@ -27,6 +27,7 @@ const commands: Record<string, { description: string; load: () => Promise<Comman
   serve: { description: "Share a folder: register with a master and serve downloads over UDP", load: () => import("./commands/serve.ts") },
   ls: { description: "List the files shared through a master", load: () => import("./commands/ls.ts") },
   fetch: { description: "Download files over UDP, verified by SHA-256", load: () => import("./commands/fetch.ts") },
+  status: { description: "Show the file servers behind a master and its counters", load: () => import("./commands/status.ts") },
 };
 
 const root: CommandDef = {
@@ -62,7 +63,7 @@ function reportFailure(err: unknown, verbose: boolean): void {
 
 async function main(argv: string[]): Promise<void> {
   const first = argv[0];
-  if (first === undefined) usageError("missing command (master, serve, ls, fetch)");
+  if (first === undefined) usageError("missing command (master, serve, ls, fetch, status)");
   if (first === "--version" || first === "-v") {
     process.stdout.write(`${VERSION}\n`);
     return;

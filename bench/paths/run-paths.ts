@@ -11,6 +11,7 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { writePathsChart } from "../chart.ts";
 import { waitForStderr } from "../process-lines.ts";
 import { nsExec, PathNamespaces, readSysctl, SERVER_ADDRESS, sysctl, type EmulatorCounters } from "./netns.ts";
 import { fileBytesFor, selectPaths, type PathSpec } from "./paths.ts";
@@ -363,5 +364,7 @@ export async function runPaths(options: PathsOptions): Promise<number> {
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, "paths-latest.json"), JSON.stringify({ date: new Date().toISOString(), samples, capSeconds, paths: results }, null, 2));
   console.log(`\nJSON: ${join(outDir, "paths-latest.json")}`);
+  writePathsChart({ date: new Date().toISOString(), samples, capSeconds, paths: results }, join(outDir, "paths-latest.svg"));
+  console.log(`SVG:  ${join(outDir, "paths-latest.svg")}`);
   return results.length === specs.length ? 0 : 1;
 }

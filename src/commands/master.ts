@@ -5,6 +5,7 @@ import { MasterServer } from "../index/master-server.ts";
 import { RedisStore } from "../index/redis-store.ts";
 import { createLogger } from "../log.ts";
 import { formatAddress, parseBindHost, parsePort } from "../net/address.ts";
+import { parseListenArg } from "../ops/listen-arg.ts";
 import { logArgs, parseSeconds, resolveToken, tokenArg } from "./shared-args.ts";
 
 export default defineCommand({
@@ -15,6 +16,7 @@ export default defineCommand({
     "heartbeat-timeout": { type: "string", default: "6", valueHint: "SECONDS", description: "Drop a silent file server after this long" },
     "max-connections": { type: "string", default: "4096", valueHint: "N", description: "Refuse connections beyond this many" },
     store: { type: "string", valueHint: "redis://HOST:PORT[/DB]", description: "Share the index with other masters through Redis (env FTX_STORE)" },
+    http: { type: "string", valueHint: "HOST:PORT", description: "Serve a read-only web view, /metrics and /api/* here (behind the token when there is one)" },
     ...logArgs,
   },
   async run({ args }) {
@@ -22,6 +24,7 @@ export default defineCommand({
     const port = parsePort(args.port, "--port", true);
     const heartbeatTimeoutMs = Math.round(parseSeconds(args["heartbeat-timeout"], "--heartbeat-timeout") * 1000);
     const maxConnections = parsePort(args["max-connections"], "--max-connections", false);
+    const httpListen = args.http === undefined ? undefined : parseListenArg(args.http);
     const logger = createLogger(args, "master");
     const token = resolveToken(args.token);
     const storeUrl = args.store ?? (process.env.FTX_STORE || undefined);
@@ -35,8 +38,21 @@ export default defineCommand({
       throw err;
     }
     logger.info(`listening on ${formatAddress(host, server.port)}${token ? " (token required)" : ""}${storeUrl ? ", index shared through Redis" : ""}`);
+    let http: { stop(): void } | undefined;
+    if (httpListen) {
+      const { MasterHttp } = await import("../ops/master-http.ts");
+      try {
+        const h = MasterHttp.start({ listen: httpListen, token, master: server, logger });
+        http = h;
+        logger.info(`web view on ${h.url}${token ? " (token required)" : ""}`);
+      } catch (err) {
+        server.stop();
+        throw err;
+      }
+    }
     const signal = await untilSignal();
     logger.info(`${signal}: stopping`);
+    http?.stop();
     server.stop();
   },
 });

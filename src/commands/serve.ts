@@ -6,6 +6,7 @@ import { Registration } from "../index/registration.ts";
 import { createLogger } from "../log.ts";
 import { bareHost, formatAddress, parseBindHost, parseHostPort, parsePort } from "../net/address.ts";
 import { FileService } from "../transfer/file-service.ts";
+import { parseListenArg } from "../ops/listen-arg.ts";
 import { logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
 
 export default defineCommand({
@@ -18,12 +19,14 @@ export default defineCommand({
     ...tokenArg,
     "max-sessions": { type: "string", default: "512", valueHint: "N", description: "Transfers served at once, in all" },
     "max-sessions-per-client": { type: "string", default: "64", valueHint: "N", description: "Transfers served at once to one client address" },
+    http: { type: "string", valueHint: "HOST:PORT", description: "Serve /metrics and a page of active transfers here (behind the token when there is one)" },
     ...logArgs,
   },
   async run({ args }) {
     const masters = resolveMasters(args.master, "--master");
     const host = parseBindHost(args.host);
     const port = parsePort(args.port, "--port", true);
+    const httpListen = args.http === undefined ? undefined : parseListenArg(args.http);
     const advertise = args.advertise === undefined ? undefined : parseHostPort(args.advertise, "--advertise", 0);
     const token = resolveToken(args.token);
     const logger = createLogger(args, "serve");
@@ -47,11 +50,25 @@ export default defineCommand({
         stopFatal();
       },
     });
+    let http: { stop(): void } | undefined;
+    if (httpListen) {
+      const { ServeHttp } = await import("../ops/serve-http.ts");
+      try {
+        const h = ServeHttp.start({ listen: httpListen, token, service, root: catalog.root });
+        http = h;
+        logger.info(`web view on ${h.url}${token ? " (token required)" : ""}`);
+      } catch (err) {
+        service.stop();
+        catalog.stop();
+        throw err;
+      }
+    }
     registration.start();
     logger.info(`serving ${catalog.root} over UDP on ${formatAddress(host, service.port)}, registering with ${registration.display}`);
 
     const signal = await Promise.race([untilSignal(), fatalSignal]);
     registration.stop();
+    http?.stop();
     service.stop();
     catalog.stop();
     if (fatal) throw fatal;

@@ -16,6 +16,8 @@ import { escapeControl } from "../util/terminal-text.ts";
 import { PeerSession, type SessionConfig, type SessionEffect, type SessionState } from "./core/peer-session.ts";
 import { DEFAULT_REGISTRY_LIMITS, Registry, type RegistryLimits } from "./core/registry.ts";
 import type { RegistryStore } from "./core/store.ts";
+import { MasterObserver } from "../ops/master-observer.ts";
+import { buildStatus, statusFrames, type ReadonlyIndex } from "../ops/status-report.ts";
 
 export interface MasterOptions {
   host: string;
@@ -105,6 +107,8 @@ export class MasterServer {
     framesByState: { "awaiting-hello": 0, "awaiting-auth": 0, "file-server": 0, announced: 0, client: 0, closed: 0 },
     undecodable: 0,
   };
+  /** Operators' view (ftx status, --http): counters and server presence, fed by the hooks marked "ops". */
+  readonly observer = new MasterObserver();
 
   private constructor(private readonly opts: MasterOptions) {
     this.logger = opts.logger ?? silentLogger;
@@ -130,6 +134,11 @@ export class MasterServer {
 
   get connectionCount(): number {
     return this.conns.size;
+  }
+
+  /** Read-only access to the index for the operators' view (src/ops). */
+  get index(): ReadonlyIndex {
+    return this.registry;
   }
 
   private listen(): void {
@@ -207,6 +216,7 @@ export class MasterServer {
     conn.peer.maxFrameBytes = MAX_PREAUTH_FRAME_BYTES;
     socket.data = conn;
     this.conns.set(id, conn);
+    this.observer.connectionOpened(id, Date.now()); // ops
     this.logger.debug(`connection from ${remote}`);
     this.wakeFor(session);
   }
@@ -224,6 +234,7 @@ export class MasterServer {
     this.listing.delete(conn);
     conn.lists.length = 0;
     this.apply(conn, conn.session.handleClose());
+    this.observer.connectionClosed(conn.session.peerId, "closed"); // ops
   }
 
   private *connViews(): Iterable<ConnView> {
@@ -254,7 +265,14 @@ export class MasterServer {
     this.stats.framesByState[conn.session.state]++;
     conn.frames++;
     const now = performance.now();
+    if (msg.type === MsgType.Status && conn.session.state === "client") {
+      this.sendStatus(conn, msg.requestId); // ops
+      this.checkBacklog(conn, now);
+      return;
+    }
+    const before = conn.session.state;
     this.apply(conn, conn.session.handle(msg, now));
+    this.observe(conn, msg, before);
     const state = conn.session.state;
     if (state === "client" || state === "file-server" || state === "announced") conn.peer.maxFrameBytes = MAX_FRAME_BYTES;
     this.checkBacklog(conn, now);
@@ -284,6 +302,22 @@ export class MasterServer {
 
   private get outputStallMs(): number {
     return this.opts.outputStallMs ?? DEFAULT_OUTPUT_STALL_MS;
+  }
+
+  // ---- ops: what the operators' view is told (src/ops) -------------------------------------------
+  private observe(conn: Conn, msg: IndexMessage, before: SessionState): void {
+    const after = conn.session.state;
+    const peerId = conn.session.peerId;
+    if (after === "announced") {
+      if (msg.type === MsgType.Announce) this.observer.joined(peerId, formatAddress(msg.host === "" ? unmapIPv4(conn.socket.remoteAddress) : msg.host, msg.port), Date.now());
+      else if (msg.type === MsgType.FilesAdd || msg.type === MsgType.FilesRemove) this.observer.filesChanged(peerId, Date.now());
+      else this.observer.heard(peerId, Date.now());
+    } else if (before === "announced") this.observer.left(peerId, "refused");
+  }
+
+  private sendStatus(conn: Conn, requestId: number): void {
+    for (const frame of statusFrames(requestId, buildStatus(this.registry, this.observer, this.conns.size))) conn.peer.send(frame);
+    this.observer.statusAnswered();
   }
 
   /** Carry out what a session decided. */
@@ -320,6 +354,7 @@ export class MasterServer {
    */
   private onTimeout(now: number): void {
     for (const peerId of this.registry.expire(now)) {
+      this.observer.left(peerId, "evicted"); // ops
       const conn = this.conns.get(peerId);
       if (conn) this.apply(conn, conn.session.evict());
     }
@@ -433,6 +468,7 @@ export class MasterServer {
     if (name === undefined) {
       conn.peer.send({ type: MsgType.ListEnd, requestId: req.requestId, total: req.total, stale: this.registry.stale });
       conn.lists.shift();
+      this.observer.listAnswered(); // ops
       conn.session.listAnswered(performance.now());
       this.wakeFor(conn.session);
     }

@@ -1,5 +1,5 @@
 import type { FileRecord, ListEntry } from "./core/messages.ts";
-import type { RegistryStore } from "./core/store.ts";
+import type { RegistryStore, ServerSummary } from "./core/store.ts";
 
 /**
  * One entry per distinct (name, sha256, size, pieces root). Servers' file maps point at these shared entries rather than
@@ -97,6 +97,15 @@ export class MemoryStore implements RegistryStore {
 
   serverIds(): number[] {
     return [...this.servers.keys()];
+  }
+
+  /** Operators' view (ftx status): O(files of that server). */
+  serverSummary(peerId: number): ServerSummary | undefined {
+    const server = this.servers.get(peerId);
+    if (!server) return undefined;
+    let bytes = 0;
+    for (const e of server.files.values()) bytes += e.size;
+    return { address: server.address, files: server.files.size, bytes };
   }
 
   getFile(peerId: number, name: string): FileRecord | undefined {

@@ -4,7 +4,7 @@ import { FtxError, errorMessage } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { MemoryStore } from "./memory-store.ts";
 import type { FileRecord, ListEntry } from "./core/messages.ts";
-import type { RegistryStore } from "./core/store.ts";
+import type { RegistryStore, ServerSummary } from "./core/store.ts";
 
 /**
  * A registry store shared by several masters through Redis (docs/PROTOCOL.md, "Shared index").
@@ -37,7 +37,7 @@ interface Pending {
 export class RedisStore implements RegistryStore {
   private readonly own = new MemoryStore();
   private readonly view = new MemoryStore();
-  private readonly masterId = Buffer.from(randomBytes(6)).toString("hex");
+  readonly masterId = Buffer.from(randomBytes(6)).toString("hex");
   private readonly pending = new Map<number, Pending>();
   private readonly lastRenew = new Map<number, number>();
   /** Remote server id → [local id in `view`, version last loaded]. */
@@ -206,6 +206,19 @@ export class RedisStore implements RegistryStore {
   }
   isStale(): boolean {
     return !this.healthy;
+  }
+
+  // ---- operators' view (ftx status) ---------------------------------------------------------------
+  serverSummary(peerId: number): ServerSummary | undefined {
+    return this.own.serverSummary(peerId);
+  }
+  remoteServers(): Array<ServerSummary & { master: string }> {
+    const out: Array<ServerSummary & { master: string }> = [];
+    for (const [id, r] of this.remote) {
+      const summary = this.view.serverSummary(r.localId);
+      if (summary) out.push({ ...summary, master: id.slice(0, id.lastIndexOf("-")) });
+    }
+    return out;
   }
 
   /** Bring the view up to date with everyone else's servers, loading only those that changed. */

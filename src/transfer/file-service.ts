@@ -9,7 +9,7 @@ import { growReceiveBuffer } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { verifyRequestMac } from "./request-mac.ts";
-import { SEND_BATCH, ServerEndpoint, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./core/server-endpoint.ts";
+import { SEND_BATCH, ServerEndpoint, type ActiveSession, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./core/server-endpoint.ts";
 import { TransferErrorCode } from "./core/wire.ts";
 
 export interface FileServiceOptions {
@@ -87,6 +87,8 @@ export class FileService {
   private readonly batch: Array<Uint8Array | number | string> = [];
   private readonly wake = new DeadlineTimer(() => this.onTimer());
   private stopped = false;
+  /** Operators' view (`ftx serve --http`, src/ops): told every endpoint event after it is logged. */
+  onEvent: ((ev: EndpointEvent) => void) | undefined;
 
   private constructor(
     private readonly socket: udp.Socket<"uint8array">,
@@ -143,6 +145,11 @@ export class FileService {
     return this.endpoint.counters;
   }
 
+  /** Operators' view: the transfers open now. */
+  activeSessions(): ActiveSession[] {
+    return this.endpoint.activeSessions();
+  }
+
   stop(): void {
     this.stopped = true;
     this.wake.cancel();
@@ -190,7 +197,10 @@ export class FileService {
       const sent = this.sendMany(batch, count);
       for (let i = count - 1; i >= sent; i--) endpoint.unsend();
     }
-    for (let ev = endpoint.pollEvent(); ev; ev = endpoint.pollEvent()) this.log(ev);
+    for (let ev = endpoint.pollEvent(); ev; ev = endpoint.pollEvent()) {
+      this.log(ev);
+      this.onEvent?.(ev);
+    }
     const at = endpoint.pollTimeout();
     if (at !== undefined) this.wake.wakeBy(at);
   }

@@ -4,6 +4,10 @@ import {
   INDEX_MAGIC,
   MAC_BYTES,
   MAX_ADDRESS_BYTES,
+  MAX_COUNTER_NAME_BYTES,
+  MAX_MASTER_ID_BYTES,
+  MAX_STATUS_COUNTERS,
+  MAX_STATUS_SERVERS_PER_FRAME,
   MAX_ERROR_TEXT_BYTES,
   MAX_FRAME_BYTES,
   MAX_NAME_BYTES,
@@ -15,6 +19,7 @@ import {
   type FileRecord,
   type IndexMessage,
   type ListEntry,
+  type StatusServer,
 } from "./messages.ts";
 
 /** Frame header: u32 length of (type byte + payload). */
@@ -89,6 +94,19 @@ export function encodeMessage(msg: IndexMessage): Uint8Array {
     case MsgType.ListEnd:
       w.u32(msg.requestId).u32(msg.total).u8(msg.stale ? 1 : 0);
       break;
+    case MsgType.Status:
+      w.u32(msg.requestId);
+      break;
+    case MsgType.StatusServers:
+      if (msg.servers.length > MAX_STATUS_SERVERS_PER_FRAME) throw new RangeError(`${msg.servers.length} servers in one STATUS_SERVERS frame (at most ${MAX_STATUS_SERVERS_PER_FRAME})`);
+      w.u32(msg.requestId).u16(msg.servers.length);
+      for (const s of msg.servers) writeStatusServer(w, s);
+      break;
+    case MsgType.StatusEnd:
+      if (msg.counters.length > MAX_STATUS_COUNTERS) throw new RangeError(`${msg.counters.length} counters (at most ${MAX_STATUS_COUNTERS})`);
+      w.u32(msg.requestId).u8(msg.format).string(1, msg.masterId, MAX_MASTER_ID_BYTES).u64(msg.startedAtMs).u8(msg.counters.length);
+      for (const c of msg.counters) w.string(1, c.name, MAX_COUNTER_NAME_BYTES).u64(c.value);
+      break;
   }
   const bodyLength = w.length - LENGTH_PREFIX_BYTES;
   if (bodyLength > MAX_FRAME_BYTES) throw new RangeError(`frame of ${bodyLength} bytes exceeds ${MAX_FRAME_BYTES}`);
@@ -105,6 +123,24 @@ function fixed(bytes: Uint8Array, n: number, what: string): Uint8Array {
 function writeFileRecord(w: ByteWriter, f: FileRecord): void {
   w.string(2, f.name, MAX_NAME_BYTES).u64(f.size).hex(f.sha256, SHA256_BYTES).hex(f.piecesRoot ?? UNKNOWN_ROOT, SHA256_BYTES);
 }
+
+function writeStatusServer(w: ByteWriter, s: StatusServer): void {
+  w.string(1, s.address, MAX_ADDRESS_BYTES).u32(s.files).u64(s.bytes).u64(s.connectedSinceMs).u64(s.lastHeartbeatMs).string(1, s.master, MAX_MASTER_ID_BYTES);
+}
+
+function readStatusServer(r: ByteReader): StatusServer {
+  return {
+    address: r.string(1, MAX_ADDRESS_BYTES, "server address"),
+    files: r.u32("file count"),
+    bytes: r.u64("bytes"),
+    connectedSinceMs: r.u64("connected since"),
+    lastHeartbeatMs: r.u64("last heartbeat"),
+    master: r.string(1, MAX_MASTER_ID_BYTES, "master id"),
+  };
+}
+
+/** Smallest STATUS_SERVERS entry: empty address and master id. */
+const MIN_STATUS_SERVER_BYTES = 1 + 4 + 8 + 8 + 8 + 1;
 
 /** All zeros on the wire: the sender did not give a pieces root. */
 const UNKNOWN_ROOT = "0".repeat(64);
@@ -201,6 +237,31 @@ export function decodeBody(body: Uint8Array): IndexMessage {
       const total = r.u32("total");
       const flags = r.u8("flags");
       msg = { type, requestId, total, stale: (flags & 1) === 1 };
+      break;
+    }
+    case MsgType.Status:
+      msg = { type, requestId: r.u32("request id") };
+      break;
+    case MsgType.StatusServers: {
+      const requestId = r.u32("request id");
+      const count = r.u16("server count");
+      if (count > MAX_STATUS_SERVERS_PER_FRAME) throw new ProtocolError(`${count} servers in one STATUS_SERVERS frame (at most ${MAX_STATUS_SERVERS_PER_FRAME})`);
+      if (count * MIN_STATUS_SERVER_BYTES > r.remaining) throw new ProtocolError(`server count ${count} does not fit in the frame`);
+      const servers: StatusServer[] = [];
+      for (let i = 0; i < count; i++) servers.push(readStatusServer(r));
+      msg = { type, requestId, servers };
+      break;
+    }
+    case MsgType.StatusEnd: {
+      const requestId = r.u32("request id");
+      const format = r.u8("status format");
+      const masterId = r.string(1, MAX_MASTER_ID_BYTES, "master id");
+      const startedAtMs = r.u64("started at");
+      const count = r.u8("counter count");
+      if (count > MAX_STATUS_COUNTERS) throw new ProtocolError(`${count} counters (at most ${MAX_STATUS_COUNTERS})`);
+      const counters: Array<{ name: string; value: number }> = [];
+      for (let i = 0; i < count; i++) counters.push({ name: r.string(1, MAX_COUNTER_NAME_BYTES, "counter name"), value: r.u64("counter value") });
+      msg = { type, requestId, format, masterId, startedAtMs, counters };
       break;
     }
     default:

@@ -47,6 +47,10 @@ export enum MsgType {
   List = 0x20,
   ListEntries = 0x21,
   ListEnd = 0x22,
+  // Operators' view (`ftx status`, issue 18): a client asks, the master answers in bounded frames.
+  Status = 0x23,
+  StatusServers = 0x24,
+  StatusEnd = 0x25,
 }
 
 export enum IndexErrorCode {
@@ -56,6 +60,26 @@ export enum IndexErrorCode {
   Version = 4,
   Timeout = 5,
   Busy = 6,
+}
+
+/** STATUS_END's format: a reader that knows an older one still reads the named counters it gets. */
+export const STATUS_FORMAT_VERSION = 1;
+/** At most this many servers per STATUS_SERVERS frame (each ≤ 349 bytes: well under MAX_FRAME_BYTES). */
+export const MAX_STATUS_SERVERS_PER_FRAME = 2000;
+export const MAX_STATUS_COUNTERS = 64;
+export const MAX_COUNTER_NAME_BYTES = 64;
+/** A master's id in a shared index (12 hex digits today). */
+export const MAX_MASTER_ID_BYTES = 64;
+
+/** One file server as `ftx status` shows it; times are epoch ms, 0 when this master cannot know them. */
+export interface StatusServer {
+  address: string;
+  files: number;
+  bytes: number;
+  connectedSinceMs: number;
+  lastHeartbeatMs: number;
+  /** The id of the master it registered through (several masters may share one Redis). */
+  master: string;
 }
 
 export interface ListEntry extends FileRecord {
@@ -76,4 +100,15 @@ export type IndexMessage =
   | { type: MsgType.FileRejected; name: string; reason: string }
   | { type: MsgType.List; requestId: number; pattern: string }
   | { type: MsgType.ListEntries; requestId: number; entries: ListEntry[] }
-  | { type: MsgType.ListEnd; requestId: number; total: number; stale: boolean };
+  | { type: MsgType.ListEnd; requestId: number; total: number; stale: boolean }
+  | { type: MsgType.Status; requestId: number }
+  | { type: MsgType.StatusServers; requestId: number; servers: StatusServer[] }
+  | {
+      type: MsgType.StatusEnd;
+      requestId: number;
+      format: number;
+      masterId: string;
+      startedAtMs: number;
+      /** Named counters (`connections`, `lists_total`, …): a newer master may send more. */
+      counters: Array<{ name: string; value: number }>;
+    };

@@ -2,7 +2,7 @@ import { unsafeNameReason } from "../../files/core/safe-name.ts";
 import type { FileRecord, ListEntry } from "./messages.ts";
 import { ListingJob } from "./listing.ts";
 import { compilePattern } from "./pattern.ts";
-import type { RegistryStore } from "./store.ts";
+import type { RegistryStore, ServerSummary } from "./store.ts";
 
 export interface RegistryLimits {
   /** A file server announcing more than this gets the rest refused, with a reason. */
@@ -190,6 +190,40 @@ export class Registry {
   /** A LIST answer to prepare in slices (ListingJob). Throws PatternError for a pattern it refuses. */
   listing(requestId: number, pattern: string): ListingJob {
     return new ListingJob(requestId, this.store.allNames(), compilePattern(pattern));
+  }
+
+  // ---- operators' view (src/ops): read-only -----------------------------------------------------
+  serverSummary(peerId: number): ServerSummary | undefined {
+    return this.store.serverSummary?.(peerId);
+  }
+
+  remoteServers(): Array<ServerSummary & { master: string }> {
+    return this.store.remoteServers?.() ?? [];
+  }
+
+  get masterId(): string | undefined {
+    return this.store.masterId;
+  }
+
+  /** The first `limit` of matchingNames(PATTERN) and how many match, without sorting them all (a page of a huge index). */
+  firstNames(pattern: string, limit: number): { names: string[]; matched: number } {
+    const m = compilePattern(pattern);
+    const all = this.store.names((name) => m.matches(name));
+    if (all.length <= limit) return { names: all.sort(), matched: all.length };
+    const first: string[] = [];
+    for (const name of all) {
+      if (first.length === limit && name >= first[limit - 1]!) continue;
+      let lo = 0;
+      let hi = first.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (first[mid]! < name) lo = mid + 1;
+        else hi = mid;
+      }
+      first.splice(lo, 0, name);
+      if (first.length > limit) first.pop();
+    }
+    return { names: first, matched: all.length };
   }
 
   /** Every entry matching PATTERN, sorted by name then hash. */

@@ -27,4 +27,17 @@ export interface RegistryStore {
   /** True while answers may be out of date (a shared store that cannot reach its backend). */
   isStale?(): boolean;
   close?(): void;
+  // ---- operators' view (ftx status, --http): read-only ------------------------------------------
+  /** This master's id in a shared index. */
+  readonly masterId?: string;
+  /** One of this master's servers: its address, file count and bytes. */
+  serverSummary?(peerId: number): ServerSummary | undefined;
+  /** Servers registered through other masters sharing the store. */
+  remoteServers?(): Array<ServerSummary & { master: string }>;
+}
+
+export interface ServerSummary {
+  address: string;
+  files: number;
+  bytes: number;
 }

@@ -177,6 +177,21 @@ export interface EndpointCounters {
   evicted: number;
 }
 
+/** One open session as the operators' view shows it (`activeSessions`). */
+export interface ActiveSession {
+  sessionId: number;
+  address: string;
+  port: number;
+  name: string;
+  offset: number;
+  end: number;
+  segmentBytes: number;
+  pieceHashes: boolean;
+  /** Monotonic ms, as passed in. */
+  createdAt: number;
+  stats: SenderStats;
+}
+
 class Session<F, H> {
   /** Another session with the same id (from another address or port): ids are the client's choice. */
   sameId: Session<F, H> | undefined = undefined;
@@ -287,6 +302,16 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   /** Sessions open now. */
   get sessionCount(): number {
     return this.liveSessions;
+  }
+
+  /** Operators' view (`ftx serve --http`): the sessions open now, read-only. */
+  activeSessions(): ActiveSession[] {
+    const out: ActiveSession[] = [];
+    for (const first of this.sessions.values())
+      for (let s: Session<F, H> | undefined = first; s; s = s.sameId)
+        if (!s.closed)
+          out.push({ sessionId: s.sessionId, address: s.address, port: s.port, name: s.file.name, offset: s.offset, end: s.end, segmentBytes: s.segmentBytes, pieceHashes: s.pieceHashes !== undefined, createdAt: s.createdAt, stats: s.sender.stats() });
+    return out;
   }
 
   /** A transmit was taken back: nothing more until `handleDrain`. */

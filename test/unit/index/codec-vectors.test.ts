@@ -75,6 +75,29 @@ LIST_ENTRIES
 LIST_END
   0000000a 22
   00000007 00000001 01
+# STATUS: request id 7
+STATUS
+  00000005 23
+  00000007
+# STATUS_SERVERS: request id 7, one server: "127.0.0.1:40123", 3 files, 1000 bytes, connected since
+# 1700000000000 ms, last heard 1700000002000 ms, registered through master "a1b2c3d4e5f6"
+STATUS_SERVERS
+  00000040 24
+  00000007 0001
+  0f 3132372e302e302e313a3430313233
+  00000003 00000000000003e8
+  0000018bcfe56800 0000018bcfe56fd0
+  0c 613162326333643465356636
+# STATUS_END: request id 7, format 1, master "a1b2c3d4e5f6", started at 1700000000000 ms,
+# counters connections = 2, lists_total = 5
+STATUS_END
+  00000044 25
+  00000007 01
+  0c 613162326333643465356636
+  0000018bcfe56800
+  02
+  0b 636f6e6e656374696f6e73 0000000000000002
+  0b 6c697374735f746f74616c 0000000000000005
 `;
 
 const SHA = "11".repeat(32);
@@ -93,6 +116,23 @@ const MESSAGES: Record<string, IndexMessage> = {
   LIST: { type: MsgType.List, requestId: 7, pattern: "*.txt" },
   LIST_ENTRIES: { type: MsgType.ListEntries, requestId: 7, entries: [{ name: "a/b.txt", size: 1000, sha256: SHA, servers: ["127.0.0.1:40123", "[::1]:40123"] }] },
   LIST_END: { type: MsgType.ListEnd, requestId: 7, total: 1, stale: true },
+  STATUS: { type: MsgType.Status, requestId: 7 },
+  STATUS_SERVERS: {
+    type: MsgType.StatusServers,
+    requestId: 7,
+    servers: [{ address: "127.0.0.1:40123", files: 3, bytes: 1000, connectedSinceMs: 1700000000000, lastHeartbeatMs: 1700000002000, master: "a1b2c3d4e5f6" }],
+  },
+  STATUS_END: {
+    type: MsgType.StatusEnd,
+    requestId: 7,
+    format: 1,
+    masterId: "a1b2c3d4e5f6",
+    startedAtMs: 1700000000000,
+    counters: [
+      { name: "connections", value: 2 },
+      { name: "lists_total", value: 5 },
+    ],
+  },
 };
 
 const vectors = parseVectors(VECTORS);

@@ -26,6 +26,10 @@ const SAMPLES: Record<MsgType, IndexMessage> = {
   [MsgType.List]: { type: MsgType.List, requestId: 0, pattern: "" },
   [MsgType.ListEntries]: { type: MsgType.ListEntries, requestId: 0, entries: [] },
   [MsgType.ListEnd]: { type: MsgType.ListEnd, requestId: 0, total: 0, stale: false },
+  // STATUS is answered by the master's shell (src/ops), not by the session: the session refuses it.
+  [MsgType.Status]: { type: MsgType.Status, requestId: 0 },
+  [MsgType.StatusServers]: { type: MsgType.StatusServers, requestId: 0, servers: [] },
+  [MsgType.StatusEnd]: { type: MsgType.StatusEnd, requestId: 0, format: 1, masterId: "m", startedAtMs: 0, counters: [] },
 };
 const ALL_TYPES = Object.keys(SAMPLES).map(Number) as MsgType[];
 
