@@ -1,12 +1,12 @@
 import type { Server } from "bun";
-import { FtxError } from "../errors.ts";
 import { MAX_PATTERN_BYTES } from "../index/core/messages.ts";
 import type { MasterServer } from "../index/master-server.ts";
 import { silentLogger, type Logger } from "../log.ts";
-import { formatAddress, type HostPort } from "../net/address.ts";
+import type { HostPort } from "../net/address.ts";
 import { humanBytes } from "../util/format.ts";
 import { esc, htmlResponse, jsonResponse, page, authGate } from "./html.ts";
 import { HttpAuth } from "./http-auth.ts";
+import { httpUrl, listenHttp } from "./listen-arg.ts";
 import type { ObserverEvent } from "./master-observer.ts";
 import { PromWriter, PROM_CONTENT_TYPE } from "./prom-text.ts";
 import { buildStatus, toLsJson, toReport, type StatusReport } from "./status-report.ts";
@@ -65,11 +65,7 @@ export class MasterHttp {
 
   static start(opts: MasterHttpOptions): MasterHttp {
     const http = new MasterHttp(opts);
-    try {
-      http.server = Bun.serve({ hostname: opts.listen.host, port: opts.listen.port, idleTimeout: 30, fetch: (req, server) => http.handle(req, server) });
-    } catch (err) {
-      throw new FtxError("E_IO", `cannot listen for HTTP on ${formatAddress(opts.listen.host, opts.listen.port)}: ${(err as Error).message}`, { cause: err });
-    }
+    http.server = listenHttp(opts.listen, (req, server) => http.handle(req, server), 30);
     return http;
   }
 
@@ -78,7 +74,7 @@ export class MasterHttp {
   }
 
   get url(): string {
-    return `http://${formatAddress(this.opts.listen.host === "0.0.0.0" || this.opts.listen.host === "::" ? "127.0.0.1" : this.opts.listen.host, this.port)}/`;
+    return httpUrl(this.opts.listen, this.port);
   }
 
   stop(): void {

@@ -1,11 +1,11 @@
 import type { Server } from "bun";
-import { FtxError } from "../errors.ts";
 import { formatAddress, unmapIPv4, type HostPort } from "../net/address.ts";
 import type { ActiveSession, EndpointEvent } from "../transfer/core/server-endpoint.ts";
 import type { FileService } from "../transfer/file-service.ts";
 import { humanBytes, humanRate } from "../util/format.ts";
 import { authGate, esc, htmlResponse, jsonResponse, page } from "./html.ts";
 import { HttpAuth } from "./http-auth.ts";
+import { httpUrl, listenHttp } from "./listen-arg.ts";
 import { PromWriter, PROM_CONTENT_TYPE, type Sample } from "./prom-text.ts";
 
 /**
@@ -68,11 +68,7 @@ export class ServeHttp {
 
   static start(opts: ServeHttpOptions): ServeHttp {
     const http = new ServeHttp(opts);
-    try {
-      http.server = Bun.serve({ hostname: opts.listen.host, port: opts.listen.port, fetch: (req) => http.handle(req) });
-    } catch (err) {
-      throw new FtxError("E_IO", `cannot listen for HTTP on ${formatAddress(opts.listen.host, opts.listen.port)}: ${(err as Error).message}`, { cause: err });
-    }
+    http.server = listenHttp(opts.listen, (req) => http.handle(req));
     return http;
   }
 
@@ -81,7 +77,7 @@ export class ServeHttp {
   }
 
   get url(): string {
-    return `http://${formatAddress(this.opts.listen.host === "0.0.0.0" || this.opts.listen.host === "::" ? "127.0.0.1" : this.opts.listen.host, this.port)}/`;
+    return httpUrl(this.opts.listen, this.port);
   }
 
   stop(): void {
