@@ -4,7 +4,7 @@
  * the file server and the client at --verbose, their logs in /tmp/ftx-diag/: for finding out where a
  * path's time goes, not for measuring (the bench does that). With DIAG_BESIDE_TCP=1, a TCP BBR
  * download (curl ← nginx) of a file 4× as large runs from 2 s before the fetch, as the bench's share
- * measurement does.
+ * measurement does. With DIAG_PROFILE=1, both write CPU profiles (and their markdown) to /tmp/ftx-diag/prof.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,7 +15,9 @@ const dir = "/tmp/ftx-diag";
 mkdirSync(join(dir, "share"), { recursive: true });
 writeFileSync(join(dir, "share", "payload.bin"), crypto.getRandomValues(new Uint8Array(Number(mib) << 20)));
 const root = join(import.meta.dir, "../..");
-const ftx = ["bun", join(root, "src/cli.ts")];
+// DIAG_PROFILE=1: the file server and the client write CPU profiles (markdown too) to /tmp/ftx-diag/prof.
+const profile = process.env.DIAG_PROFILE === "1" ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(dir, "prof")}`] : [];
+const ftx = ["bun", ...profile, join(root, "src/cli.ts")];
 const link =
   rate === "lan"
     ? ({ kind: "veth", lossPct: Number(loss) } as const)
@@ -55,7 +57,7 @@ http { access_log off; sendfile on; tcp_nopush on; server { listen ${SERVER_ADDR
   exec(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", "7700"], "master.log");
   await Bun.sleep(500);
   exec(ns.server, [...ftx, "serve", join(dir, "share"), "--master", `${SERVER_ADDRESS}:7700`, "--host", SERVER_ADDRESS, "--verbose"], "serve.log");
-  await Bun.sleep(1500);
+  await Bun.sleep(1500 + Number(mib) * 12); // the server hashes the file before it lists it
   if (process.env.DIAG_BESIDE_TCP === "1") {
     exec(ns.client, ["curl", "-s", "-o", "/dev/null", "-w", "TCP: %{speed_download} B/s\\n", `http://${SERVER_ADDRESS}:8080/tcp-long.bin`], "curl.log");
     await Bun.sleep(2000);
