@@ -11,14 +11,16 @@ export const aes256gcm: AeadFactory = (keyBytes: Uint8Array): Aead => {
   return {
     name: "AES-256-GCM",
     seal(nonce, aad, plaintext) {
+      const out = new Uint8Array(plaintext.byteLength + AEAD_TAG_BYTES);
+      this.sealInto(nonce, aad, plaintext, out, 0);
+      return out;
+    },
+    sealInto(nonce, aad, plaintext, out, at) {
       const c = createCipheriv("aes-256-gcm", key, nonce);
       c.setAAD(aad);
-      const out = new Uint8Array(plaintext.byteLength + AEAD_TAG_BYTES);
-      const body = c.update(plaintext);
-      out.set(body, 0);
+      out.set(c.update(plaintext), at);
       c.final();
-      out.set(c.getAuthTag(), plaintext.byteLength);
-      return out;
+      out.set(c.getAuthTag(), at + plaintext.byteLength);
     },
     open(nonce, aad, sealed) {
       if (sealed.byteLength < AEAD_TAG_BYTES) return undefined;
