@@ -3,7 +3,7 @@ import { sha512 } from "@noble/hashes/sha2.js";
 import type { KeyExchange } from "./core/key-exchange.ts";
 
 /**
- * CPace (draft-irtf-cfrg-cpace-13) on ristretto255 with SHA-512, from @noble/curves (audited, pinned in
+ * CPace (draft-irtf-cfrg-cpace; its ristretto255 test vectors hold, test/unit/crypto/cpace.test.ts) on ristretto255 with SHA-512, from @noble/curves (audited, pinned in
  * package.json). Loaded only when a token is given (src/crypto/load.ts): the library costs ~25 ms to load.
  *
  *   g = derive_to_group(SHA-512(lv(DSI) ‖ lv(PRS) ‖ lv(zero pad) ‖ lv(CI) ‖ lv(sid)))   (RFC 9496 §4.3.4)
@@ -46,9 +46,10 @@ export function generator(prs: Uint8Array, ci: Uint8Array, sid: Uint8Array) {
   return ristretto255_hasher.deriveToCurve!(sha512(genString));
 }
 
+/** The scalar from the shell's random bytes, read little-endian (as the draft's vectors give ya, yb) mod the order. */
 function scalarOf(secret: Uint8Array): bigint {
   let v = 0n;
-  for (const b of secret) v = (v << 8n) | BigInt(b);
+  for (let i = secret.byteLength - 1; i >= 0; i--) v = (v << 8n) | BigInt(secret[i]!);
   const s = v % ORDER;
   return s === 0n ? 1n : s;
 }
