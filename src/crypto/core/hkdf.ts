@@ -6,13 +6,13 @@ const HASH_BYTES = 32;
 export function hmac(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   const h = new Bun.CryptoHasher("sha256", key);
   for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest().buffer.slice(0));
+  return Uint8Array.from(h.digest());
 }
 
 export function sha256(...parts: Uint8Array[]): Uint8Array {
   const h = new Bun.CryptoHasher("sha256");
   for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest().buffer.slice(0));
+  return Uint8Array.from(h.digest());
 }
 
 export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
