@@ -93,6 +93,8 @@ async function resolveAll(host: string): Promise<string[]> {
 export async function connectToMaster(target: HostPort, opts: ConnectOptions): Promise<IndexSession> {
   const display = formatAddress(target.host, target.port);
   const deadline = performance.now() + opts.timeoutMs;
+  // With a token the curve library loads (~15 ms) while the name resolves.
+  const kxLoading = keyExchangeFor(opts.token, "ftx-index");
   let addresses: string[];
   try {
     addresses = await withDeadline(resolveAll(target.host), deadline, display);
@@ -100,7 +102,7 @@ export async function connectToMaster(target: HostPort, opts: ConnectOptions): P
     if (err instanceof FtxError) throw err;
     throw unreachable(display, `cannot resolve '${target.host}'`);
   }
-  const kx = await keyExchangeFor(opts.token, "ftx-index");
+  const kx = await kxLoading;
   let lastError: FtxError | undefined;
   for (const address of addresses) {
     try {
