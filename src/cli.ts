@@ -28,6 +28,7 @@ const commands: Record<string, { description: string; load: () => Promise<Comman
   ls: { description: "List the files shared through a master", load: () => import("./commands/ls.ts") },
   fetch: { description: "Download files over UDP, verified by SHA-256", load: () => import("./commands/fetch.ts") },
   status: { description: "Show the file servers behind a master and its counters", load: () => import("./commands/status.ts") },
+  token: { description: "Print a fresh random token for --token / FTX_TOKEN", load: () => import("./commands/token.ts") },
 };
 
 const root: CommandDef = {

@@ -6,7 +6,7 @@ import { createLogger } from "../log.ts";
 import { parseBindHost } from "../net/address.ts";
 import { MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from "../transfer/core/wire.ts";
 import { escapeControl } from "../util/terminal-text.ts";
-import { jsonArg, logArgs, parseSeconds, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
+import { jsonArg, logArgs, parseSeconds, resolveMasters, resolveToken, tokenArg, securityArgs, applySecurityArgs } from "./shared-args.ts";
 
 export const variadic = true;
 export const exitWhenDone = true;
@@ -18,6 +18,7 @@ export default defineCommand({
     output: { type: "string", alias: "o", default: ".", valueHint: "DIR", description: "Where to write (created if missing)" },
     ...jsonArg,
     ...tokenArg,
+    ...securityArgs,
     "segment-size": { type: "string", valueHint: "BYTES", description: `Pin the datagram payload size (${MIN_SEGMENT_BYTES}–${MAX_SEGMENT_BYTES})` },
     parallel: { type: "string", default: "8", valueHint: "N", description: "Files downloaded at the same time" },
     bind: { type: "string", valueHint: "HOST", description: "Source address to send from (multi-homed hosts)" },
@@ -26,6 +27,7 @@ export default defineCommand({
     ...logArgs,
   },
   async run({ args }) {
+    applySecurityArgs(args);
     const masters = resolveMasters(args.master, "MASTER");
     const files = args._.slice(1);
     const segmentBytes = args["segment-size"] === undefined ? undefined : parseIntArg(args["segment-size"], "--segment-size", MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);

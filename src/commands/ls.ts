@@ -3,7 +3,7 @@ import { queryMaster } from "../index/index-client.ts";
 import type { ListEntry } from "../index/core/messages.ts";
 import { humanBytes, renderTable } from "../util/format.ts";
 import { escapeControl } from "../util/terminal-text.ts";
-import { jsonArg, logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
+import { jsonArg, logArgs, resolveMasters, resolveToken, tokenArg, securityArgs, applySecurityArgs } from "./shared-args.ts";
 
 export const exitWhenDone = true;
 
@@ -13,9 +13,11 @@ export default defineCommand({
     pattern: { type: "positional", required: false, description: "Glob (with * ? [) or case-insensitive substring" },
     ...jsonArg,
     ...tokenArg,
+    ...securityArgs,
     ...logArgs,
   },
   async run({ args }) {
+    applySecurityArgs(args);
     const masters = resolveMasters(args.master, "MASTER");
     const [answer] = await queryMaster(masters, [args.pattern ?? ""], resolveToken(args.token));
     const entries = answer!.entries;

@@ -6,13 +6,14 @@ import { RedisStore } from "../index/redis-store.ts";
 import { createLogger } from "../log.ts";
 import { formatAddress, parseBindHost, parsePort } from "../net/address.ts";
 import { parseListenArg } from "../ops/listen-arg.ts";
-import { logArgs, parseSeconds, resolveToken, tokenArg } from "./shared-args.ts";
+import { logArgs, parseSeconds, resolveToken, tokenArg, securityArgs } from "./shared-args.ts";
 
 export default defineCommand({
   args: {
     host: { type: "string", default: "0.0.0.0", valueHint: "HOST", description: "Address to listen on (:: for IPv4+IPv6)" },
     port: { type: "string", default: "7700", valueHint: "PORT", description: "TCP port (0: any free port)" },
     ...tokenArg,
+    ...securityArgs,
     "heartbeat-timeout": { type: "string", default: "6", valueHint: "SECONDS", description: "Drop a silent file server after this long" },
     "max-connections": { type: "string", default: "4096", valueHint: "N", description: "Refuse connections beyond this many" },
     store: { type: "string", valueHint: "redis://HOST:PORT[/DB]", description: "Share the index with other masters through Redis (env FTX_STORE)" },
@@ -32,12 +33,12 @@ export default defineCommand({
     const store = storeUrl === undefined ? undefined : await RedisStore.connect(storeUrl, heartbeatTimeoutMs, logger);
     let server: MasterServer;
     try {
-      server = MasterServer.start({ host, port, token, heartbeatTimeoutMs, logger, maxConnections, store });
+      server = MasterServer.start({ host, port, token, heartbeatTimeoutMs, logger, maxConnections, store, allowPlaintext: args["insecure-plaintext"] === true });
     } catch (err) {
       store?.close();
       throw err;
     }
-    logger.info(`listening on ${formatAddress(host, server.port)}${token ? " (token required)" : ""}${storeUrl ? ", index shared through Redis" : ""}`);
+    logger.info(`listening on ${formatAddress(host, server.port)}${token ? " (token required, CPace)" : " (no token: encrypted, peers not authenticated)"}${args["insecure-plaintext"] ? ", plaintext allowed" : ""}${storeUrl ? ", index shared through Redis" : ""}`);
     let http: { stop(): void } | undefined;
     if (httpListen) {
       const { MasterHttp } = await import("../ops/master-http.ts");

@@ -7,7 +7,7 @@ import { createLogger } from "../log.ts";
 import { bareHost, formatAddress, parseBindHost, parseHostPort, parsePort } from "../net/address.ts";
 import { FileService } from "../transfer/file-service.ts";
 import { parseListenArg } from "../ops/listen-arg.ts";
-import { logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
+import { logArgs, resolveMasters, resolveToken, tokenArg, securityArgs, applySecurityArgs } from "./shared-args.ts";
 
 export default defineCommand({
   args: {
@@ -17,12 +17,14 @@ export default defineCommand({
     port: { type: "string", default: "0", valueHint: "PORT", description: "UDP port to bind (0: any free port)" },
     advertise: { type: "string", valueHint: "HOST[:PORT]", description: "Address clients are told to send to (behind NAT or a relay)" },
     ...tokenArg,
+    ...securityArgs,
     "max-sessions": { type: "string", default: "512", valueHint: "N", description: "Transfers served at once, in all" },
     "max-sessions-per-client": { type: "string", default: "64", valueHint: "N", description: "Transfers served at once to one client address" },
     http: { type: "string", valueHint: "HOST:PORT", description: "Serve /metrics and a page of active transfers here (behind the token when there is one)" },
     ...logArgs,
   },
   async run({ args }) {
+    applySecurityArgs(args);
     const masters = resolveMasters(args.master, "--master");
     const host = parseBindHost(args.host);
     const port = parsePort(args.port, "--port", true);

@@ -2,7 +2,7 @@ import { defineCommand } from "citty";
 import { statusFromMaster } from "../ops/status-client.ts";
 import { toReport, type StatusReport } from "../ops/status-report.ts";
 import { humanBytes, renderTable } from "../util/format.ts";
-import { jsonArg, logArgs, resolveMasters, resolveToken, tokenArg } from "./shared-args.ts";
+import { jsonArg, logArgs, resolveMasters, resolveToken, tokenArg, securityArgs, applySecurityArgs } from "./shared-args.ts";
 
 export const exitWhenDone = true;
 
@@ -11,9 +11,11 @@ export default defineCommand({
     master: { type: "positional", required: true, valueHint: "HOST:PORT", description: "The master to ask, or a comma-separated list tried in turn (env FTX_MASTER)" },
     ...jsonArg,
     ...tokenArg,
+    ...securityArgs,
     ...logArgs,
   },
   async run({ args }) {
+    applySecurityArgs(args);
     const masters = resolveMasters(args.master, "MASTER");
     const report = toReport(await statusFromMaster(masters, resolveToken(args.token)));
     process.stdout.write(args.json ? JSON.stringify(report) + "\n" : toText(report, Date.now()));

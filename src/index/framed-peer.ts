@@ -1,6 +1,7 @@
 import { ProtocolError } from "../errors.ts";
-import { encodeMessage, FrameDecoder } from "./core/codec.ts";
-import type { IndexMessage } from "./core/messages.ts";
+import { FRAME_OVERHEAD_BYTES, type FrameOpener, type FrameSealer } from "../crypto/core/frame-seal.ts";
+import { decodeBody, encodeMessage, FrameDecoder } from "./core/codec.ts";
+import { MAX_FRAME_BYTES, type IndexMessage } from "./core/messages.ts";
 
 export interface FramedPeerHandler {
   onMessage(msg: IndexMessage): void;
@@ -35,6 +36,10 @@ export class FramedPeer {
   closed = false;
   /** While true, bytes received are kept (one read at most: the shell pauses the socket) but not decoded. */
   private holding = false;
+  /** Seals every frame sent once the handshake has set it (undefined: in clear). */
+  private sealer: FrameSealer | undefined;
+  /** Opens every frame received once the handshake has set it. */
+  private opener: FrameOpener | undefined;
   /** Called after a flush leaves the queue empty: producers that stream wait for it. */
   onDrained: (() => void) | undefined;
 
@@ -42,7 +47,9 @@ export class FramedPeer {
     private readonly socket: ByteStream,
     private readonly handler: FramedPeerHandler,
     private readonly maxQueuedBytes = DEFAULT_MAX_QUEUED_BYTES,
-  ) {}
+  ) {
+    this.decoder.maxFrameBytes = MAX_FRAME_BYTES + FRAME_OVERHEAD_BYTES;
+  }
 
   /** Feed bytes from the socket's `data` callback. */
   receive(chunk: Uint8Array): void {
@@ -58,7 +65,17 @@ export class FramedPeer {
 
   /** The largest frame taken from now on (the master's limit before authentication). */
   set maxFrameBytes(n: number) {
-    this.decoder.maxFrameBytes = n;
+    this.decoder.maxFrameBytes = n + FRAME_OVERHEAD_BYTES;
+  }
+
+  /** Every frame sent from now on goes out sealed (the handshake decides when). */
+  sealWith(sealer: FrameSealer): void {
+    this.sealer = sealer;
+  }
+
+  /** Every frame received from now on must open, or the peer is closed as a protocol error. */
+  openWith(opener: FrameOpener): void {
+    this.opener = opener;
   }
 
   /** Stop decoding requests (the peer is not reading our answers); `resumeDecoding` carries on. */
@@ -78,14 +95,15 @@ export class FramedPeer {
 
   private decodeWhileOpen(): void {
     while (!this.closed && !this.holding) {
-      const msg = this.decoder.next();
-      if (!msg) return;
-      this.handler.onMessage(msg);
+      const body = this.decoder.nextBody();
+      if (!body) return;
+      this.handler.onMessage(decodeBody(this.opener ? this.opener.open(body) : body));
     }
   }
 
   send(msg: IndexMessage): void {
-    this.write(encodeMessage(msg));
+    const frame = encodeMessage(msg);
+    this.write(this.sealer ? this.sealer.seal(frame) : frame);
   }
 
   write(bytes: Uint8Array): void {

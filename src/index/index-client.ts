@@ -4,19 +4,27 @@ import { ipVersion } from "../net/ip.ts";
 import { FtxError, type ProtocolError } from "../errors.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
 import { FramedPeer, type ByteStream } from "./framed-peer.ts";
-import { authMac, NO_TOKEN_MAC } from "./core/auth.ts";
 import { newNonce } from "./nonce.ts";
-import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage, type ListEntry } from "./core/messages.ts";
+import { IndexErrorCode, MsgType, Role, type IndexMessage, type ListEntry } from "./core/messages.ts";
+import { aes256gcm } from "../crypto/aes-gcm.ts";
+import { SECRET_BYTES, type KeyExchange } from "../crypto/core/key-exchange.ts";
+import { keyExchangeFor } from "../crypto/load.ts";
+import { randomBytes } from "../util/random.ts";
+import { ClientHandshake, type ChannelInfo } from "./core/handshake.ts";
 
 export interface ConnectOptions {
   role: Role;
   token?: string;
+  /** --insecure-plaintext: ask for unencrypted frames after the handshake (the master must allow it). */
+  plaintext?: boolean;
+  /** Told once the handshake is through: the cipher and whether the master was authenticated (--verbose). */
+  onSecured?: (info: ChannelInfo, master: string) => void;
   /** Covers DNS, TCP connect and the handshake: the contract reports an unreachable master within 5 s. */
   timeoutMs: number;
   /**
    * Messages to send right behind AUTH, without waiting for WELCOME: the master handles frames in
-   * order, so a client's LISTs ride with its proof of the token and save a round trip (50 ms on a
-   * 50 ms path). If authentication fails the master answers ERROR and ignores them.
+   * order, so a client's LISTs ride (sealed) with its key confirmation and save a round trip (50 ms on
+   * a 50 ms path). If authentication fails the master answers ERROR and ignores them.
    */
   pipelined?: IndexMessage[];
 }
@@ -26,6 +34,13 @@ export interface Welcome {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
 }
+
+/**
+ * The process's choices for every index connection it makes where the caller says nothing: the commands
+ * set them once from `--insecure-plaintext` and `--verbose` (commands/shared-args.ts), so the library
+ * paths between a command and its connections (fetch, registration, status) need not carry them.
+ */
+export const indexSecurityDefaults: Pick<ConnectOptions, "plaintext" | "onSecured"> = { plaintext: false };
 
 /**
  * One authenticated connection to a master, from the file server's or the client's side. After
@@ -78,6 +93,8 @@ async function resolveAll(host: string): Promise<string[]> {
 export async function connectToMaster(target: HostPort, opts: ConnectOptions): Promise<IndexSession> {
   const display = formatAddress(target.host, target.port);
   const deadline = performance.now() + opts.timeoutMs;
+  // With a token the curve library loads (~15 ms) while the name resolves.
+  const kxLoading = keyExchangeFor(opts.token, "ftx-index");
   let addresses: string[];
   try {
     addresses = await withDeadline(resolveAll(target.host), deadline, display);
@@ -85,10 +102,11 @@ export async function connectToMaster(target: HostPort, opts: ConnectOptions): P
     if (err instanceof FtxError) throw err;
     throw unreachable(display, `cannot resolve '${target.host}'`);
   }
+  const kx = await kxLoading;
   let lastError: FtxError | undefined;
   for (const address of addresses) {
     try {
-      return await attempt(address, target.port, display, opts, deadline);
+      return await attempt(address, target.port, display, opts, kx, deadline);
     } catch (err) {
       lastError = err as FtxError;
       // Authentication and protocol refusals are answers, not reachability problems: don't try other addresses.
@@ -136,9 +154,11 @@ function streamOf(sock: NetSocket): ByteStream {
   };
 }
 
-function attempt(host: string, port: number, display: string, opts: ConnectOptions, deadline: number): Promise<IndexSession> {
+function attempt(host: string, port: number, display: string, opts: ConnectOptions, kx: KeyExchange, deadline: number): Promise<IndexSession> {
   return new Promise<IndexSession>((resolve, reject) => {
-    const clientNonce = newNonce();
+    const plaintext = opts.plaintext ?? indexSecurityDefaults.plaintext ?? false;
+    const onSecured = opts.onSecured ?? indexSecurityDefaults.onSecured;
+    const handshake = new ClientHandshake(opts.role, { kx, aead: aes256gcm }, plaintext, newNonce(), randomBytes(SECRET_BYTES));
     let settled = false;
     let connected = false;
     let session: IndexSession | undefined;
@@ -147,11 +167,17 @@ function attempt(host: string, port: number, display: string, opts: ConnectOptio
       if (session) return session.onMessage(msg);
       switch (msg.type) {
         case MsgType.Challenge: {
-          if (msg.version !== INDEX_VERSION)
-            return fail(new FtxError("E_PROTOCOL", `master ${display} speaks protocol version ${msg.version}, this ftx speaks ${INDEX_VERSION}`));
-          if (opts.token === undefined) return; // AUTH went with HELLO
-          peer.send({ type: MsgType.Auth, mac: authMac(opts.token, opts.role, clientNonce, msg.nonce) });
+          const step = handshake.handleChallenge(msg);
+          if (!step.ok) {
+            // Tell the master why we leave (in clear: no keys are shared), so it logs the failed token.
+            if (step.code === "E_AUTH") peer.send({ type: MsgType.Error, code: IndexErrorCode.AuthFailed, message: "authentication failed: key confirmation" });
+            return fail(new FtxError(step.code, `master ${display}: ${step.message}`, { detail: step.message }));
+          }
+          if (step.opener) peer.openWith(step.opener);
+          peer.send(step.auth);
+          if (step.sealer) peer.sealWith(step.sealer);
           for (const m of opts.pipelined ?? []) peer.send(m);
+          onSecured?.(step.info, display);
           return;
         }
         case MsgType.Welcome: {
@@ -164,6 +190,15 @@ function attempt(host: string, port: number, display: string, opts: ConnectOptio
           return;
         }
         case MsgType.Error:
+          // A protocol ERROR before CHALLENGE is what a master older than this ftx says to its HELLO (it
+          // cannot read the key share; a current one answers a version mismatch with a VERSION error
+          // that names the fix itself): name the fix.
+          if (handshake.state === "sent-hello" && msg.code === IndexErrorCode.Protocol)
+            return fail(
+              new FtxError("E_PROTOCOL", `master ${display} speaks an older index protocol (it said: ${msg.message}); upgrade it to this ftx's version`, {
+                detail: "older index protocol: upgrade the master",
+              }),
+            );
           return fail(errorFromMaster(msg.code, msg.message, display));
         default:
           return fail(new FtxError("E_PROTOCOL", `master ${display} sent ${MsgType[msg.type] ?? "an unknown message"} during the handshake`));
@@ -196,14 +231,8 @@ function attempt(host: string, port: number, display: string, opts: ConnectOptio
       connected = true;
       if (settled) return;
       sock.setNoDelay(true);
-      peer.send({ type: MsgType.Hello, version: INDEX_VERSION, role: opts.role, nonce: clientNonce });
-      if (opts.token === undefined) {
-        // Without a token the MAC is the fixed "none" value, which needs no challenge: it goes at once,
-        // and the pipelined requests with it, so a listing costs one round trip after the connect
-        // rather than three. A master that wants a token refuses it, as it would after a challenge.
-        peer.send({ type: MsgType.Auth, mac: NO_TOKEN_MAC });
-        for (const m of opts.pipelined ?? []) peer.send(m);
-      }
+      // The key share goes at once; AUTH and the pipelined requests follow the master's CHALLENGE.
+      peer.send(handshake.hello());
     });
     sock.on("data", (chunk: Uint8Array) => peer.receive(chunk));
     sock.on("drain", () => peer.flush());

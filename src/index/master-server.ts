@@ -4,6 +4,12 @@ import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { newNonce } from "./nonce.ts";
+import { aes256gcm } from "../crypto/aes-gcm.ts";
+import { cpace } from "../crypto/cpace.ts";
+import { SECRET_BYTES } from "../crypto/core/key-exchange.ts";
+import { x25519 } from "../crypto/x25519.ts";
+import { randomBytes } from "../util/random.ts";
+import { ServerHandshake, type HandshakeCrypto } from "./core/handshake.ts";
 import { FramedPeer } from "./framed-peer.ts";
 import { encodeMessage } from "./core/codec.ts";
 import { MemoryStore } from "./memory-store.ts";
@@ -23,6 +29,8 @@ export interface MasterOptions {
   host: string;
   port: number;
   token?: string;
+  /** --insecure-plaintext: peers that ask may talk unencrypted (still authenticated by the token). */
+  allowPlaintext?: boolean;
   heartbeatTimeoutMs: number;
   logger?: Logger;
   store?: RegistryStore;
@@ -99,6 +107,7 @@ export class MasterServer {
   private readonly timer = new DeadlineTimer(() => this.onTimeout(performance.now()));
   private readonly maxConnections: number;
   private readonly sessionConfig: SessionConfig;
+  private readonly crypto: HandshakeCrypto;
   private readonly misbehaviour = new LogLimiter();
   /** Connections with LIST work that can run now (not waiting for their peer to read). */
   private readonly listing = new Set<Conn>();
@@ -114,8 +123,8 @@ export class MasterServer {
     this.logger = opts.logger ?? silentLogger;
     this.registry = new Registry(opts.store ?? new MemoryStore(), opts.heartbeatTimeoutMs, opts.limits ?? DEFAULT_REGISTRY_LIMITS);
     this.maxConnections = opts.maxConnections ?? 4096;
+    this.crypto = { kx: opts.token === undefined ? x25519 : cpace(opts.token, "ftx-index"), aead: aes256gcm };
     this.sessionConfig = {
-      token: opts.token,
       heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 5000,
       clientIdleTimeoutMs: opts.clientIdleTimeoutMs ?? 30_000,
@@ -207,7 +216,8 @@ export class MasterServer {
       }
     }
     const id = this.nextConnId++;
-    const session = new PeerSession(id, remote, address, newNonce(), this.registry, this.sessionConfig, now);
+    const handshake = new ServerHandshake(this.crypto, this.opts.allowPlaintext ?? false, newNonce(), randomBytes(SECRET_BYTES));
+    const session = new PeerSession(id, remote, address, handshake, this.registry, this.sessionConfig, now);
     const conn: Conn = { socket, peer: undefined as unknown as FramedPeer, session, address, lists: [], heldSince: undefined, frames: 0, listServedMs: 0 };
     conn.peer = new FramedPeer(socket as Socket<unknown>, {
       onMessage: (msg) => this.onMessage(conn, msg),
@@ -333,6 +343,12 @@ export class MasterServer {
           break;
         case "list":
           this.sendList(conn, effect.requestId, effect.pattern);
+          break;
+        case "seal":
+          conn.peer.sealWith(effect.sealer);
+          break;
+        case "open":
+          conn.peer.openWith(effect.opener);
           break;
         case "log":
           if (effect.misbehaviour !== undefined) this.logMisbehaviour(effect.misbehaviour, effect.level, effect.text, performance.now());

@@ -10,20 +10,25 @@ import { join } from "node:path";
 import { connect as tcpConnect, type Socket as NetSocket } from "node:net";
 import type { TCPSocketListener } from "bun";
 import { listFromMaster } from "../../src/index/index-client.ts";
-import { authMac } from "../../src/index/core/auth.ts";
 import { encodeMessage, FrameDecoder } from "../../src/index/core/codec.ts";
-import { INDEX_VERSION, MsgType, Role, type FileRecord, type IndexMessage, type ListEntry } from "../../src/index/core/messages.ts";
+import { MsgType, Role, type FileRecord, type IndexMessage, type ListEntry } from "../../src/index/core/messages.ts";
+import { ServerHandshake } from "../../src/index/core/handshake.ts";
 import { newNonce } from "../../src/index/nonce.ts";
+import { aes256gcm } from "../../src/crypto/aes-gcm.ts";
+import { x25519 } from "../../src/crypto/x25519.ts";
+import { randomBytes } from "../../src/util/random.ts";
+import { RawIndexHandshake } from "../support/index-handshake.ts";
 import { CLI, ftxEnv, REPO, runFtx, startMaster, startServer, stopAll, tempDir, type FtxProcess } from "../support/ftx-process.ts";
 
 const TOKEN = "hostile-suite-token";
 const SHA = "ab".repeat(32);
 
-/** A peer speaking the index protocol by hand, to misbehave at will. */
+/** A peer speaking the index protocol by hand (its handshake, then sealed frames), to misbehave at will. */
 class RawPeer {
   readonly sock: NetSocket;
   readonly messages: IndexMessage[] = [];
-  private readonly decoder = new FrameDecoder();
+  private hs: RawIndexHandshake | undefined;
+  private pending: Uint8Array[] = [];
   closed = false;
   private readonly opened: Promise<void>;
 
@@ -31,9 +36,9 @@ class RawPeer {
     this.sock = tcpConnect({ host: "127.0.0.1", port });
     this.opened = new Promise((resolve) => this.sock.once("connect", () => resolve()));
     this.sock.on("data", (chunk: Uint8Array) => {
+      if (!this.hs) return void this.pending.push(chunk);
       try {
-        this.decoder.push(chunk);
-        for (let m = this.decoder.next(); m; m = this.decoder.next()) this.messages.push(m);
+        for (const m of this.hs.feed(chunk)) this.messages.push(m);
       } catch {}
     });
     this.sock.on("error", () => {});
@@ -45,7 +50,8 @@ class RawPeer {
   }
 
   send(msg: IndexMessage): boolean {
-    return this.sock.write(encodeMessage(msg));
+    const frame = encodeMessage(msg);
+    return this.sock.write(this.hs ? this.hs.seal(frame) : frame);
   }
 
   async waitFor(pred: (m: IndexMessage) => boolean, timeoutMs = 5000): Promise<IndexMessage> {
@@ -62,13 +68,16 @@ class RawPeer {
     return this.closed;
   }
 
-  /** HELLO, then AUTH with the suite's token, then WELCOME. */
+  /** HELLO, then AUTH with the suite's token (CPace), then WELCOME; what it sends after is sealed. */
   async authenticate(role: Role): Promise<void> {
     await this.ready();
-    const nonce = newNonce();
-    this.send({ type: MsgType.Hello, version: INDEX_VERSION, role, nonce });
+    const hs = new RawIndexHandshake(role, TOKEN);
+    this.sock.write(hs.hello());
+    this.hs = hs;
+    for (const chunk of this.pending.splice(0)) for (const m of hs.feed(chunk)) this.messages.push(m);
     const challenge = (await this.waitFor((m) => m.type === MsgType.Challenge)) as Extract<IndexMessage, { type: MsgType.Challenge }>;
-    this.send({ type: MsgType.Auth, mac: authMac(TOKEN, role, nonce, challenge.nonce) });
+    this.sock.write(hs.auth(challenge));
+    for (const m of hs.feed(new Uint8Array(0))) this.messages.push(m);
     await this.waitFor((m) => m.type === MsgType.Welcome);
   }
 
@@ -199,22 +208,29 @@ describe("the master under attack, beside legit traffic", () => {
   }, 20_000);
 });
 
-/** A fake master: handshake, then whatever `behave` does with each LIST. */
-function fakeMaster(behave: (sock: import("bun").Socket<{ d: FrameDecoder }>, list: Extract<IndexMessage, { type: MsgType.List }>) => void): TCPSocketListener<{ d: FrameDecoder }> {
-  return Bun.listen<{ d: FrameDecoder }>({
+/**
+ * A fake master: the v3 handshake, then whatever `behave` does with each LIST. It lets its clients ask
+ * for plaintext (they run with --insecure-plaintext), so `behave` writes frames as they are: these
+ * tests are about the client's limits, not the cipher.
+ */
+function fakeMaster(behave: (sock: import("bun").Socket<{ d: FrameDecoder; hs: ServerHandshake }>, list: Extract<IndexMessage, { type: MsgType.List }>) => void): TCPSocketListener<{ d: FrameDecoder; hs: ServerHandshake }> {
+  return Bun.listen<{ d: FrameDecoder; hs: ServerHandshake }>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
       binaryType: "uint8array",
       open(s) {
-        s.data = { d: new FrameDecoder() };
+        s.data = { d: new FrameDecoder(), hs: new ServerHandshake({ kx: x25519, aead: aes256gcm }, true, newNonce(), randomBytes(64)) };
       },
       data(s, chunk) {
         s.data.d.push(chunk);
         for (let m = s.data.d.next(); m; m = s.data.d.next()) {
-          if (m.type === MsgType.Hello) s.write(encodeMessage({ type: MsgType.Challenge, version: INDEX_VERSION, authRequired: false, nonce: newNonce() }));
-          else if (m.type === MsgType.Auth) s.write(encodeMessage({ type: MsgType.Welcome, peerId: 1, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 3000 }));
-          else if (m.type === MsgType.List) behave(s, m);
+          if (m.type === MsgType.Hello) {
+            const step = s.data.hs.handleHello(m);
+            if (step.ok) s.write(encodeMessage(step.challenge));
+          } else if (m.type === MsgType.Auth) {
+            if (s.data.hs.handleAuth(m).ok) s.write(encodeMessage({ type: MsgType.Welcome, peerId: 1, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 3000 }));
+          } else if (m.type === MsgType.List) behave(s, m);
         }
       },
     },
@@ -259,8 +275,8 @@ describe("clients against a hostile master", () => {
     const out = tempDir();
     try {
       const [ls, fetch] = await Promise.all([
-        runMeasured(["ls", address], 30_000),
-        runMeasured(["fetch", address, "x.bin", "-o", out.path, "--retry-for", "5", "--idle-timeout", "5"], 30_000),
+        runMeasured(["ls", address, "--insecure-plaintext"], 30_000),
+        runMeasured(["fetch", address, "x.bin", "-o", out.path, "--retry-for", "5", "--idle-timeout", "5", "--insecure-plaintext"], 30_000),
       ]);
       for (const r of [ls, fetch]) {
         expect(r.exitCode).toBe(1);
@@ -291,7 +307,7 @@ describe("clients against a hostile master", () => {
       pumps.add(setInterval(pump, 1));
     });
     listeners.push(fake);
-    const r = await runMeasured(["ls", `127.0.0.1:${fake.port}`], 30_000);
+    const r = await runMeasured(["ls", `127.0.0.1:${fake.port}`, "--insecure-plaintext"], 30_000);
     for (const t of pumps) clearInterval(t);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/sent more than .* of listing; narrow it with a PATTERN/);
@@ -315,17 +331,17 @@ describe("clients against a hostile master", () => {
     const address = `127.0.0.1:${fake.port}`;
     const out = tempDir();
     try {
-      const ls = await runFtx(["ls", address]);
+      const ls = await runFtx(["ls", address, "--insecure-plaintext"]);
       expect(ls.exitCode).toBe(0);
       expect(ls.stdout).toContain("evil\\e]0;owned\\x07\\e[2J\\u{9b}.txt");
       expect(ls.stdout).not.toMatch(CONTROL);
-      const json = await runFtx(["ls", address, "--json"]);
+      const json = await runFtx(["ls", address, "--json", "--insecure-plaintext"]);
       expect(JSON.parse(json.stdout)[0].name).toBe(evil); // JSON stays exact (it escapes by itself)
-      const fetch = await runFtx(["fetch", address, evil, "-o", out.path]);
+      const fetch = await runFtx(["fetch", address, evil, "-o", out.path, "--insecure-plaintext"]);
       expect(fetch.exitCode).toBe(1);
       expect(fetch.stderr).toContain("owned");
       expect(fetch.stderr).not.toMatch(CONTROL);
-      const boom = await runFtx(["ls", address, "boom"]);
+      const boom = await runFtx(["ls", address, "boom", "--insecure-plaintext"]);
       expect(boom.exitCode).toBe(1);
       expect(boom.stderr).toContain("bad\\e[2J\\x07 thing");
       expect(boom.stderr).not.toMatch(CONTROL);

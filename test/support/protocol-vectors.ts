@@ -40,7 +40,7 @@ export function parseVectors(text: string): Map<string, Uint8Array> {
 }
 
 /** The vectors block of a section of docs/PROTOCOL.md ("1." the index protocol, "2." the transfer protocol). */
-export function documentedVectors(section: "1." | "2."): Map<string, Uint8Array> {
+export function documentedVectors(section: "1." | "2." | "4."): Map<string, Uint8Array> {
   const doc = readFileSync(join(import.meta.dir, "../../docs/PROTOCOL.md"), "utf8");
   const start = doc.indexOf(`\n## ${section} `);
   if (start < 0) throw new Error(`docs/PROTOCOL.md has no section ${section}`);

@@ -14,7 +14,11 @@ import {
   MAX_PATTERN_BYTES,
   MsgType,
   NONCE_BYTES,
+  FLAG_PLAINTEXT,
+  INDEX_VERSION,
+  KxKind,
   Role,
+  SHARE_BYTES,
   SHA256_BYTES,
   type FileRecord,
   type IndexMessage,
@@ -48,10 +52,12 @@ export function encodeMessage(msg: IndexMessage): Uint8Array {
   w.u32(0).u8(msg.type);
   switch (msg.type) {
     case MsgType.Hello:
-      w.u32(INDEX_MAGIC).u8(msg.version).u8(msg.role).bytes(fixed(msg.nonce, NONCE_BYTES, "nonce"));
+      w.u32(INDEX_MAGIC).u8(msg.version).u8(msg.role).u8(msg.kx).u8(msg.plaintext ? FLAG_PLAINTEXT : 0);
+      w.bytes(fixed(msg.nonce, NONCE_BYTES, "nonce")).bytes(fixed(msg.share, SHARE_BYTES, "share"));
       break;
     case MsgType.Challenge:
-      w.u8(msg.version).u8(msg.authRequired ? 1 : 0).bytes(fixed(msg.nonce, NONCE_BYTES, "nonce"));
+      w.u8(msg.version).u8(msg.kx).u8(msg.plaintext ? FLAG_PLAINTEXT : 0).bytes(fixed(msg.nonce, NONCE_BYTES, "nonce"));
+      w.bytes(fixed(msg.share, SHARE_BYTES, "share")).bytes(fixed(msg.confirm, MAC_BYTES, "confirm"));
       break;
     case MsgType.Auth:
       w.bytes(fixed(msg.mac, MAC_BYTES, "mac"));
@@ -159,6 +165,18 @@ function readCount(r: ByteReader, minEntryBytes: number, what: string): number {
   return count;
 }
 
+function readKx(r: ByteReader): KxKind {
+  const kx = r.u8("key exchange");
+  if (kx !== KxKind.X25519 && kx !== KxKind.CPace) throw new ProtocolError(`unknown key exchange ${kx}`);
+  return kx;
+}
+
+function readFlags(r: ByteReader): boolean {
+  const flags = r.u8("flags");
+  if ((flags & ~FLAG_PLAINTEXT) !== 0) throw new ProtocolError(`unknown flags 0x${flags.toString(16)}`);
+  return flags === FLAG_PLAINTEXT;
+}
+
 /** Decode one frame body (type byte + payload), as delimited by the length prefix. */
 export function decodeBody(body: Uint8Array): IndexMessage {
   const r = new ByteReader(body);
@@ -169,16 +187,21 @@ export function decodeBody(body: Uint8Array): IndexMessage {
       const magic = r.u32("magic");
       if (magic !== INDEX_MAGIC) throw new ProtocolError("not an ftx index peer (bad magic)");
       const version = r.u8("version");
+      // Another version's HELLO is read no further: the master answers it with an "upgrade" error.
+      if (version !== INDEX_VERSION) return { type, version, role: Role.Client, kx: KxKind.X25519, plaintext: false, nonce: new Uint8Array(NONCE_BYTES), share: new Uint8Array(SHARE_BYTES) };
       const role = r.u8("role");
       if (role !== Role.FileServer && role !== Role.Client) throw new ProtocolError(`unknown role ${role}`);
-      msg = { type, version, role, nonce: r.bytesCopy(NONCE_BYTES, "nonce") };
+      const kx = readKx(r);
+      const plaintext = readFlags(r);
+      msg = { type, version, role, kx, plaintext, nonce: r.bytesCopy(NONCE_BYTES, "nonce"), share: r.bytesCopy(SHARE_BYTES, "share") };
       break;
     }
     case MsgType.Challenge: {
       const version = r.u8("version");
-      const flag = r.u8("auth flag");
-      if (flag > 1) throw new ProtocolError(`bad auth flag ${flag}`);
-      msg = { type, version, authRequired: flag === 1, nonce: r.bytesCopy(NONCE_BYTES, "nonce") };
+      if (version !== INDEX_VERSION) return { type, version, kx: KxKind.X25519, plaintext: false, nonce: new Uint8Array(NONCE_BYTES), share: new Uint8Array(SHARE_BYTES), confirm: new Uint8Array(MAC_BYTES) };
+      const kx = readKx(r);
+      const plaintext = readFlags(r);
+      msg = { type, version, kx, plaintext, nonce: r.bytesCopy(NONCE_BYTES, "nonce"), share: r.bytesCopy(SHARE_BYTES, "share"), confirm: r.bytesCopy(MAC_BYTES, "confirm") };
       break;
     }
     case MsgType.Auth:
@@ -320,12 +343,21 @@ export class FrameDecoder {
   }
 
   next(): IndexMessage | undefined {
+    const body = this.nextBody();
+    return body === undefined ? undefined : decodeBody(body);
+  }
+
+  /**
+   * The next whole frame's body, undecoded (an encrypted one is opened first), or undefined. It is a view
+   * into the buffer, valid until the next `push`.
+   */
+  nextBody(): Uint8Array | undefined {
     const length = this.peekLength();
     if (length === undefined || this.end - this.start < LENGTH_PREFIX_BYTES + length) return undefined;
     const bodyStart = this.start + LENGTH_PREFIX_BYTES;
     const body = this.buf.subarray(bodyStart, bodyStart + length);
     this.start = bodyStart + length;
     if (this.start === this.end) this.start = this.end = 0;
-    return decodeBody(body);
+    return body;
   }
 }

@@ -10,7 +10,8 @@ export type { FileRecord };
 export { MAX_NAME_BYTES, SHA256_BYTES };
 
 export const INDEX_MAGIC = 0x46545849; // "FTXI"
-export const INDEX_VERSION = 2;
+/** 3: encrypted by default (ephemeral X25519, or CPace with a token) and AES-256-GCM frames; docs/PROTOCOL.md "Encryption". */
+export const INDEX_VERSION = 3;
 /** A frame is at most this long (type + payload), so one peer cannot make us buffer without bound. */
 export const MAX_FRAME_BYTES = 1 << 20;
 /**
@@ -24,8 +25,18 @@ export const MAX_PATTERN_BYTES = MAX_NAME_BYTES;
 export const MAX_ERROR_TEXT_BYTES = 1024;
 export const MAX_ADDRESS_BYTES = 255;
 export const NONCE_BYTES = 16;
-/** HMAC-SHA256 (auth.ts). */
+/** A key-confirmation tag (HMAC-SHA256, src/crypto/core/key-schedule.ts). */
 export const MAC_BYTES = SHA256_BYTES;
+/** An X25519 public key or a ristretto255 element. */
+export const SHARE_BYTES = 32;
+
+/** Which key exchange a HELLO offers: X25519 without a token, CPace (a PAKE) with one. */
+export enum KxKind {
+  X25519 = 0,
+  CPace = 1,
+}
+/** HELLO/CHALLENGE flags: bit 0, the frames after the handshake go unencrypted (--insecure-plaintext). */
+export const FLAG_PLAINTEXT = 1;
 
 export enum Role {
   FileServer = 1,
@@ -60,6 +71,8 @@ export enum IndexErrorCode {
   Version = 4,
   Timeout = 5,
   Busy = 6,
+  /** The peer asked for --insecure-plaintext and the master does not allow it. */
+  EncryptionRequired = 7,
 }
 
 /** STATUS_END's format: a reader that knows an older one still reads the named counters it gets. */
@@ -87,8 +100,11 @@ export interface ListEntry extends FileRecord {
 }
 
 export type IndexMessage =
-  | { type: MsgType.Hello; version: number; role: Role; nonce: Uint8Array }
-  | { type: MsgType.Challenge; version: number; authRequired: boolean; nonce: Uint8Array }
+  /** The client's first frame: its key share. A HELLO of another version is read only up to its version. */
+  | { type: MsgType.Hello; version: number; role: Role; kx: KxKind; plaintext: boolean; nonce: Uint8Array; share: Uint8Array }
+  /** The master's answer: its share and its key confirmation (the master's frames after it are sealed). */
+  | { type: MsgType.Challenge; version: number; kx: KxKind; plaintext: boolean; nonce: Uint8Array; share: Uint8Array; confirm: Uint8Array }
+  /** The client's key confirmation (the client's frames after it are sealed). */
   | { type: MsgType.Auth; mac: Uint8Array }
   | { type: MsgType.Welcome; peerId: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number }
   | { type: MsgType.Error; code: IndexErrorCode; message: string }

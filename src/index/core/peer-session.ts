@@ -1,6 +1,7 @@
 import { formatAddress } from "../../net/address.ts";
-import { verifyMac } from "./auth.ts";
-import { INDEX_VERSION, IndexErrorCode, MsgType, Role, type IndexMessage } from "./messages.ts";
+import type { FrameOpener, FrameSealer } from "../../crypto/core/frame-seal.ts";
+import { describeChannel, type ServerHandshake } from "./handshake.ts";
+import { IndexErrorCode, MsgType, Role, type IndexMessage } from "./messages.ts";
 import type { Registry } from "./registry.ts";
 
 /**
@@ -22,11 +23,14 @@ export type SessionEffect =
   | { kind: "end" }
   /** Stream the answer to a LIST; call `listAnswered` when its LIST_END is out. */
   | { kind: "list"; requestId: number; pattern: string }
+  /** From now on seal every frame sent (the handshake's CHALLENGE has gone out in clear before it). */
+  | { kind: "seal"; sealer: FrameSealer }
+  /** From the next frame on, open every frame received (the client's AUTH was the last in clear). */
+  | { kind: "open"; opener: FrameOpener }
   /** `misbehaviour` names a kind of peer misbehaviour: the shell logs those rate-limited, per kind. */
   | { kind: "log"; level: "debug" | "info" | "warn"; text: string; misbehaviour?: string };
 
 export interface SessionConfig {
-  token: string | undefined;
   heartbeatTimeoutMs: number;
   /** From TCP accept to WELCOME. */
   handshakeTimeoutMs: number;
@@ -67,7 +71,6 @@ function refusalText(state: Exclude<SessionState, "closed">, type: MsgType): str
 export class PeerSession {
   state: SessionState = "awaiting-hello";
   role: Role = Role.Client;
-  private clientNonce: Uint8Array = new Uint8Array();
   private readonly openedAt: number;
   private lastHeardAt: number;
   private listsInFlight = 0;
@@ -79,7 +82,8 @@ export class PeerSession {
     readonly remote: string,
     /** The peer's IP, for an ANNOUNCE that leaves its host to the master. */
     private readonly remoteHost: string,
-    readonly serverNonce: Uint8Array,
+    /** The key exchange and key confirmation (handshake.ts), with this connection's nonce and randomness. */
+    private readonly handshake: ServerHandshake,
     private readonly registry: Registry,
     private readonly config: SessionConfig,
     now: number,
@@ -91,7 +95,7 @@ export class PeerSession {
   /** Which message each state accepts, and what it does. A message not in its state's row is refused. */
   static readonly TRANSITIONS: Record<Exclude<SessionState, "closed">, Row> = {
     "awaiting-hello": { [MsgType.Hello]: (s, m) => s.onHello(m) },
-    "awaiting-auth": { [MsgType.Auth]: (s, m) => s.onAuth(m) },
+    "awaiting-auth": { [MsgType.Auth]: (s, m) => s.onAuth(m), [MsgType.Error]: (s, m) => s.onPeerError(m) },
     "file-server": { [MsgType.Ping]: (s, m) => s.onPing(m), [MsgType.Announce]: (s, m, now) => s.onAnnounce(m, now) },
     announced: {
       [MsgType.Ping]: (s, m) => s.onPing(m),
@@ -194,19 +198,26 @@ export class PeerSession {
   }
 
   private onHello(msg: Extract<IndexMessage, { type: MsgType.Hello }>): void {
-    if (msg.version !== INDEX_VERSION) return this.refuse(IndexErrorCode.Version, `unsupported protocol version ${msg.version} (this master speaks ${INDEX_VERSION})`);
+    const step = this.handshake.handleHello(msg);
+    if (!step.ok) {
+      if (step.code === IndexErrorCode.AuthFailed) this.log("warn", `authentication failed for ${this.remote}: ${step.message}`, "auth-failed");
+      return this.refuse(step.code, step.message);
+    }
     this.role = msg.role;
-    this.clientNonce = msg.nonce;
     this.state = "awaiting-auth";
-    this.send({ type: MsgType.Challenge, version: INDEX_VERSION, authRequired: this.config.token !== undefined, nonce: this.serverNonce });
+    this.send(step.challenge);
+    if (step.sealer) this.effects.push({ kind: "seal", sealer: step.sealer });
   }
 
   private onAuth(msg: Extract<IndexMessage, { type: MsgType.Auth }>): void {
-    const { token, heartbeatTimeoutMs } = this.config;
-    if (token !== undefined && !verifyMac(token, this.role, this.clientNonce, this.serverNonce, msg.mac)) {
+    const { heartbeatTimeoutMs } = this.config;
+    const step = this.handshake.handleAuth(msg);
+    if (!step.ok) {
       this.log("warn", `authentication failed for ${this.remote} (${this.role === Role.FileServer ? "file server" : "client"})`, "auth-failed");
-      return this.refuse(IndexErrorCode.AuthFailed, "authentication failed: wrong or missing token (--token / FTX_TOKEN)");
+      return this.refuse(step.code, step.message);
     }
+    if (step.opener) this.effects.push({ kind: "open", opener: step.opener });
+    this.log("debug", `${this.remote}: ${describeChannel(step.info)}`);
     this.state = this.role === Role.FileServer ? "file-server" : "client";
     this.send({
       type: MsgType.Welcome,
@@ -214,6 +225,13 @@ export class PeerSession {
       heartbeatIntervalMs: Math.max(100, Math.floor(heartbeatTimeoutMs / BEATS_PER_TIMEOUT)),
       heartbeatTimeoutMs,
     });
+  }
+
+  /** The client refused our CHALLENGE (its key confirmation failed: another token): log it, close. */
+  private onPeerError(msg: Extract<IndexMessage, { type: MsgType.Error }>): void {
+    if (msg.code === IndexErrorCode.AuthFailed) this.log("warn", `authentication failed for ${this.remote}: it does not share this master's token`, "auth-failed");
+    this.state = "closed";
+    this.effects.push({ kind: "end" });
   }
 
   private onPing(msg: Extract<IndexMessage, { type: MsgType.Ping }>): void {

@@ -1,22 +1,25 @@
 import { describe, expect, test } from "bun:test";
 import { decodeBody, encodeMessage, FrameDecoder } from "../../../src/index/core/codec.ts";
-import { IndexErrorCode, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
+import { IndexErrorCode, KxKind, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
 import { documentedVectors, hexOf, parseVectors } from "../../support/protocol-vectors.ts";
 
 /** The same text as docs/PROTOCOL.md §1 "Test vectors" (a test below holds them equal). */
 const VECTORS = `
 # Every vector is one whole frame; its first line is length · type.
-# HELLO: version 2, role 1 (file server), nonce 00 01 … 0f
+# HELLO: version 3, role 1 (file server), key exchange 0 (X25519), flags 0, nonce 00 01 … 0f, share 32 × 0x44
 HELLO
-  00000017 01
-  46545849 02 01
+  00000039 01
+  46545849 03 01 00 00
   000102030405060708090a0b0c0d0e0f
-# CHALLENGE: version 2, auth required, nonce f0 f1 … ff
+  4444444444444444444444444444444444444444444444444444444444444444
+# CHALLENGE: version 3, key exchange 1 (CPace), flags 1 (plaintext), nonce f0 f1 … ff, share 32 × 0x55, confirm 32 × 0x66
 CHALLENGE
-  00000013 02
-  02 01
+  00000054 02
+  03 01 01
   f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff
-# AUTH: mac 32 × 0x33
+  5555555555555555555555555555555555555555555555555555555555555555
+  6666666666666666666666666666666666666666666666666666666666666666
+# AUTH: key confirmation 32 × 0x33
 AUTH
   00000021 03
   3333333333333333333333333333333333333333333333333333333333333333
@@ -102,8 +105,16 @@ STATUS_END
 
 const SHA = "11".repeat(32);
 const MESSAGES: Record<string, IndexMessage> = {
-  HELLO: { type: MsgType.Hello, version: 2, role: Role.FileServer, nonce: Uint8Array.from({ length: 16 }, (_, i) => i) },
-  CHALLENGE: { type: MsgType.Challenge, version: 2, authRequired: true, nonce: Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i) },
+  HELLO: { type: MsgType.Hello, version: 3, role: Role.FileServer, kx: KxKind.X25519, plaintext: false, nonce: Uint8Array.from({ length: 16 }, (_, i) => i), share: new Uint8Array(32).fill(0x44) },
+  CHALLENGE: {
+    type: MsgType.Challenge,
+    version: 3,
+    kx: KxKind.CPace,
+    plaintext: true,
+    nonce: Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i),
+    share: new Uint8Array(32).fill(0x55),
+    confirm: new Uint8Array(32).fill(0x66),
+  },
   AUTH: { type: MsgType.Auth, mac: new Uint8Array(32).fill(0x33) },
   WELCOME: { type: MsgType.Welcome, peerId: 7, heartbeatIntervalMs: 2000, heartbeatTimeoutMs: 6000 },
   ERROR: { type: MsgType.Error, code: IndexErrorCode.AuthFailed, message: "authentication failed" },
@@ -164,6 +175,7 @@ describe("index protocol test vectors", () => {
 
   test("a fixed-size field of the wrong size is refused by the encoder, as the decoder would refuse it", () => {
     expect(() => encodeMessage({ type: MsgType.Auth, mac: new Uint8Array(31) })).toThrow(RangeError);
-    expect(() => encodeMessage({ type: MsgType.Hello, version: 2, role: Role.Client, nonce: new Uint8Array(17) })).toThrow(RangeError);
+    expect(() => encodeMessage({ type: MsgType.Hello, version: 3, role: Role.Client, kx: KxKind.X25519, plaintext: false, nonce: new Uint8Array(17), share: new Uint8Array(32) })).toThrow(RangeError);
+    expect(() => encodeMessage({ type: MsgType.Hello, version: 3, role: Role.Client, kx: KxKind.X25519, plaintext: false, nonce: new Uint8Array(16), share: new Uint8Array(31) })).toThrow(RangeError);
   });
 });

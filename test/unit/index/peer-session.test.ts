@@ -1,19 +1,27 @@
 import { describe, expect, test } from "bun:test";
-import { authMac } from "../../../src/index/core/auth.ts";
+import { aes256gcm } from "../../../src/crypto/aes-gcm.ts";
+import { cpace } from "../../../src/crypto/cpace.ts";
+import { x25519 } from "../../../src/crypto/x25519.ts";
+import { ClientHandshake, ServerHandshake } from "../../../src/index/core/handshake.ts";
 import { MemoryStore } from "../../../src/index/memory-store.ts";
-import { IndexErrorCode, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
+import { IndexErrorCode, KxKind, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
 import { MAX_QUEUED_LISTS, PeerSession, type SessionEffect, type SessionState } from "../../../src/index/core/peer-session.ts";
 import { Registry } from "../../../src/index/core/registry.ts";
 
 const SHA = "a".repeat(64);
 const CLIENT_NONCE = new Uint8Array(16).fill(1);
 const SERVER_NONCE = new Uint8Array(16).fill(2);
-const CONFIG = { token: undefined, heartbeatTimeoutMs: 6000, handshakeTimeoutMs: 5000, clientIdleTimeoutMs: 30_000 };
+const CONFIG = { heartbeatTimeoutMs: 6000, handshakeTimeoutMs: 5000, clientIdleTimeoutMs: 30_000 };
+const CLIENT_SECRET = new Uint8Array(64).fill(3);
+const SERVER_SECRET = new Uint8Array(64).fill(4);
+const kxFor = (token: string | undefined) => (token === undefined ? x25519 : cpace(token, "ftx-index"));
+const serverHandshake = (token?: string) => new ServerHandshake({ kx: kxFor(token), aead: aes256gcm }, false, SERVER_NONCE, SERVER_SECRET);
+const clientHandshake = (role: Role, token?: string) => new ClientHandshake(role, { kx: kxFor(token), aead: aes256gcm }, false, CLIENT_NONCE, CLIENT_SECRET);
 
 /** One message of every type, valid in its own right. */
 const SAMPLES: Record<MsgType, IndexMessage> = {
-  [MsgType.Hello]: { type: MsgType.Hello, version: 2, role: Role.Client, nonce: CLIENT_NONCE },
-  [MsgType.Challenge]: { type: MsgType.Challenge, version: 2, authRequired: false, nonce: SERVER_NONCE },
+  [MsgType.Hello]: clientHandshake(Role.Client).hello(),
+  [MsgType.Challenge]: { type: MsgType.Challenge, version: 3, kx: KxKind.X25519, plaintext: false, nonce: SERVER_NONCE, share: new Uint8Array(32), confirm: new Uint8Array(32) },
   [MsgType.Auth]: { type: MsgType.Auth, mac: new Uint8Array(32) },
   [MsgType.Welcome]: { type: MsgType.Welcome, peerId: 1, heartbeatIntervalMs: 2000, heartbeatTimeoutMs: 6000 },
   [MsgType.Error]: { type: MsgType.Error, code: IndexErrorCode.Protocol, message: "x" },
@@ -40,12 +48,21 @@ function sent(effects: SessionEffect[]): IndexMessage[] {
 /** A fresh session driven into `state` at time 0, with its registry. */
 function sessionIn(state: Exclude<SessionState, "closed">, token?: string): { s: PeerSession; registry: Registry } {
   const registry = new Registry(new MemoryStore(), CONFIG.heartbeatTimeoutMs);
-  const s = new PeerSession(1, "10.0.0.9:5555", "10.0.0.9", SERVER_NONCE, registry, { ...CONFIG, token }, 0);
+  const s = new PeerSession(1, "10.0.0.9:5555", "10.0.0.9", serverHandshake(token), registry, CONFIG, 0);
   const role = state === "client" ? Role.Client : Role.FileServer;
-  if (state !== "awaiting-hello") s.handle({ type: MsgType.Hello, version: 2, role, nonce: CLIENT_NONCE }, 0);
-  if (state === "client" || state === "file-server" || state === "announced") {
-    const mac = token === undefined ? new Uint8Array(32) : authMac(token, role, CLIENT_NONCE, SERVER_NONCE);
-    expect(sent(s.handle({ type: MsgType.Auth, mac }, 0))[0]!.type).toBe(MsgType.Welcome);
+  const client = clientHandshake(role, token);
+  if (state !== "awaiting-hello") {
+    const effects = s.handle(client.hello(), 0);
+    if (state !== "awaiting-auth") {
+      const challenge = sent(effects)[0]!;
+      if (challenge.type !== MsgType.Challenge) throw new Error("no CHALLENGE");
+      const step = client.handleChallenge(challenge);
+      if (!step.ok) throw new Error(step.message);
+      const welcomed = s.handle(step.auth, 0);
+      expect(sent(welcomed)[0]!.type).toBe(MsgType.Welcome);
+      // The client's frames are opened from now on: the session tells the shell so before WELCOME.
+      expect(welcomed.map((e) => e.kind).slice(0, 1)).toEqual(["open"]);
+    }
   }
   if (state === "announced") s.handle(SAMPLES[MsgType.Announce], 0);
   expect(s.state).toBe(state);
@@ -82,7 +99,7 @@ describe("the master's per-connection protocol, as a table", () => {
     const rows = Object.fromEntries(Object.entries(PeerSession.TRANSITIONS).map(([state, row]) => [state, Object.keys(row).map((t) => MsgType[Number(t)])]));
     expect(rows).toEqual({
       "awaiting-hello": ["Hello"],
-      "awaiting-auth": ["Auth"],
+      "awaiting-auth": ["Auth", "Error"],
       "file-server": ["Ping", "Announce"],
       announced: ["Ping", "Announce", "FilesAdd", "FilesRemove"],
       client: ["Ping", "List"],
@@ -91,18 +108,30 @@ describe("the master's per-connection protocol, as a table", () => {
 
   test("HELLO of another version: a VERSION error naming it", () => {
     const { s } = sessionIn("awaiting-hello");
-    expect(sent(s.handle({ ...SAMPLES[MsgType.Hello], version: 1 } as IndexMessage, 0))).toEqual([
-      { type: MsgType.Error, code: IndexErrorCode.Version, message: "unsupported protocol version 1 (this master speaks 2)" },
+    expect(sent(s.handle({ ...SAMPLES[MsgType.Hello], version: 2 } as IndexMessage, 0))).toEqual([
+      { type: MsgType.Error, code: IndexErrorCode.Version, message: "unsupported protocol version 2 (this master speaks 3); this peer's ftx is older: upgrade it" },
     ]);
     expect(s.state).toBe("closed");
   });
 
-  test("with a token: the right MAC is welcomed, a wrong or missing one gets AUTH_FAILED", () => {
+  test("with a token: the right key confirmation is welcomed; a wrong token, a wrong confirmation or no token gets AUTH_FAILED", () => {
     expect(sessionIn("client", "s3cret").s.state).toBe("client");
-    for (const mac of [new Uint8Array(32), authMac("wrong", Role.Client, CLIENT_NONCE, SERVER_NONCE), authMac("s3cret", Role.FileServer, CLIENT_NONCE, SERVER_NONCE)]) {
-      const registry = new Registry(new MemoryStore(), 6000);
-      const s = new PeerSession(1, "r", "10.0.0.9", SERVER_NONCE, registry, { ...CONFIG, token: "s3cret" }, 0);
-      expect(sent(s.handle(SAMPLES[MsgType.Hello], 0))).toEqual([{ type: MsgType.Challenge, version: 2, authRequired: true, nonce: SERVER_NONCE }]);
+    const fresh = () => new PeerSession(1, "r", "10.0.0.9", serverHandshake("s3cret"), new Registry(new MemoryStore(), 6000), CONFIG, 0);
+    // A client without a token offers X25519: refused at HELLO.
+    const none = fresh();
+    expect(sent(none.handle(clientHandshake(Role.Client).hello(), 0))[0]).toMatchObject({ type: MsgType.Error, code: IndexErrorCode.AuthFailed });
+    expect(none.state).toBe("closed");
+    // A wrong token: CPace completes, but the master's confirmation does not verify at the client, and
+    // the client's AUTH (whatever it sends) does not verify at the master.
+    const wrong = fresh();
+    const client = clientHandshake(Role.Client, "wrong");
+    const challenge = sent(wrong.handle(client.hello(), 0))[0]!;
+    expect(challenge.type).toBe(MsgType.Challenge);
+    if (challenge.type !== MsgType.Challenge) return;
+    expect(client.handleChallenge(challenge)).toMatchObject({ ok: false, code: "E_AUTH" });
+    for (const mac of [new Uint8Array(32), challenge.confirm]) {
+      const s = fresh();
+      s.handle(clientHandshake(Role.Client, "wrong").hello(), 0);
       expect(sent(s.handle({ type: MsgType.Auth, mac }, 0))[0]).toMatchObject({ type: MsgType.Error, code: IndexErrorCode.AuthFailed });
       expect(s.state).toBe("closed");
     }

@@ -1,0 +1,151 @@
+import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, counterNonce, MAX_SEQ, type Aead } from "../../crypto/core/aead.ts";
+
+/**
+ * AEAD for the transfer's datagrams (docs/PROTOCOL.md §4, "Datagrams"), sans-IO: the shell gives the
+ * clear header (which the receiver must read before it can open: session id, type) and the payload.
+ *
+ *   datagram = header ‖ pn: u64 ‖ AES-256-GCM(key, iv XOR pn, aad = header ‖ pn, payload) ‖ tag: 16
+ *
+ * `pn` is a per-direction packet number that never repeats under a key (a retransmission is a new
+ * packet with a new pn: the header's seq repeats, the nonce never does). The receiver accepts a pn once,
+ * within a sliding window of REPLAY_WINDOW below the highest seen (reordering by the network is
+ * normal); a pn seen before, or older than the window, is refused and counted — as is a datagram whose
+ * tag fails. The window moves only for datagrams that authenticate, so forgeries cannot push it.
+ */
+export const PN_BYTES = 8;
+export const DATAGRAM_OVERHEAD_BYTES = PN_BYTES + AEAD_TAG_BYTES;
+/** Packet numbers this far below the highest one seen are still accepted once (RFC 4303 §3.4.3 uses ≥ 32; a GSO burst and a reordering path need more). */
+export const REPLAY_WINDOW = 4096;
+
+export class DatagramSealer {
+  private pn = 0;
+  private readonly nonce = new Uint8Array(AEAD_NONCE_BYTES);
+  sealed = 0;
+
+  constructor(
+    private readonly aead: Aead,
+    private readonly iv: Uint8Array,
+  ) {}
+
+  /** The packet number the next datagram will carry. */
+  get nextPn(): number {
+    return this.pn;
+  }
+
+  seal(header: Uint8Array, payload: Uint8Array): Uint8Array {
+    if (this.pn > MAX_SEQ) throw new RangeError("packet numbers exhausted: start a new session");
+    const pn = this.pn++;
+    const aadBytes = header.byteLength + PN_BYTES;
+    const out = new Uint8Array(aadBytes + payload.byteLength + AEAD_TAG_BYTES);
+    out.set(header);
+    writePn(out, header.byteLength, pn);
+    this.aead.sealInto(counterNonce(this.iv, pn, this.nonce), out.subarray(0, aadBytes), payload, out, aadBytes);
+    this.sealed++;
+    return out;
+  }
+}
+
+export interface OpenerStats {
+  opened: number;
+  /** The tag did not verify: tampered, forged, or under another key. */
+  tampered: number;
+  /** A packet number already accepted. */
+  replayed: number;
+  /** A packet number below the replay window: it may be a replay, and cannot be told from one. */
+  tooOld: number;
+  /** Shorter than header + pn + tag. */
+  malformed: number;
+}
+
+export type OpenResult = { ok: true; pn: number; payload: Uint8Array } | { ok: false; why: "tampered" | "replayed" | "too-old" | "malformed" };
+
+export class DatagramOpener {
+  private readonly nonce = new Uint8Array(AEAD_NONCE_BYTES);
+  readonly window = new ReplayWindow(REPLAY_WINDOW);
+  readonly stats: OpenerStats = { opened: 0, tampered: 0, replayed: 0, tooOld: 0, malformed: 0 };
+
+  constructor(
+    private readonly aead: Aead,
+    private readonly iv: Uint8Array,
+  ) {}
+
+  /** `headerBytes`: how long the clear header is (the shell has parsed it). Never throws. */
+  open(datagram: Uint8Array, headerBytes: number): OpenResult {
+    if (datagram.byteLength < headerBytes + DATAGRAM_OVERHEAD_BYTES) return this.refuse("malformed");
+    const pn = readPn(datagram, headerBytes);
+    if (pn > MAX_SEQ) return this.refuse("malformed");
+    const seen = this.window.check(pn);
+    if (seen !== "new") return this.refuse(seen === "seen" ? "replayed" : "too-old");
+    const aadEnd = headerBytes + PN_BYTES;
+    const payload = this.aead.open(counterNonce(this.iv, pn, this.nonce), datagram.subarray(0, aadEnd), datagram.subarray(aadEnd));
+    if (payload === undefined) return this.refuse("tampered");
+    this.window.accept(pn);
+    this.stats.opened++;
+    return { ok: true, pn, payload };
+  }
+
+  private refuse(why: "tampered" | "replayed" | "too-old" | "malformed"): OpenResult {
+    if (why === "tampered") this.stats.tampered++;
+    else if (why === "replayed") this.stats.replayed++;
+    else if (why === "too-old") this.stats.tooOld++;
+    else this.stats.malformed++;
+    return { ok: false, why };
+  }
+}
+
+/**
+ * Which packet numbers have been accepted, within `size` below the highest (a bitmap ring, as
+ * RFC 6479): `check` is pure, `accept` records one that authenticated.
+ */
+export class ReplayWindow {
+  private highest = -1;
+  private readonly bits: Uint32Array;
+
+  constructor(readonly size: number) {
+    if (size % 32 !== 0) throw new RangeError("window size must be a multiple of 32");
+    this.bits = new Uint32Array(size / 32);
+  }
+
+  check(pn: number): "new" | "seen" | "too-old" {
+    if (pn > this.highest) return "new";
+    if (this.highest - pn >= this.size) return "too-old";
+    return this.has(pn) ? "seen" : "new";
+  }
+
+  accept(pn: number): void {
+    if (pn > this.highest) {
+      // Clear the slots the window slides over (all of them after a jump of a whole window or more).
+      const from = Math.max(this.highest + 1, pn - this.size + 1);
+      if (pn - from >= this.size) this.bits.fill(0);
+      else for (let p = from; p <= pn; p++) this.set(p, false);
+      this.highest = pn;
+    }
+    this.set(pn, true);
+  }
+
+  private has(pn: number): boolean {
+    const slot = pn % this.size;
+    return (this.bits[slot >>> 5]! & (1 << (slot & 31))) !== 0;
+  }
+
+  private set(pn: number, on: boolean): void {
+    const slot = pn % this.size;
+    if (on) this.bits[slot >>> 5]! |= 1 << (slot & 31);
+    else this.bits[slot >>> 5]! &= ~(1 << (slot & 31));
+  }
+}
+
+function writePn(out: Uint8Array, at: number, pn: number): void {
+  let hi = Math.floor(pn / 2 ** 32);
+  let lo = pn >>> 0;
+  for (let i = 7; i >= 4; i--, lo >>>= 8) out[at + i] = lo & 0xff;
+  for (let i = 3; i >= 0; i--, hi >>>= 8) out[at + i] = hi & 0xff;
+}
+
+function readPn(d: Uint8Array, at: number): number {
+  let hi = 0;
+  let lo = 0;
+  for (let i = 0; i < 4; i++) hi = hi * 256 + d[at + i]!;
+  for (let i = 4; i < 8; i++) lo = lo * 256 + d[at + i]!;
+  return hi * 2 ** 32 + lo;
+}
