@@ -98,7 +98,12 @@ describe("fetch over the UDP transfer protocol", () => {
       closeSync(fd);
       const { address } = await startMaster();
       await startServer(share.path, address);
-      await eventually(async () => (await lsJson(address)).length === 1, 30_000, "4 GiB file hashed and listed");
+      // Hashing 4 GiB takes ~15 s on this machine; an `ls` every 100 ms would take a core from it.
+      const listed = async () => {
+        await Bun.sleep(1000);
+        return (await lsJson(address)).length === 1;
+      };
+      await eventually(listed, 60_000, "4 GiB file hashed and listed");
       const sha = (await lsJson(address))[0]!.sha256;
       // Everything but the last MiB is already here (zeros, sparse). Pieces are 8 MiB at this size, so
       // the last piece (2 MiB) is incomplete and only it crosses the network.
