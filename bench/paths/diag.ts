@@ -17,7 +17,9 @@ writeFileSync(join(dir, "share", "payload.bin"), crypto.getRandomValues(new Uint
 const root = join(import.meta.dir, "../..");
 // DIAG_PROFILE=1: the file server and the client write CPU profiles (markdown too) to /tmp/ftx-diag/prof.
 const profile = process.env.DIAG_PROFILE === "1" ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(dir, "prof")}`] : [];
-const ftx = ["bun", ...profile, join(root, "src/cli.ts")];
+// DIAG_TIME=1: the client's and the server's CPU time (user, system) at the end of their logs.
+const timed = process.env.DIAG_TIME === "1" ? ["/usr/bin/time", "-f", "CPU user %U s, system %S s, wall %e s"] : [];
+const ftx = [...timed, "bun", ...profile, join(root, "src/cli.ts")];
 const link =
   rate === "lan"
     ? ({ kind: "veth", lossPct: Number(loss) } as const)

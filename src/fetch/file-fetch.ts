@@ -11,6 +11,7 @@ import { HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/core/wire.ts"
 import { PiecePlanner, type PlannedRange, type SourceId } from "./core/piece-planner.ts";
 import { SourceBook } from "./core/source-book.ts";
 import { InterruptibleSleep } from "../util/interruptible-sleep.ts";
+import { copyRange } from "../util/bytes.ts";
 
 /** What a FileFetch needs from the fetch around it. */
 export interface FileFetchContext {
@@ -79,8 +80,8 @@ class TimedSink implements DownloadSink {
   whenBacklogBelow(bytes: number, callback: () => void): void {
     this.inner.whenBacklogBelow(bytes, callback);
   }
-  append(bytes: Uint8Array): void {
-    this.inner.append(bytes);
+  append(bytes: Uint8Array, start: number, end: number): void {
+    this.inner.append(bytes, start, end);
     this.lastAppendAt = performance.now();
     if (this.part.failure !== undefined && !this.told) {
       this.told = true;
@@ -100,9 +101,9 @@ class MemorySink implements DownloadSink {
   constructor(length: number) {
     this.bytes = new Uint8Array(length);
   }
-  append(data: Uint8Array): void {
-    this.bytes.set(data.subarray(0, this.bytes.byteLength - this.at), this.at);
-    this.at += data.byteLength;
+  append(data: Uint8Array, start: number, end: number): void {
+    copyRange(data, start, end, this.bytes, this.at);
+    this.at += end - start;
   }
 }
 

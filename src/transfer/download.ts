@@ -9,7 +9,8 @@ import {
   ACK_BYTES,
   decodeAccept,
   dataPayloadBytes,
-  decodeData,
+  DATA_AT,
+  isDataLength,
   decodeRepair,
   decodeError,
   decodeRetry,
@@ -298,12 +299,13 @@ export class Download {
     const accept = this.accept;
     if (!receiver || !accept) return;
     this.counters.datagrams++;
-    const payload = decodeData(data, header.seq, accept.segmentBytes, accept.length);
-    if (!payload) {
+    if (!isDataLength(data, header.seq, accept.segmentBytes, accept.length)) {
       this.counters.badLength++;
       return;
     }
-    if (receiver.handleData(header.seq, header.timestampUs, now, (header.flags & FLAG_ACK_NOW) !== 0, accept.fecBlock > 0 ? payload : undefined)) this.deliver(payload);
+    // The payload is `data` from DATA_AT.payload on, passed as a range (no subarray per datagram).
+    if (receiver.handleData(header.seq, header.timestampUs, now, (header.flags & FLAG_ACK_NOW) !== 0, accept.fecBlock > 0 ? data : undefined, DATA_AT.payload))
+      this.deliver(data, DATA_AT.payload);
     this.afterDatagram(receiver, now);
   }
 
@@ -322,16 +324,16 @@ export class Download {
   }
 
   private afterDatagram(receiver: GbnReceiver, now: number): void {
-    for (let bytes = receiver.pollDelivered(); bytes; bytes = receiver.pollDelivered()) this.deliver(bytes);
+    for (let bytes = receiver.pollDelivered(); bytes; bytes = receiver.pollDelivered()) this.deliver(bytes, 0);
     this.flushAcks(now);
     if (receiver.complete || this.received >= this.limit) this.complete(now);
   }
 
-  /** The next segment in order: to the sink, up to where this session's range now ends. */
-  private deliver(payload: Uint8Array): void {
-    const take = Math.min(payload.byteLength, this.limit - this.received);
+  /** The payload `bytes[from…]`, the next in order: to the sink, up to where this session's range now ends. */
+  private deliver(bytes: Uint8Array, from: number): void {
+    const take = Math.min(bytes.byteLength - from, this.limit - this.received);
     if (take > 0) {
-      this.sink.append(take === payload.byteLength ? payload : payload.subarray(0, take));
+      this.sink.append(bytes, from, from + take);
       this.received += take;
     }
     this.updateWindow();

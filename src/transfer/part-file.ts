@@ -6,6 +6,7 @@ import { pieceBytesFor, pieceCountFor } from "../files/core/pieces.ts";
 import { hasBit } from "./part-trailer.ts";
 import { SYNC_AFTER_BYTES, writerErrorCode, type WriterReply, type WriterRequest } from "./part-writer-protocol.ts";
 import { dropFromPageCache } from "../files/page-cache.ts";
+import { copyRange } from "../util/bytes.ts";
 
 /**
  * A session's in-order bytes are gathered into blocks of this size and handed to the writer thread, which writes
@@ -95,7 +96,8 @@ export function startWriterThread(): void {
 
 /** Where the bytes of one download session go: appended in order from the session's first offset. */
 export interface DownloadSink {
-  append(bytes: Uint8Array): void;
+  /** `bytes[start, end)` are the next bytes (a range, so a received datagram's payload needs no subarray). */
+  append(bytes: Uint8Array, start: number, end: number): void;
   /** Received bytes not yet on their way to disk; the session closes its window when this grows. */
   readonly backlogBytes: number;
   /** Call `callback` once, when `backlogBytes` has fallen below `bytes`. */
@@ -321,18 +323,17 @@ export class RangeSink implements DownloadSink {
     this.part.whenBacklogBelow(bytes, callback);
   }
 
-  append(bytes: Uint8Array): void {
-    let from = 0;
-    while (from < bytes.byteLength) {
+  append(bytes: Uint8Array, start: number, end: number): void {
+    let from = start;
+    while (from < end) {
       this.block ??= this.part.takeBlock();
-      const n = Math.min(bytes.byteLength - from, this.block.byteLength - this.blockUsed);
-      this.block.set(bytes.subarray(from, from + n), this.blockUsed);
+      const n = copyRange(bytes, from, Math.min(end, from + this.block.byteLength - this.blockUsed), this.block, this.blockUsed);
       this.blockUsed += n;
       from += n;
       this.part.noteBuffered(n);
       if (this.blockUsed === this.block.byteLength) this.flush();
     }
-    this.received += bytes.byteLength;
+    this.received += end - start;
   }
 
   flush(): void {

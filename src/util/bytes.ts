@@ -16,6 +16,22 @@ export function writeU64(view: DataView, at: number, v: number): void {
   view.setUint32(at + 4, v >>> 0);
 }
 
+/**
+ * Copy `source[start, end)` to `target` at `at` (as much as fits); returns the bytes copied. Through
+ * Buffer.prototype.copy, which takes a source range: a subarray of a received datagram would give it
+ * an ArrayBuffer object first (~0.4 µs, wire.ts's datagramCrc says more).
+ */
+export function copyRange(source: Uint8Array, start: number, end: number, target: Uint8Array, at: number): number {
+  return Buffer.prototype.copy.call(source, target, at, start, end);
+}
+
+/** `readU64` straight from the bytes, for a received array that has no DataView (wire.ts's datagramCrc says why). */
+export function readU64Bytes(b: Uint8Array, at: number, what: string): number {
+  const hi = ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+  if (hi > MAX_SAFE_HIGH_WORD) throw new ProtocolError(`${what} out of range`);
+  return hi * TWO_TO_32 + (((b[at + 4]! << 24) | (b[at + 5]! << 16) | (b[at + 6]! << 8) | b[at + 7]!) >>> 0);
+}
+
 /** The u64 at `at`; a value of 2^53 or more is a ProtocolError naming `what` (the caller checked the bounds). */
 export function readU64(view: DataView, at: number, what: string): number {
   const hi = view.getUint32(at);

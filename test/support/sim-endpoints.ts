@@ -195,9 +195,9 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
     let written = 0;
     const sink = {
       backlogBytes: 0,
-      append(bytes: Uint8Array) {
-        r.output.set(bytes, written);
-        written += bytes.byteLength;
+      append(bytes: Uint8Array, start: number, end: number) {
+        r.output.set(bytes.subarray(start, end), written);
+        written += end - start;
       },
     };
     r.download = new Download(spec, sink, (bytes) => r.backward.send(bytes, now), now, () => {}, {

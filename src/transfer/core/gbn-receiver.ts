@@ -151,9 +151,12 @@ export class GbnReceiver {
 
   /**
    * Returns true when this segment is the next in order: the shell must deliver its payload now.
-   * `ackNow`: the sender is waiting for this ACK (FLAG_ACK_NOW), so it goes out at once.
+   * `ackNow`: the sender is waiting for this ACK (FLAG_ACK_NOW), so it goes out at once. `datagram`
+   * (with FEC only): the payload is its bytes from `payloadAt` on, for the block's decoder.
    */
-  handleData(seq: number, timestampUs: number, now: number, ackNow = false, payload?: Uint8Array): boolean {
+  handleData(seq: number, timestampUs: number, now: number, ackNow = false, datagram?: Uint8Array, payloadAt = 0): boolean {
+    // The payload is `datagram` from `payloadAt` on; a view of it is made only if the block needs it.
+    const payload = datagram === undefined ? undefined : payloadAt === 0 ? datagram : undefined;
     this.echoTimestampUs = timestampUs;
     this.echoArrivedAt = now;
     this.received++;
@@ -161,18 +164,18 @@ export class GbnReceiver {
       // A copy for the block's decoder, in case a later segment of the block is lost: while repairs
       // are coming (the server sends them only where the path loses), or once the block holds
       // something. On a clean path that copy was a memcpy of every byte for nothing.
-      const block = payload && this.inCurrentBlock(seq) && (this.repairsFlowing(seq) || this.block?.start === seq - (seq % this.fecBlock)) ? this.blockFor(seq) : undefined;
-      block?.addData(seq % this.fecBlock, payload!);
+      const block = datagram && this.inCurrentBlock(seq) && (this.repairsFlowing(seq) || this.block?.start === seq - (seq % this.fecBlock)) ? this.blockFor(seq) : undefined;
+      block?.addData(seq % this.fecBlock, payload ?? datagram!.subarray(payloadAt));
       this.advance(1, ackNow, now);
       // Segments held behind this one (it came late, not lost) follow it.
       if (block && this.inCurrentBlock(this.expected)) this.rebuild(block, now);
       return true;
     }
-    if (payload && seq > this.expected && seq < this.config.totalSegments && this.inCurrentBlock(seq)) {
+    if (datagram && seq > this.expected && seq < this.config.totalSegments && this.inCurrentBlock(seq)) {
       // A gap inside the block: hold this one and wait for the block's repairs before crying loss.
       this.counters.held++;
       const block = this.blockFor(seq);
-      block.addData(seq % this.fecBlock, payload);
+      block.addData(seq % this.fecBlock, payload ?? datagram.subarray(payloadAt));
       this.rebuild(block, now);
       return false;
     }

@@ -10,8 +10,8 @@ const SHA = "ab".repeat(32);
 class SlowDisk implements DownloadSink {
   backlogBytes = 0;
   private waiter: { below: number; callback: () => void } | undefined;
-  append(bytes: Uint8Array): void {
-    this.backlogBytes += bytes.byteLength;
+  append(_bytes: Uint8Array, start: number, end: number): void {
+    this.backlogBytes += end - start;
   }
   whenBacklogBelow(below: number, callback: () => void): void {
     this.waiter = { below, callback };
