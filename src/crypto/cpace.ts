@@ -1,6 +1,7 @@
 import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import type { KeyExchange } from "./core/key-exchange.ts";
+import { concat } from "./core/key-schedule.ts";
 
 /**
  * CPace (draft-irtf-cfrg-cpace; its ristretto255 test vectors hold, test/unit/crypto/cpace.test.ts) on ristretto255 with SHA-512, from @noble/curves (audited, pinned in
@@ -30,19 +31,10 @@ function lv(b: Uint8Array): Uint8Array[] {
   return [Uint8Array.from(len), b];
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
 
 export function generator(prs: Uint8Array, ci: Uint8Array, sid: Uint8Array) {
   const zpadLen = Math.max(0, S_IN_BYTES - 1 - DSI.byteLength - 1 - prs.byteLength - 1);
-  const genString = concat([...lv(DSI), ...lv(prs), ...lv(new Uint8Array(zpadLen)), ...lv(ci), ...lv(sid)]);
+  const genString = concat(...lv(DSI), ...lv(prs), ...lv(new Uint8Array(zpadLen)), ...lv(ci), ...lv(sid));
   return ristretto255_hasher.deriveToCurve!(sha512(genString));
 }
 
