@@ -6,7 +6,7 @@
  * download (curl ← nginx) of a file 4× as large runs from 2 s before the fetch, as the bench's share
  * measurement does. With DIAG_PROFILE=1, both write CPU profiles (and their markdown) to /tmp/ftx-diag/prof.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PathNamespaces, SERVER_ADDRESS } from "./netns.ts";
 
@@ -64,12 +64,36 @@ http { access_log off; sendfile on; tcp_nopush on; server { listen ${SERVER_ADDR
     exec(ns.client, ["curl", "-s", "-o", "/dev/null", "-w", "TCP: %{speed_download} B/s\\n", `http://${SERVER_ADDRESS}:8080/tcp-long.bin`], "curl.log");
     await Bun.sleep(2000);
   }
+  if (timed.length > 0) console.log(`before the fetch: ${cpuOfTree(procs[procs.length - 1]!.pid)}`);
   fetchStart = performance.now();
   const f = exec(ns.client, [...ftx, "fetch", `${SERVER_ADDRESS}:7700`, "payload.bin", "-o", join(dir, "out"), "--verbose"], "fetch.log");
   await f.exited;
   console.log(`fetch exit ${f.exitCode} in ${((performance.now() - fetchStart) / 1000).toFixed(2)} s; logs in ${dir}`);
   await Bun.sleep(200);
 } finally {
+  // The file server's CPU time, read before it is stopped (a stopped /usr/bin/time prints nothing).
+  if (timed.length > 0) for (const p of procs.slice(0, -1)) console.log(cpuOfTree(p.pid));
   for (const p of procs) p.kill();
   console.log(JSON.stringify(await ns.close()));
+}
+
+/** "pid command: user U s, system S s" for the deepest process under `pid` (what `ip netns exec` and /usr/bin/time started). */
+function cpuOfTree(pid: number): string {
+  for (;;) {
+    const children = readFileSafe(`/proc/${pid}/task/${pid}/children`).trim();
+    if (!children) break;
+    pid = Number(children.split(" ")[0]);
+  }
+  const stat = readFileSafe(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const cmd = readFileSafe(`/proc/${pid}/cmdline`).split("\0").slice(2, 4).join(" ");
+  return `${pid} ${cmd}: user ${(Number(fields[11]) / 100).toFixed(2)} s, system ${(Number(fields[12]) / 100).toFixed(2)} s`;
+}
+
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
 }

@@ -52,3 +52,36 @@ function isIPv6(text: string): boolean {
   }
   return halves.length === 2 ? groups <= 7 : groups === 8;
 }
+
+/**
+ * The bytes of a literal address: 4 for IPv4, 16 for IPv6 (a zone is dropped), undefined for anything
+ * else. For building socket addresses (udp-gso.ts), not for validating: it trusts `ipVersion`.
+ */
+export function ipBytes(text: string): Uint8Array | undefined {
+  const version = ipVersion(text);
+  if (version === 4) return new Uint8Array(text.split(".").map(Number));
+  if (version !== 6) return undefined;
+  const percent = text.indexOf("%");
+  if (percent >= 0) text = text.slice(0, percent);
+  const out = new Uint8Array(16);
+  const groups = (half: string): number[] => {
+    if (half === "") return [];
+    const words: number[] = [];
+    for (const part of half.split(":")) {
+      if (part.includes(".")) {
+        const [a, b, c, d] = part.split(".").map(Number) as [number, number, number, number];
+        words.push((a << 8) | b, (c << 8) | d);
+      } else words.push(parseInt(part, 16));
+    }
+    return words;
+  };
+  const halves = text.split("::");
+  const head = groups(halves[0]!);
+  const tail = halves.length === 2 ? groups(halves[1]!) : [];
+  const words = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+  for (let i = 0; i < 8; i++) {
+    out[2 * i] = words[i]! >> 8;
+    out[2 * i + 1] = words[i]! & 0xff;
+  }
+  return out;
+}

@@ -17,8 +17,10 @@ import {
   encodeError,
   encodeFin,
   encodeRequest,
+  firstDatagramBytes,
   FLAG_ACK_NOW,
   PacketType,
+  readHeader,
   segmentCount,
   timestampUs,
   TransferErrorCode,
@@ -136,6 +138,8 @@ export class Download {
   private probeDelayMs = PROBE_FIRST_MS;
   /** The window is closed (0) until the writes catch up. */
   private windowClosed = false;
+  /** ACKs wait for the end of a run of datagrams read together (receive). */
+  private acksHeld = false;
   private nextProbeAt = Infinity;
   private readonly ackBuf = new Uint8Array(ACK_BYTES);
   private readonly ackView = new DataView(this.ackBuf.buffer);
@@ -222,6 +226,39 @@ export class Download {
 
   get segmentBytes(): number {
     return this.accept?.segmentBytes ?? this.spec.segmentBytes;
+  }
+
+  /**
+   * What the socket read: one datagram, or several the kernel coalesced (UDP GRO: a run of one flow,
+   * all as long as the first but the last). Each is checked whole (readHeader) and handled in turn,
+   * and a run is acknowledged once, after its last datagram, as TCP acknowledges a coalesced segment.
+   * Returns how many were dropped (damaged, another session's). Throws only for this download's own
+   * failures (a full disk), never for what the network sent.
+   */
+  receive(data: Uint8Array, now: number): number {
+    const first = firstDatagramBytes(data, this.accept?.segmentBytes ?? 0, this.accept?.length ?? 0);
+    if (first >= data.byteLength) return this.receiveOne(data, now);
+    let dropped = 0;
+    this.acksHeld = true;
+    try {
+      for (let at = 0; at < data.byteLength; at += first) dropped += this.receiveOne(data.subarray(at, Math.min(at + first, data.byteLength)), now);
+    } finally {
+      this.acksHeld = false;
+      if (this.state === "receiving") this.sendAcks(now);
+    }
+    return dropped;
+  }
+
+  private receiveOne(data: Uint8Array, now: number): number {
+    try {
+      const header = readHeader(data);
+      if (header.sessionId !== this.sessionId) return 1;
+      this.handle(header, data, now);
+      return 0;
+    } catch (err) {
+      if (err instanceof ProtocolError) return 1;
+      throw err;
+    }
   }
 
   handle(header: Header, data: Uint8Array, now: number): void {
@@ -340,6 +377,10 @@ export class Download {
   }
 
   private flushAcks(now: number): void {
+    if (!this.acksHeld) this.sendAcks(now);
+  }
+
+  private sendAcks(now: number): void {
     const receiver = this.receiver;
     if (!receiver || !this.accept) return;
     for (let ack = receiver.pollAck(now); ack; ack = receiver.pollAck(now)) {
@@ -349,7 +390,7 @@ export class Download {
   }
 
   private complete(now: number): void {
-    this.flushAcks(now);
+    this.sendAcks(now);
     this.send(encodeFin(this.sessionId, timestampUs(now)));
     this.state = "done";
     this.settle.resolve();

@@ -6,10 +6,11 @@ import type { Catalog, CatalogEntry } from "../files/catalog.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { formatAddress, unmapIPv4 } from "../net/address.ts";
 import { growReceiveBuffer } from "../net/socket-options.ts";
+import { GsoSender, SendResult } from "../net/udp-gso.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { verifyRequestMac } from "./request-mac.ts";
-import { SEND_BATCH, ServerEndpoint, type ActiveSession, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./core/server-endpoint.ts";
+import { MAX_RUN_DATAGRAMS, SEND_BATCH, ServerEndpoint, type ActiveSession, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./core/server-endpoint.ts";
 import { TransferErrorCode } from "./core/wire.ts";
 
 export interface FileServiceOptions {
@@ -30,6 +31,13 @@ export interface FileServiceOptions {
  * the default 208 KiB with their probes.
  */
 const RECEIVE_BUFFER_BYTES = 2 << 20;
+/**
+ * The send buffer asked for when sending runs (GSO): room for 64 runs of 64 KiB. The default
+ * (net.core.wmem_default, 208 KiB) held three, and a full buffer means waiting for a timer.
+ */
+const SEND_BUFFER_BYTES = 4 << 20;
+/** After the kernel refused a run for a full buffer (EAGAIN), try again this much later: Bun's drain callback only follows its own sends. */
+const FULL_RETRY_MS = 0.5;
 
 export type FileServiceStats = EndpointCounters;
 
@@ -86,6 +94,7 @@ export class FileService {
   /** One sendMany's arguments (buffer, port, address, …), reused. */
   private readonly batch: Array<Uint8Array | number | string> = [];
   private readonly wake = new DeadlineTimer(() => this.onTimer());
+  private readonly drainRetry = new DeadlineTimer(() => this.onDrain());
   private stopped = false;
   /** Operators' view (`ftx serve --http`, src/ops): told every endpoint event after it is logged. */
   onEvent: ((ev: EndpointEvent) => void) | undefined;
@@ -93,6 +102,8 @@ export class FileService {
   private constructor(
     private readonly socket: udp.Socket<"uint8array">,
     opts: FileServiceOptions,
+    /** Sends runs of datagrams in one system call (UDP GSO); undefined: one datagram per send, through Bun. */
+    private readonly gso: GsoSender | undefined,
   ) {
     this.logger = opts.logger ?? silentLogger;
     const token = opts.token;
@@ -104,6 +115,7 @@ export class FileService {
       maxSessions: opts.maxSessions,
       maxSessionsPerAddress: opts.maxSessionsPerAddress,
       idleTimeoutMs: opts.idleTimeoutMs,
+      maxRunDatagrams: gso ? MAX_RUN_DATAGRAMS : 1,
     });
   }
 
@@ -131,9 +143,16 @@ export class FileService {
     } catch (err) {
       throw new FtxError("E_IO", `cannot bind UDP ${formatAddress(opts.host, opts.port)}: ${(err as Error).message}`);
     }
-    service = new FileService(socket, opts);
+    const gso = process.env.FTX_NO_GSO === "1" ? undefined : GsoSender.open(socket, socket.address.family === "IPv6" ? 6 : 4);
+    gso?.growSendBuffer(SEND_BUFFER_BYTES);
+    service = new FileService(socket, opts, gso);
     const granted = growReceiveBuffer(socket, RECEIVE_BUFFER_BYTES);
     service.logger.debug(`UDP receive buffer: ${granted === undefined ? "the system's default (could not be sized)" : `${granted} bytes`}`);
+    service.logger.debug(
+      gso
+        ? `UDP send: segmentation offload (GSO), runs of up to ${MAX_RUN_DATAGRAMS} datagrams per system call`
+        : `UDP send: one datagram per system call (${process.env.FTX_NO_GSO === "1" ? "FTX_NO_GSO=1" : "no UDP segmentation offload here"})`,
+    );
     return service;
   }
 
@@ -153,6 +172,7 @@ export class FileService {
   stop(): void {
     this.stopped = true;
     this.wake.cancel();
+    this.drainRetry.cancel();
     this.endpoint.closeAll();
     this.socket.close();
   }
@@ -179,14 +199,24 @@ export class FileService {
   }
 
   /**
-   * Hands what the endpoint has to send to the kernel, up to SEND_BATCH datagrams per sendMany. What
-   * the kernel did not take goes back to the endpoint, newest first, and nothing more goes until Bun
-   * says the socket drained. Then re-arms the one timer and logs what happened.
+   * Hands what the endpoint has to send to the kernel: with GSO one run per sendmsg, else up to
+   * SEND_BATCH datagrams per sendMany. What the kernel did not take goes back to the endpoint, newest
+   * first, and nothing more goes until the socket drained (Bun says so after its own sends; after
+   * ours, a short timer asks again). Then re-arms the one timer and logs what happened.
    */
   private flush(now: number): void {
     const endpoint = this.endpoint;
     const batch = this.batch;
-    while (!endpoint.blocked) {
+    const gso = this.gso;
+    while (gso && !endpoint.blocked) {
+      const t = endpoint.pollTransmit(now);
+      if (!t) break;
+      if (gso.send(t.bytes, t.datagramBytes, t.count, t.address, t.port) === SendResult.WouldBlock) {
+        endpoint.unsend();
+        this.drainRetry.wakeBy(now + FULL_RETRY_MS);
+      }
+    }
+    while (!gso && !endpoint.blocked) {
       batch.length = 0;
       let count = 0;
       for (let t = endpoint.pollTransmit(now); t; t = count < SEND_BATCH ? endpoint.pollTransmit(now) : undefined) {

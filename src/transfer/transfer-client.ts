@@ -1,14 +1,14 @@
 import type { udp } from "bun";
 import { ipVersion } from "../net/ip.ts";
-import { FtxError, ProtocolError } from "../errors.ts";
+import { FtxError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { unmapIPv4 } from "../net/address.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { growReceiveBuffer } from "../net/socket-options.ts";
+import { enableGro } from "../net/udp-gso.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { Download, type DownloadSpec } from "./download.ts";
 import type { DownloadSink } from "./part-file.ts";
-import { readHeader } from "./core/wire.ts";
 import { AddressTokenCache } from "./address-token-cache.ts";
 
 /** How long a finished session keeps its socket, to answer the server's late datagrams with FIN. */
@@ -83,6 +83,9 @@ export class TransferClient {
         },
       },
     });
+    // Runs the server sent in one piece (GSO) may then arrive in one piece too: split in onDatagram.
+    const gro = process.env.FTX_NO_GSO !== "1" && enableGro(socket);
+    if (this.active.size === 0) this.logger.debug(`UDP receive: ${gro ? "coalesced runs (GRO)" : "one datagram per read"}`);
     const granted = growReceiveBuffer(socket, RECEIVE_BUFFER_BYTES);
     const budget = granted === undefined ? DEFAULT_RECEIVE_BUDGET_BYTES : Math.max(DEFAULT_RECEIVE_BUDGET_BYTES, granted * RECEIVE_BUFFER_SHARE);
     const spec: DownloadSpec = {
@@ -118,17 +121,15 @@ export class TransferClient {
 
   private onDatagram(d: Download, serverIp: string, data: Uint8Array, port: number, address: string): void {
     const now = performance.now();
+    if (port !== d.spec.port || (address !== serverIp && unmapIPv4(address) !== serverIp)) {
+      this.counters.dropped++;
+      return;
+    }
     try {
-      const header = readHeader(data);
-      if (header.sessionId !== d.sessionId || port !== d.spec.port || (address !== serverIp && unmapIPv4(address) !== serverIp)) {
-        this.counters.dropped++;
-        return;
-      }
-      d.handle(header, data, now);
+      this.counters.dropped += d.receive(data, now);
     } catch (err) {
-      if (err instanceof ProtocolError) this.counters.dropped++;
       // A failure while handling this download (disk full, a bug) fails this download, not the process.
-      else d.fail(err instanceof FtxError ? err : new FtxError("E_IO", (err as Error).message));
+      d.fail(err instanceof FtxError ? err : new FtxError("E_IO", (err as Error).message));
     }
     // Only this download's deadline can have moved earlier; the timer re-scans everyone when it fires.
     const t = d.pollTimeout();

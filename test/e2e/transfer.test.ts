@@ -63,6 +63,29 @@ describe("fetch over the UDP transfer protocol", () => {
     }
   });
 
+  test("1,400-byte datagrams go out in runs (UDP GSO) and are read coalesced (GRO); with FTX_NO_GSO=1 one by one; the same bytes either way", async () => {
+    for (const noGso of [false, true]) {
+      const env = { FTX_NO_GSO: noGso ? "1" : undefined };
+      const share = tempDir("ftx-share-");
+      const out = tempDir("ftx-out-");
+      const hashes = makeFiles(share.path, { "g.bin": 8 << 20, "h.bin": 1374 * 50 + 7 });
+      try {
+        const { address } = await startMaster();
+        const { server } = await startServer(share.path, address, ["--verbose"], env);
+        await server.waitFor(noGso ? /UDP send: one datagram per system call \(FTX_NO_GSO=1\)/ : /UDP send: segmentation offload \(GSO\)/);
+        await eventually(async () => (await lsJson(address)).length === 2, 10_000, "both files listed");
+        const r = await runFtx(["fetch", address, "g.bin", "h.bin", "-o", out.path, "--segment-size", "1374", "--verbose"], { env });
+        expect(r.exitCode).toBe(0);
+        expect(r.stderr).toMatch(noGso ? /UDP receive: one datagram per read/ : /UDP receive: coalesced runs \(GRO\)/);
+        for (const name of ["g.bin", "h.bin"]) expect(hashOf(join(out.path, name))).toBe(hashes[name]!);
+        await server.stop();
+      } finally {
+        share.cleanup();
+        out.cleanup();
+      }
+    }
+  }, 60_000);
+
   test("resumes from a part file; a part holding other bytes is checked piece by piece and fetched again", async () => {
     const s = await setup({ "r.bin": 3 << 20 });
     try {

@@ -1,8 +1,7 @@
-import { ProtocolError } from "../../src/errors.ts";
 import { Download, type DownloadSpec } from "../../src/transfer/download.ts";
 import { verifyRequestMac } from "../../src/transfer/request-mac.ts";
-import { SEND_BATCH, ServerEndpoint, type EndpointEvent, type OpenResult, type ServedFile, type ServedFiles, type Transmit } from "../../src/transfer/core/server-endpoint.ts";
-import { readHeader, TransferErrorCode } from "../../src/transfer/core/wire.ts";
+import { MAX_RUN_DATAGRAMS, SEND_BATCH, ServerEndpoint, type EndpointEvent, type OpenResult, type ServedFile, type ServedFiles, type Transmit } from "../../src/transfer/core/server-endpoint.ts";
+import { TransferErrorCode } from "../../src/transfer/core/wire.ts";
 import type { Rng } from "./random.ts";
 import { SimLink, type LinkProfile } from "./sim-link.ts";
 
@@ -105,6 +104,10 @@ export interface SimEndpointsOptions {
   idleTimeoutMs?: number;
   /** Give up (the test fails) past this much simulated time. */
   maxSimMs?: number;
+  /** The server's socket takes runs (UDP GSO): the endpoint packs them, the link carries their datagrams one by one. */
+  runs?: boolean;
+  /** The clients' sockets coalesce what arrives together into runs, as UDP GRO does. */
+  gro?: boolean;
 }
 
 export interface SimClientResult {
@@ -115,6 +118,7 @@ export interface SimClientResult {
   forward: SimLink;
   backward: SimLink;
   droppedAtClient: number;
+  lastReadAt: number;
 }
 
 export interface SimEndpointsResult {
@@ -124,7 +128,13 @@ export interface SimEndpointsResult {
   events: EndpointEvent[];
   simMs: number;
   refusals: number;
+  /** Transmits of more than one datagram (runs), and reads of more than one datagram (GRO) at the clients. */
+  runs: number;
+  coalescedReads: number;
 }
+
+/** With GRO, how often a client reads its socket: what arrives in between is coalesced into runs. */
+const READ_EVERY_MS = 0.5;
 
 /** How long after refusing a send the simulated socket says it drained (as sim-transfer.ts). */
 const DRAIN_AFTER_MS = 0.05;
@@ -135,6 +145,16 @@ const DRAIN_AFTER_MS = 0.05;
  * server's socket refuses sends at random, as a full one does: the driver takes the rest of the batch
  * back (`unsend`, newest first) and waits for a simulated drain.
  */
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
 export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpointsResult {
   const storage = new MemoryFiles(o.files);
   const token = o.token;
@@ -146,12 +166,15 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
     maxSessions: o.maxSessions,
     maxSessionsPerAddress: o.maxSessionsPerAddress,
     idleTimeoutMs: o.idleTimeoutMs,
+    maxRunDatagrams: o.runs ? MAX_RUN_DATAGRAMS : 1,
   });
   const maxSimMs = o.maxSimMs ?? 600_000;
   const refuse = o.refuse ?? 0;
   let now = 0;
   let blockedUntil = 0;
   let refusals = 0;
+  let runs = 0;
+  let coalescedReads = 0;
   const events: EndpointEvent[] = [];
   let stalled = 0;
 
@@ -167,6 +190,7 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
       forward: new SimLink(rng, c.forward),
       backward: new SimLink(rng, c.backward),
       droppedAtClient: 0,
+      lastReadAt: -Infinity,
     };
     clients.push(r);
     byPeer.set(`${c.address}|${c.port}`, r);
@@ -210,7 +234,15 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
   const route = (t: Transmit) => {
     const r = byPeer.get(`${t.address}|${t.port}`);
     if (!r) throw new Error(`the server sent to ${t.address}:${t.port}, which is no client`);
-    r.forward.send(t.bytes, now);
+    if (t.count > 1) runs++;
+    if (t.count === 1) {
+      if (t.datagramBytes !== t.bytes.byteLength) throw new Error(`a transmit of one datagram says ${t.datagramBytes} bytes but holds ${t.bytes.byteLength}`);
+      return r.forward.send(t.bytes, now);
+    }
+    // What GSO does: cut the run into datagrams, all as long as the first but the last.
+    const last = t.bytes.byteLength - (t.count - 1) * t.datagramBytes;
+    if (!o.runs || t.count > MAX_RUN_DATAGRAMS || last <= 0 || last > t.datagramBytes) throw new Error(`a run of ${t.count} × ${t.datagramBytes} bytes holds ${t.bytes.byteLength}`);
+    for (let i = 0; i < t.count; i++) r.forward.send(t.bytes.subarray(i * t.datagramBytes, Math.min((i + 1) * t.datagramBytes, t.bytes.byteLength)), now);
   };
 
   const batch: Transmit[] = [];
@@ -240,7 +272,9 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
       if (t !== undefined && t < next) next = t;
     };
     for (const r of clients) {
-      consider(r.forward.nextDeliveryAt());
+      const due = r.forward.nextDeliveryAt();
+      // With GRO the client reads at most every READ_EVERY_MS: what arrived meanwhile waits, and coalesces.
+      consider(due === undefined || !o.gro ? due : Math.max(due, r.lastReadAt + READ_EVERY_MS));
       consider(r.backward.nextDeliveryAt());
       if (r.download) consider(r.download.pollTimeout());
     }
@@ -267,19 +301,21 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
       const c = o.clients[i]!;
       for (const d of r.backward.deliver(now)) endpoint.handle(d, c.address, c.port, now);
       const download = r.download;
-      for (const d of r.forward.deliver(now)) {
-        if (!download) throw new Error("a datagram for a client that has not started");
-        try {
-          const h = readHeader(d);
-          if (h.sessionId !== download.sessionId) {
-            r.droppedAtClient++;
-            continue;
-          }
-          download.handle(h, d, now);
-        } catch (err) {
-          if (!(err instanceof ProtocolError)) throw err;
-          r.droppedAtClient++;
+      const arrived = o.gro && now < r.lastReadAt + READ_EVERY_MS ? [] : r.forward.deliver(now);
+      if (arrived.length > 0) r.lastReadAt = now;
+      if (arrived.length > 0 && !download) throw new Error("a datagram for a client that has not started");
+      for (let i = 0; i < arrived.length; ) {
+        // With GRO, what arrives together is coalesced as the kernel does: a run of datagrams as long
+        // as the first, the last maybe shorter, at most 64.
+        let n = 1;
+        if (o.gro) {
+          const size = arrived[i]!.byteLength;
+          while (n < MAX_RUN_DATAGRAMS && i + n < arrived.length && arrived[i + n - 1]!.byteLength === size && arrived[i + n]!.byteLength <= size) n++;
         }
+        if (n > 1) coalescedReads++;
+        const bytes = n === 1 ? arrived[i]! : concat(arrived.slice(i, i + n));
+        r.droppedAtClient += download!.receive(bytes, now);
+        i += n;
       }
     }
     const at = endpoint.pollTimeout();
@@ -290,5 +326,5 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
     }
   }
   flushServer();
-  return { clients, endpoint, storage, events, simMs: now, refusals };
+  return { clients, endpoint, storage, events, simMs: now, refusals, runs, coalescedReads };
 }

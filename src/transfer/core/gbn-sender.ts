@@ -90,8 +90,11 @@ const MAX_BURST_LENGTH = 8;
 
 /** A bounded stack of what recent pollTransmit calls did (numbers only: no allocation per datagram). */
 class UndoStack {
-  /** More than a shell's batch: older entries are forgotten (their segments then count as lost). */
-  private static readonly DEPTH = 64;
+  /**
+   * A shell's whole batch: SEND_BATCH transmits of up to 64 datagrams each (server-endpoint.ts). Older
+   * entries are forgotten (their segments then count as lost).
+   */
+  private static readonly DEPTH = 512;
   private readonly seqs = new Float64Array(UndoStack.DEPTH);
   private readonly kinds = new Uint8Array(UndoStack.DEPTH);
   private readonly probeSeqs = new Float64Array(UndoStack.DEPTH);
@@ -524,7 +527,9 @@ export class GbnSender {
     this.datagramsSent--;
     this.sendLog.unsent(this.datagramsSent);
     if (top === SendKind.Repair) {
-      this.repairNext--;
+      // A repair of an earlier block (a later block's repairs were queued since) is not sent again:
+      // the state of those repairs is gone, and the block is lost as any lost datagram is.
+      if (seq === this.repairBlock && this.repairNext > 0) this.repairNext--;
       this.counters.repairs--;
       this.tokens += 1;
       return;
@@ -752,11 +757,13 @@ export class GbnSender {
   /** The earliest moment the shell must call back: RTO, idle limit, or the next pacing token. */
   pollTimeout(now: number): number | undefined {
     if (this.finished) return undefined;
-    if (this.probePending) return now;
+    // Repairs due go first, paced: a probe waits behind them (pollTransmit gives nothing until a token).
+    const repairsDue = this.repairNext < this.repairCount;
+    if (this.probePending && (!repairsDue || this.tokens >= 1 - TOKEN_EPSILON)) return now;
     let deadline = this.lastAckAt + this.config.idleTimeoutMs;
     if (this.rtoDeadline !== undefined && this.rtoDeadline < deadline) deadline = this.rtoDeadline;
     if (this.ptoDeadline !== undefined && this.ptoDeadline < deadline) deadline = this.ptoDeadline;
-    if (this.nextSeq < this.config.totalSegments && this.nextSeq - this.base < this.window && this.tokens < 1 - TOKEN_EPSILON) {
+    if ((repairsDue || (this.nextSeq < this.config.totalSegments && this.nextSeq - this.base < this.window)) && this.tokens < 1 - TOKEN_EPSILON) {
       const rate = this.pacingRatePerMs();
       const ready = rate === Infinity ? now : Math.max(now, this.lastRefillAt + (1 - this.tokens) / rate);
       if (ready < deadline) deadline = ready;

@@ -83,6 +83,12 @@ export function fecBlockFor(segmentBytes: number): number {
 }
 /** Transmits a shell may hold at once (one sendMany); each DATA one has a buffer of its own. */
 export const SEND_BATCH = 8;
+/**
+ * A run (see `Transmit`) holds at most this many datagrams and this many bytes: what Linux's UDP GSO
+ * takes in one send (UDP_MAX_SEGMENTS; the largest UDP payload).
+ */
+export const MAX_RUN_DATAGRAMS = 64;
+export const MAX_RUN_BYTES = MAX_DATAGRAM_BYTES;
 /** How often (in segments) a session re-checks that its file is unchanged on disk. */
 export const CHANGE_CHECK_EVERY = 256;
 export const DEFAULT_MAX_SESSIONS = 512;
@@ -135,11 +141,24 @@ export interface ServerEndpointConfig<F extends ServedFile, H> {
   maxSessions?: number;
   maxSessionsPerAddress?: number;
   idleTimeoutMs?: number;
+  /**
+   * The most datagrams one transmit may carry (≤ MAX_RUN_DATAGRAMS): a shell whose socket cuts a run
+   * into datagrams itself (UDP GSO) asks for runs; 1 (the default) gives one datagram per transmit.
+   */
+  maxRunDatagrams?: number;
 }
 
-/** A datagram to send. The object and its bytes are the endpoint's: valid until SEND_BATCH more polls. */
+/**
+ * What to send to one peer. The object and its bytes are the endpoint's: valid until SEND_BATCH more
+ * polls. Usually one datagram; for a shell that asked for runs, `count` datagrams of one session back
+ * to back, each `datagramBytes` long but the last, which may be shorter: exactly what a UDP GSO send
+ * (UDP_SEGMENT = datagramBytes) cuts into datagrams, and what a shell without GSO sends one by one.
+ */
 export interface Transmit {
   bytes: Uint8Array;
+  /** The length of every datagram in `bytes` but the last; bytes.byteLength when count is 1. */
+  datagramBytes: number;
+  count: number;
   address: string;
   port: number;
 }
@@ -234,15 +253,26 @@ interface Control {
   port: number;
 }
 
+/** A datagram's place in a slot's buffer: its bytes and a view over them. */
+interface Part {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+}
+
 /** One of SEND_BATCH transmits handed out: what it was, so `unsend` can take it back. */
 interface Slot<F, H> extends Transmit {
   readonly buffer: Uint8Array;
-  readonly view: DataView;
-  /** The last exact-length view of `buffer`, reused while the length repeats. */
-  exact: Uint8Array;
+  /**
+   * The places of a run's datagrams of `partBytes` each, made as first needed and kept while the
+   * length repeats (no allocation per datagram); a shorter last datagram gets a place of its own.
+   */
+  parts: Part[];
+  partBytes: number;
+  /** The last run-long view of `buffer`, reused while the run's length repeats. */
+  run: Uint8Array;
   session: Session<F, H> | undefined;
-  /** The DATA segment, or -1 for a control datagram. */
-  seq: number;
+  /** The segments (or repairs' blocks) of the run, in the order they were polled; [] for a control datagram. */
+  readonly seqs: Float64Array;
   control: Control | undefined;
 }
 
@@ -278,6 +308,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   private eventHead = 0;
 
   private readonly slots: Slot<F, H>[];
+  private readonly maxRun: number;
   private cursor = 0;
   /** How many of the newest transmits `unsend` may still take back. */
   private undoable = 0;
@@ -293,9 +324,11 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     this.maxSessions = config.maxSessions ?? DEFAULT_MAX_SESSIONS;
     this.maxSessionsPerAddress = config.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS;
     this.idleTimeoutMs = config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.maxRun = Math.max(1, Math.min(MAX_RUN_DATAGRAMS, config.maxRunDatagrams ?? 1));
     this.slots = Array.from({ length: SEND_BATCH }, () => {
-      const buffer = new Uint8Array(MAX_DATAGRAM_BYTES);
-      return { buffer, view: new DataView(buffer.buffer), exact: buffer, bytes: buffer, address: "", port: 0, session: undefined, seq: -1, control: undefined };
+      const buffer = new Uint8Array(MAX_RUN_BYTES);
+      const seqs = new Float64Array(this.maxRun);
+      return { buffer, parts: [], partBytes: 0, run: buffer, bytes: buffer, datagramBytes: 0, count: 0, address: "", port: 0, session: undefined, seqs, control: undefined };
     });
   }
 
@@ -416,8 +449,9 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   // ---- outputs ----
 
   /**
-   * The next datagram to send, or undefined (nothing now, or blocked). Control datagrams first, then
-   * one DATA datagram from each session with something to send, in turn.
+   * The next transmit, or undefined (nothing now, or blocked). Control datagrams first, then DATA
+   * from each session with something to send, in turn: one datagram each, or a run of up to
+   * `maxRunDatagrams` of one session where the shell asked for runs.
    */
   pollTransmit(now: number): Transmit | undefined {
     if (this.isBlocked) return undefined;
@@ -428,10 +462,11 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
         if (this.controlHead === this.controls.length) this.controls.length = this.controlHead = 0;
         const slot = this.takeSlot();
         slot.bytes = c.bytes;
+        slot.datagramBytes = c.bytes.byteLength;
+        slot.count = 1;
         slot.address = c.address;
         slot.port = c.port;
         slot.session = undefined;
-        slot.seq = -1;
         slot.control = c;
         return slot;
       }
@@ -442,7 +477,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       s.readyNext = undefined;
       s.ready = false;
       if (s.closed) continue;
-      if (!s.validated && s.bytesSent + DATA_AT.payload + s.segmentBytes > AMPLIFICATION_FACTOR * s.bytesReceived) {
+      if (!this.mayAmplify(s)) {
         // Only an ACK (or a repeated REQUEST) can let it send: until then only the idle limit matters
         // (its sender has had no ACK since it began). Its pacing deadline would say "now" forever.
         this.setDeadline(s, s.createdAt + this.idleTimeoutMs);
@@ -454,13 +489,36 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
         continue;
       }
       const slot = this.slots[this.cursor]!;
-      const total = s.sender.transmitKind === SendKind.Repair ? this.prepareRepair(s, seq, now, slot) : this.prepareSegment(s, seq, now, slot);
-      if (total === 0) continue; // the session was stopped (its ERROR is queued), or had no repair to give
+      const first = this.prepare(s, seq, now, slot, 0, 0);
+      if (first === 0) continue; // the session was stopped (its ERROR is queued), or had no repair to give
+      slot.seqs[0] = seq;
+      let count = 1;
+      let total = first;
+      // A run: more of this session's datagrams of the same length, while its sender gives them now.
+      while (count < this.maxRun && total + first <= MAX_RUN_BYTES && !s.closed && this.mayAmplify(s, total)) {
+        const next = s.sender.pollTransmit(now);
+        if (next === undefined) break;
+        if (this.expectedLength(s, next) > first) {
+          s.sender.unsend(next); // longer than the run's datagrams: it starts the next transmit
+          break;
+        }
+        const length = this.prepare(s, next, now, slot, count, total);
+        if (length === 0) continue;
+        slot.seqs[count++] = next;
+        total += length;
+        if (length < first) break; // a shorter datagram can only be a run's last
+      }
       this.takeSlot();
+      if (count === 1) slot.bytes = slot.parts[0]!.bytes;
+      else {
+        if (slot.run.byteLength !== total) slot.run = slot.buffer.subarray(0, total);
+        slot.bytes = slot.run;
+      }
+      slot.datagramBytes = first;
+      slot.count = count;
       slot.address = s.address;
       slot.port = s.port;
       slot.session = s;
-      slot.seq = seq;
       slot.control = undefined;
       s.bytesSent += total;
       this.counters.bytesSent += total;
@@ -469,9 +527,24 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     }
   }
 
+  /** Whether an unvalidated session may send one more full datagram beyond `pending` bytes (RFC 9000 §8.1). */
+  private mayAmplify(s: Session<F, H>, pending = 0): boolean {
+    return s.validated || s.bytesSent + pending + DATA_AT.payload + s.segmentBytes <= AMPLIFICATION_FACTOR * s.bytesReceived;
+  }
+
+  /** The length of what `seq` from the sender's newest poll becomes: DATA, or a REPAIR as long as its block's first segment. */
+  private expectedLength(s: Session<F, H>, seq: number): number {
+    return DATA_AT.payload + dataPayloadBytes(seq, s.segmentBytes, s.end - s.offset);
+  }
+
+  /** What the sender's newest poll gave, built into datagram `index` of `slot` (at byte `at`); its length, or 0. */
+  private prepare(s: Session<F, H>, seq: number, now: number, slot: Slot<F, H>, index: number, at: number): number {
+    return s.sender.transmitKind === SendKind.Repair ? this.prepareRepair(s, seq, now, slot, index, at) : this.prepareSegment(s, seq, now, slot, index, at);
+  }
+
   /**
    * The newest transmit not yet taken back was not sent (the socket refused it). A shell that sent
-   * only part of a batch calls this once per datagram left, newest first. DATA goes back to its
+   * only part of a batch calls this once per transmit left, newest first. DATA goes back to its
    * sender (it goes out again, not counted as lost); a control datagram goes back to the head of the
    * queue. The endpoint then gives nothing more until `handleDrain`.
    */
@@ -483,7 +556,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     const slot = this.slots[this.cursor]!;
     const s = slot.session;
     if (s) {
-      s.sender.unsend(slot.seq);
+      for (let i = slot.count - 1; i >= 0; i--) s.sender.unsend(slot.seqs[i]!);
       s.bytesSent -= slot.bytes.byteLength;
       this.counters.bytesSent -= slot.bytes.byteLength;
       this.makeReadyFirst(s);
@@ -729,8 +802,21 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     return slot;
   }
 
-  /** Reads segment `seq` into `slot` and seals it; returns its length, or 0 if the session was stopped. */
-  private prepareSegment(s: Session<F, H>, seq: number, now: number, slot: Slot<F, H>): number {
+  /**
+   * The place of datagram `index` of a run in `slot`, `length` bytes from byte `at`. Datagrams before
+   * it in the run are all as long as the run's first (index 0 sets that length).
+   */
+  private part(slot: Slot<F, H>, index: number, at: number, length: number): Part {
+    if (index === 0 && slot.partBytes !== length) {
+      slot.parts.length = 0;
+      slot.partBytes = length;
+    }
+    if (length !== slot.partBytes) return { bytes: slot.buffer.subarray(at, at + length), view: new DataView(slot.buffer.buffer, at, length) };
+    return (slot.parts[index] ??= { bytes: slot.buffer.subarray(at, at + length), view: new DataView(slot.buffer.buffer, at, length) });
+  }
+
+  /** Reads segment `seq` into datagram `index` of `slot` (from byte `at`) and seals it; returns its length, or 0 if the session was stopped. */
+  private prepareSegment(s: Session<F, H>, seq: number, now: number, slot: Slot<F, H>, index: number, at: number): number {
     const position = s.offset + seq * s.segmentBytes;
     const length = dataPayloadBytes(seq, s.segmentBytes, s.end - s.offset);
     if (++s.sinceChangeCheck >= CHANGE_CHECK_EVERY) {
@@ -744,12 +830,13 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       if (changed) return this.abort(s, TransferErrorCode.Changed, `${s.file.name} changed during the transfer`, now);
     }
     const buffer = slot.buffer;
+    const payloadAt = at + DATA_AT.payload;
     let read: number;
     try {
       if (s.pieceHashes) {
-        buffer.set(s.pieceHashes.subarray(position, position + length), DATA_AT.payload);
+        buffer.set(s.pieceHashes.subarray(position, position + length), payloadAt);
         read = length;
-      } else read = this.files.read(s.handle, buffer, DATA_AT.payload, length, position);
+      } else read = this.files.read(s.handle, buffer, payloadAt, length, position);
     } catch (err) {
       return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.file.name}: ${(err as Error).message}`, now);
     }
@@ -758,16 +845,15 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       const repairs = s.sender.currentBlockRepairs;
       if (repairs > 0) {
         try {
-          s.repairs.onData(seq, buffer.subarray(DATA_AT.payload, DATA_AT.payload + length), repairs, (earlier, into) => this.readSegment(s, earlier, into));
+          s.repairs.onData(seq, buffer.subarray(payloadAt, payloadAt + length), repairs, (earlier, into) => this.readSegment(s, earlier, into));
         } catch (err) {
           return this.abort(s, TransferErrorCode.Internal, `cannot read ${s.file.name}: ${(err as Error).message}`, now);
         }
       }
     }
     const total = DATA_AT.payload + length;
-    if (slot.exact.byteLength !== total) slot.exact = buffer.subarray(0, total);
-    finishData(slot.exact, slot.view, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now));
-    slot.bytes = slot.exact;
+    const p = this.part(slot, index, at, total);
+    finishData(p.bytes, p.view, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now));
     return total;
   }
 
@@ -780,18 +866,18 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     return into.subarray(0, length);
   }
 
-  /** REPAIR `repairIndex` of the block starting at segment `blockStart` into `slot`; 0 when there is none to give. */
-  private prepareRepair(s: Session<F, H>, blockStart: number, now: number, slot: Slot<F, H>): number {
-    const buffer = slot.buffer;
-    const length = s.repairs?.repair(blockStart, s.sender.repairIndex, buffer.subarray(REPAIR_AT.payload)) ?? 0;
+  /** REPAIR `repairIndex` of the block starting at segment `blockStart` into datagram `index` of `slot` (from byte `at`); 0 when there is none to give. */
+  private prepareRepair(s: Session<F, H>, blockStart: number, now: number, slot: Slot<F, H>, index: number, at: number): number {
+    const length = s.repairs?.repair(blockStart, s.sender.repairIndex, slot.buffer.subarray(at + REPAIR_AT.payload)) ?? 0;
     if (length === 0) {
+      // It never left: taken back (so an unsend of the run it was in finds its own), then forgotten.
+      s.sender.unsend(blockStart);
       s.sender.dropRepairs();
       return 0;
     }
     const total = REPAIR_AT.payload + length;
-    if (slot.exact.byteLength !== total) slot.exact = buffer.subarray(0, total);
-    finishRepair(slot.exact, slot.view, s.sender.repairIndex, s.sessionId, blockStart, s.sender.stamp(now));
-    slot.bytes = slot.exact;
+    const p = this.part(slot, index, at, total);
+    finishRepair(p.bytes, p.view, s.sender.repairIndex, s.sessionId, blockStart, s.sender.stamp(now));
     return total;
   }
 

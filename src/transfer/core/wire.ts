@@ -273,6 +273,41 @@ export function datagramCrc(datagram: Uint8Array): number {
   return sum;
 }
 
+/**
+ * The length of the first datagram in `buf`, which the kernel may have coalesced from a run (UDP GRO:
+ * datagrams of one flow, all as long as the first but the last): read from the first one's header,
+ * for a session of `segmentBytes` segments over `rangeBytes` (0 before it knows them). A run is split
+ * at multiples of this length, and each piece is then checked whole by `readHeader`, so a wrong
+ * answer (a damaged header) only loses the run. The whole buffer when the header says nothing better.
+ */
+export function firstDatagramBytes(buf: Uint8Array, segmentBytes: number, rangeBytes: number): number {
+  const total = buf.byteLength;
+  if (total < HEADER_BYTES) return total;
+  let length: number;
+  switch (buf[HEADER_AT.type]) {
+    case PacketType.Data:
+    case PacketType.Repair: {
+      if (segmentBytes === 0) return total;
+      const hi = u32At(buf, HEADER_AT.seq);
+      const seq = hi >= 0x200000 ? -1 : hi * 4294967296 + u32At(buf, HEADER_AT.seq + 4);
+      length = seq < 0 ? total : HEADER_BYTES + dataPayloadBytes(seq, segmentBytes, rangeBytes);
+      break;
+    }
+    case PacketType.Accept:
+      length = ACCEPT_BYTES;
+      break;
+    case PacketType.Retry:
+      length = RETRY_BYTES;
+      break;
+    case PacketType.Error:
+      length = total < ERROR_AT.text ? total : ERROR_AT.text + u16At(buf, ERROR_AT.textLength);
+      break;
+    default:
+      return total;
+  }
+  return length <= HEADER_BYTES || length > total ? total : length;
+}
+
 /** Big-endian reads straight from the bytes (no DataView: see datagramCrc). */
 function u16At(b: Uint8Array, at: number): number {
   return (b[at]! << 8) | b[at + 1]!;

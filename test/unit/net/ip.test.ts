@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { isIP } from "node:net";
-import { ipVersion } from "../../../src/net/ip.ts";
+import { ipBytes, ipVersion } from "../../../src/net/ip.ts";
 import { Rng } from "../../support/random.ts";
 
 const CASES: [string, 0 | 4 | 6][] = [
@@ -57,5 +57,17 @@ describe("ipVersion", () => {
       }
       expect([text, ipVersion(text)]).toEqual([text, isIP(text) as 0 | 4 | 6]);
     }
+  });
+});
+
+describe("ipBytes", () => {
+  test("IPv4 and IPv6 literals to their bytes, as the socket address needs them; anything else undefined", () => {
+    expect(ipBytes("198.18.0.2")).toEqual(Uint8Array.from([198, 18, 0, 2]));
+    expect(ipBytes("::1")).toEqual(Uint8Array.from([...new Array(15).fill(0), 1]));
+    expect(ipBytes("::ffff:10.0.0.1")).toEqual(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1]));
+    expect(ipBytes("2001:db8::8:800:200c:417a")).toEqual(Uint8Array.from([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 8, 8, 0, 0x20, 0x0c, 0x41, 0x7a]));
+    expect(ipBytes("fe80::1%eth0")).toEqual(Uint8Array.from([0xfe, 0x80, ...new Array(13).fill(0), 1]));
+    expect(ipBytes("1:2:3:4:5:6:7:8")).toEqual(Uint8Array.from([0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8]));
+    for (const bad of ["", "localhost", "1.2.3", "::1::", "256.0.0.1"]) expect(ipBytes(bad)).toBeUndefined();
   });
 });

@@ -63,25 +63,33 @@ function scenario(seed: number) {
   const bursty = clients.some((c) => c.forward.burstLength !== undefined || c.backward.burstLength !== undefined);
   const idleTimeoutMs = bursty ? 60_000 : 30_000;
   for (const c of clients) c.idleTimeoutMs = idleTimeoutMs;
-  return { rng, files, clients, token, idleTimeoutMs, refuse: rng.next() * 0.3 };
+  // Half the servers send runs (UDP GSO), half the clients read coalesced runs (UDP GRO).
+  return { rng, files, clients, token, idleTimeoutMs, refuse: rng.next() * 0.3, runs: rng.chance(0.5), gro: rng.chance(0.5) };
 }
 
 function runSeed(seed: number) {
-  const { rng, files, clients, token, idleTimeoutMs, refuse } = scenario(seed);
-  return simulateEndpoints(rng, { files, clients, token, idleTimeoutMs, refuse, maxSimMs: 600_000 });
+  const { rng, files, clients, token, idleTimeoutMs, refuse, runs, gro } = scenario(seed);
+  return simulateEndpoints(rng, { files, clients, token, idleTimeoutMs, refuse, runs, gro, maxSimMs: 600_000 });
 }
 
 describe("the file server's endpoint with real clients over simulated links", () => {
   test(
-    `${RUNS} seeded runs of 1–4 concurrent downloads deliver the exact bytes (loss, bursts, duplication, reordering, corruption, bottlenecks, refused sends)`,
+    `${RUNS} seeded runs of 1–4 concurrent downloads deliver the exact bytes (loss, bursts, duplication, reordering, corruption, bottlenecks, refused sends, sent as runs, read coalesced)`,
     () => {
       const only = process.env.SIMULATION_SEED;
       const seeds = only ? [Number(only)] : Array.from({ length: RUNS }, (_, i) => i + 1);
       let refusals = 0;
       let downloads = 0;
       let corrupted = 0;
+      let runs = 0;
+      let coalescedReads = 0;
       for (const seed of seeds) {
-        const r = runSeed(seed);
+        let r: ReturnType<typeof runSeed>;
+        try {
+          r = runSeed(seed);
+        } catch (err) {
+          throw new Error(`seed ${seed} failed (replay: SIMULATION_SEED=${seed}): ${(err as Error).message}`);
+        }
         const problems: string[] = [];
         for (const [i, c] of r.clients.entries()) {
           const d = c.download;
@@ -99,11 +107,15 @@ describe("the file server's endpoint with real clients over simulated links", ()
         }
         refusals += r.refusals;
         downloads += r.clients.length;
+        runs += r.runs;
+        coalescedReads += r.coalescedReads;
       }
       if (!only) {
         expect(downloads).toBeGreaterThan(RUNS * 2);
         expect(refusals).toBeGreaterThan(RUNS); // the unsend path really was exercised
         expect(corrupted).toBeGreaterThan(100); // and the checksum
+        expect(runs).toBeGreaterThan(RUNS); // and runs of datagrams both ways
+        expect(coalescedReads).toBeGreaterThan(RUNS);
       }
     },
     120_000,

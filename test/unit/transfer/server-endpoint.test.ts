@@ -93,8 +93,10 @@ function ack(sessionId: number, cumulative: number, cookie: number, now: number,
 function drain(ep: ServerEndpoint<SimFile, number>, now: number, max = Infinity): Sent[] {
   const out: Sent[] = [];
   for (let t = out.length < max ? ep.pollTransmit(now) : undefined; t; t = out.length < max ? ep.pollTransmit(now) : undefined) {
-    const bytes = t.bytes.slice();
-    out.push({ bytes, header: readHeader(bytes), address: t.address, port: t.port });
+    for (let i = 0; i < t.count; i++) {
+      const bytes = t.bytes.slice(i * t.datagramBytes, Math.min((i + 1) * t.datagramBytes, t.bytes.byteLength));
+      out.push({ bytes, header: readHeader(bytes), address: t.address, port: t.port });
+    }
   }
   return out;
 }
@@ -437,6 +439,92 @@ describe("sending", () => {
     expect(decodeError(error.bytes).code).toBe(TransferErrorCode.Changed);
     expect(only(sent, PacketType.Data).length).toBe(4); // the fifth, the last, came up short
     expect(storage.openHandles).toBe(0);
+  });
+});
+
+describe("runs (UDP GSO)", () => {
+  /** Every transmit cut into its datagrams as the kernel would, each checked: one session, one length but the last. */
+  function drainRuns(ep: ServerEndpoint<SimFile, number>, now: number): { runs: Sent[][]; sizes: number[][] } {
+    const runs: Sent[][] = [];
+    const sizes: number[][] = [];
+    for (let t = ep.pollTransmit(now); t; t = ep.pollTransmit(now)) {
+      const run: Sent[] = [];
+      const lengths: number[] = [];
+      for (let i = 0; i < t.count; i++) {
+        const bytes = t.bytes.slice(i * t.datagramBytes, Math.min((i + 1) * t.datagramBytes, t.bytes.byteLength));
+        run.push({ bytes, header: readHeader(bytes), address: t.address, port: t.port });
+        lengths.push(bytes.byteLength);
+      }
+      expect(lengths.reduce((a, b) => a + b, 0)).toBe(t.bytes.byteLength);
+      runs.push(run);
+      sizes.push(lengths);
+    }
+    return { runs, sizes };
+  }
+
+  test("a session's window leaves as runs of up to 64 datagrams of one length, in order; the file's short last segment ends the last run", () => {
+    const { ep } = setup([SMALL, FILE], { maxRunDatagrams: 64 });
+    const { cookie, sent } = openValidated(ep, SMALL, 1, A, 5000, 0, { segmentBytes: 512 });
+    let cumulative = 0;
+    const seqs: number[] = only(sent, PacketType.Data).map((d) => d.header.seq);
+    let multi = 0;
+    for (let now = 1; now < 2000 && cumulative < Math.ceil(SMALL.size / 512); now += 10) {
+      const { runs, sizes } = drainRuns(ep, now);
+      for (const [i, run] of runs.entries()) {
+        const data = run.filter((d) => d.header.type === PacketType.Data);
+        if (run.length > 1) multi++;
+        expect(run.length).toBeLessThanOrEqual(64);
+        expect(new Set(run.map((d) => d.header.sessionId))).toEqual(new Set([1]));
+        const lengths = sizes[i]!;
+        for (let k = 0; k < lengths.length - 1; k++) expect(lengths[k]).toBe(lengths[0]!);
+        expect(lengths[lengths.length - 1]!).toBeLessThanOrEqual(lengths[0]!);
+        seqs.push(...data.map((d) => d.header.seq));
+      }
+      cumulative = Math.max(cumulative, ...seqs.map((q) => q + 1));
+      ep.handle(ack(1, cumulative, cookie, now), A, 5000, now);
+    }
+    expect(multi).toBeGreaterThan(0);
+    // 5,000 bytes in 512-byte segments: 10 segments, the last 392 bytes, each sent once, in order.
+    expect([...new Set(seqs)].sort((a, b) => a - b)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+  });
+
+  test("unsend takes a whole run back: after the drain the same segments go again, as a run", () => {
+    const { ep } = setup([FILE], { maxRunDatagrams: 64 });
+    openValidated(ep, FILE, 1, A, 5000, 0);
+    const first = ep.pollTransmit(0)!;
+    expect(first.count).toBeGreaterThan(1);
+    const seqs = Array.from({ length: first.count }, (_, i) => readHeader(first.bytes.slice(i * first.datagramBytes, (i + 1) * first.datagramBytes)).seq);
+    const sentBefore = ep.counters.bytesSent;
+    ep.unsend();
+    expect(ep.counters.bytesSent).toBe(sentBefore - first.bytes.byteLength);
+    expect(ep.pollTransmit(0)).toBeUndefined();
+    ep.handleDrain(0.05);
+    const again = ep.pollTransmit(0.05)!;
+    expect(again.count).toBe(seqs.length);
+    expect(Array.from({ length: again.count }, (_, i) => readHeader(again.bytes.slice(i * again.datagramBytes, (i + 1) * again.datagramBytes)).seq)).toEqual(seqs);
+  });
+
+  test("two sessions ready at once take turns run by run", () => {
+    const { ep } = setup([FILE], { maxRunDatagrams: 64 });
+    ep.handle(request(FILE, 1), A, 5000, 0);
+    ep.handle(request(FILE, 2, { address: B }), B, 5000, 0);
+    const [c1, c2] = only(drain(ep, 0), PacketType.Accept).map((a) => decodeAccept(a.bytes).cookie);
+    ep.handle(ack(1, 0, c1!, 0), A, 5000, 0);
+    ep.handle(ack(2, 0, c2!, 0), B, 5000, 0);
+    const { runs } = drainRuns(ep, 0);
+    const order = runs.map((r) => r[0]!.header.sessionId);
+    expect(runs.every((r) => r.length > 1)).toBe(true);
+    expect(order).toEqual(Array.from({ length: order.length }, (_, i) => order[0]! + (i % 2 === 0 ? 0 : order[0] === 1 ? 1 : -1)));
+    expect(order.length).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a run never takes an unproven client past 3× what it sent", () => {
+    const { ep } = setup([FILE], { maxRunDatagrams: 64 });
+    ep.handle(request(FILE, 1), A, 5000, 0);
+    const { runs } = drainRuns(ep, 0);
+    const bytes = runs.flat().reduce((n, d) => n + d.bytes.byteLength, 0);
+    expect(bytes).toBeLessThanOrEqual(AMPLIFICATION_FACTOR * (request(FILE, 1).byteLength + VALIDATED_REQUEST_CREDIT_BYTES));
+    expect(only(runs.flat(), PacketType.Data).length).toBeGreaterThan(0);
   });
 });
 
