@@ -15,6 +15,7 @@ import { writePathsChart } from "../chart.ts";
 import { waitForStderr } from "../process-lines.ts";
 import { nsExec, PathNamespaces, readSysctl, SERVER_ADDRESS, sysctl, type EmulatorCounters } from "./netns.ts";
 import { fileBytesFor, selectPaths, type PathSpec } from "./paths.ts";
+import { median, procStat } from "../lib/measure.ts";
 
 export interface PathsOptions {
   /** Path names; all the default ones when absent. */
@@ -35,6 +36,9 @@ interface Sample {
   intact: boolean;
   /** The exit code, when not 0. */
   failed?: number | null;
+  /** ftx only: CPU seconds (user + system, all threads) of the fetch, and of the file server meanwhile. */
+  clientCpu?: number;
+  serverCpu?: number;
 }
 
 interface PathResult {
@@ -74,7 +78,7 @@ function spawnIn(ns: string, argv: string[]): ReturnType<typeof Bun.spawn> {
 }
 
 /** Runs `argv` in `ns`, stopped after `capSeconds`; its wall time, whether it hit the cap, its exit code. */
-async function timed(ns: string, argv: string[], capSeconds: number): Promise<{ seconds: number; capped: boolean; code: number | null; stdout: string }> {
+async function timed(ns: string, argv: string[], capSeconds: number): Promise<{ seconds: number; capped: boolean; code: number | null; stdout: string; cpuSeconds: number }> {
   Bun.spawnSync(["sync"]);
   const t0 = performance.now();
   const p = Bun.spawn(nsExec(ns, argv), { stdout: "pipe", stderr: "ignore", env: { ...process.env, NO_COLOR: "1" } });
@@ -88,7 +92,10 @@ async function timed(ns: string, argv: string[], capSeconds: number): Promise<{ 
   const seconds = (performance.now() - t0) / 1000;
   clearTimeout(timer);
   live.procs.delete(p);
-  return { seconds, capped, code, stdout };
+  // `ip netns exec` replaces itself with the command: this is the command's own CPU.
+  const usage = p.resourceUsage();
+  const cpuSeconds = usage ? Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 : NaN;
+  return { seconds, capped, code, stdout, cpuSeconds };
 }
 
 async function sha256File(path: string): Promise<string | undefined> {
@@ -101,11 +108,6 @@ async function sha256File(path: string): Promise<string | undefined> {
     h.update(value);
   }
   return h.digest("hex");
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 /** The file shared on a path: `bytes` of a pattern no compressor shrinks much; its SHA-256. */
@@ -194,9 +196,11 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
 
     const runFtx = async (out = join(work, `out-${tag}`)): Promise<Sample> => {
       rmSync(out, { recursive: true, force: true });
+      const serverBefore = procStat(s.pid).cpuSeconds;
       const r = await timed(ns.client, [...ftx, "fetch", master, "payload.bin", "-o", out, "--json"], capSeconds);
+      const serverCpu = procStat(s.pid).cpuSeconds - serverBefore;
       const intact = r.code === 0 && (await sha256File(join(out, "payload.bin"))) === share.sha256;
-      return { seconds: r.capped ? Infinity : r.seconds, capped: r.capped, intact, ...(r.code !== 0 && !r.capped && { failed: r.code }) };
+      return { seconds: r.capped ? Infinity : r.seconds, capped: r.capped, intact, clientCpu: r.cpuSeconds, serverCpu, ...(r.code !== 0 && !r.capped && { failed: r.code }) };
     };
     const runCurl = async (cc: "bbr" | "cubic", out = join(work, `out-${tag}`)): Promise<Sample> => {
       // New connections take the namespace's default; nginx's accepted sockets are such connections.
@@ -339,7 +343,8 @@ export async function runPaths(options: PathsOptions): Promise<number> {
     process.off("SIGTERM", interrupted);
   }
 
-  const header = ["path", "file", "ftx MB/s", "TCP BBR MB/s", "TCP CUBIC MB/s", "ftx/BBR", "ftx/CUBIC", "link use", "ftx intact", "share beside BBR"];
+  const header = ["path", "file", "ftx MB/s", "TCP BBR MB/s", "TCP CUBIC MB/s", "ftx/BBR", "ftx/CUBIC", "link use", "ftx intact", "share beside BBR", "ftx CPU s/GiB client/server"];
+  const cpuPerGiB = (r: PathResult, side: "clientCpu" | "serverCpu") => median(r.samples.ftx.map((x) => (x[side] ?? NaN) / (r.fileBytes / 2 ** 30)));
   const rows = results.map((r) => {
     const capRate = r.fileBytes / 1e6 / capSeconds;
     return [
@@ -353,6 +358,7 @@ export async function runPaths(options: PathsOptions): Promise<number> {
       r.utilisation === undefined ? "-" : `${(r.utilisation * 100).toFixed(0)} %`,
       `${r.samples.ftx.filter((x) => x.intact).length}/${r.samples.ftx.length}`,
       r.shareBesideBbr === undefined ? "-" : r.shareBesideBbr.toFixed(2),
+      `${cpuPerGiB(r, "clientCpu").toFixed(2)} / ${cpuPerGiB(r, "serverCpu").toFixed(2)}`,
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
