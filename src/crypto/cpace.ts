@@ -1,7 +1,7 @@
 import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import type { KeyExchange } from "./core/key-exchange.ts";
-import { concat } from "./core/key-schedule.ts";
+import { concat } from "../util/bytes.ts";
 
 /**
  * CPace (draft-irtf-cfrg-cpace; its ristretto255 test vectors hold, test/unit/crypto/cpace.test.ts) on ristretto255 with SHA-512, from @noble/curves (audited, pinned in

@@ -202,3 +202,14 @@ export function truncateUtf8(s: string, maxBytes: number): string {
   const code = s.charCodeAt(lo - 1);
   return code >= 0xd800 && code <= 0xdbff ? s.slice(0, lo - 1) : s.slice(0, lo);
 }
+
+/** The parts one after another, in a new array. */
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}

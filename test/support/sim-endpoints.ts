@@ -1,3 +1,4 @@
+import { concat } from "../../src/util/bytes.ts";
 import { Download, type DownloadSpec } from "../../src/transfer/download.ts";
 import { verifyRequestMac } from "../../src/transfer/request-mac.ts";
 import { MAX_RUN_DATAGRAMS, SEND_BATCH, ServerEndpoint, type EndpointEvent, type OpenResult, type ServedFile, type ServedFiles, type Transmit } from "../../src/transfer/core/server-endpoint.ts";
@@ -145,16 +146,6 @@ const DRAIN_AFTER_MS = 0.05;
  * server's socket refuses sends at random, as a full one does: the driver takes the rest of the batch
  * back (`unsend`, newest first) and waits for a simulated drain.
  */
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
 export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpointsResult {
   const storage = new MemoryFiles(o.files);
   const token = o.token;
@@ -313,7 +304,7 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
           while (n < MAX_RUN_DATAGRAMS && i + n < arrived.length && arrived[i + n - 1]!.byteLength === size && arrived[i + n]!.byteLength <= size) n++;
         }
         if (n > 1) coalescedReads++;
-        const bytes = n === 1 ? arrived[i]! : concat(arrived.slice(i, i + n));
+        const bytes = n === 1 ? arrived[i]! : concat(...arrived.slice(i, i + n));
         r.droppedAtClient += download!.receive(bytes, now);
         i += n;
       }

@@ -1,5 +1,6 @@
 import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES } from "./aead.ts";
 import { hkdfExpand, hkdfExtract, hmac, label, sha256 } from "./hkdf.ts";
+import { concat } from "../../util/bytes.ts";
 
 /**
  * From one exchange's shared secret to the keys of a channel, bound to the whole handshake transcript:
@@ -38,12 +39,3 @@ export function deriveChannelKeys(salt: string, shared: Uint8Array, transcript: 
   };
 }
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}

@@ -1,6 +1,7 @@
 import type { AeadFactory } from "../../crypto/core/aead.ts";
 import { FrameOpener, FrameSealer } from "../../crypto/core/frame-seal.ts";
-import { concat, deriveChannelKeys, type ChannelKeys } from "../../crypto/core/key-schedule.ts";
+import { deriveChannelKeys, type ChannelKeys } from "../../crypto/core/key-schedule.ts";
+import { concat } from "../../util/bytes.ts";
 import type { KeyExchange } from "../../crypto/core/key-exchange.ts";
 import { constantTimeEqual } from "../../util/crypto.ts";
 import { INDEX_MAGIC, INDEX_VERSION, IndexErrorCode, KxKind, MsgType, type IndexMessage, type Role } from "./messages.ts";
