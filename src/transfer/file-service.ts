@@ -10,7 +10,7 @@ import { GsoSender, SendResult } from "../net/udp-gso.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { verifyRequestMac } from "./request-mac.ts";
-import { MAX_RUN_DATAGRAMS, SEND_BATCH, ServerEndpoint, type ActiveSession, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./core/server-endpoint.ts";
+import { MAX_RUN_DATAGRAMS, SEND_BATCH, ServerEndpoint, type Transmit, type ActiveSession, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./core/server-endpoint.ts";
 import { TransferErrorCode } from "./core/wire.ts";
 
 export interface FileServiceOptions {
@@ -95,6 +95,7 @@ export class FileService {
   private readonly batch: Array<Uint8Array | number | string> = [];
   private readonly wake = new DeadlineTimer(() => this.onTimer());
   private readonly drainRetry = new DeadlineTimer(() => this.onDrain());
+  private sendBufferGrown = false;
   private stopped = false;
   /** Operators' view (`ftx serve --http`, src/ops): told every endpoint event after it is logged. */
   onEvent: ((ev: EndpointEvent) => void) | undefined;
@@ -144,7 +145,6 @@ export class FileService {
       throw new FtxError("E_IO", `cannot bind UDP ${formatAddress(opts.host, opts.port)}: ${(err as Error).message}`);
     }
     const gso = process.env.FTX_NO_GSO === "1" ? undefined : GsoSender.open(socket, socket.address.family === "IPv6" ? 6 : 4);
-    gso?.growSendBuffer(SEND_BUFFER_BYTES);
     service = new FileService(socket, opts, gso);
     const granted = growReceiveBuffer(socket, RECEIVE_BUFFER_BYTES);
     service.logger.debug(`UDP receive buffer: ${granted === undefined ? "the system's default (could not be sized)" : `${granted} bytes`}`);
@@ -209,9 +209,38 @@ export class FileService {
     const batch = this.batch;
     const gso = this.gso;
     while (gso && !endpoint.blocked) {
-      const t = endpoint.pollTransmit(now);
-      if (!t) break;
-      if (gso.send(t.bytes, t.datagramBytes, t.count, t.address, t.port) === SendResult.WouldBlock) {
+      // Single datagrams (loopback's 64 KiB ones, control) go through Bun, SEND_BATCH per system call
+      // (sendmmsg); a run goes in one GSO send of its own, after what was batched before it.
+      batch.length = 0;
+      let count = 0;
+      let run: Transmit | undefined;
+      for (let t = endpoint.pollTransmit(now); t; t = count < SEND_BATCH ? endpoint.pollTransmit(now) : undefined) {
+        if (t.count > 1) {
+          run = t;
+          break;
+        }
+        batch.push(t.bytes, t.port, t.address);
+        count++;
+      }
+      if (count > 0) {
+        const sent = this.sendMany(batch, count);
+        if (sent < count) {
+          // The run, if any, is the newest transmit: it goes back first.
+          if (run) endpoint.unsend();
+          for (let i = count - 1; i >= sent; i--) endpoint.unsend();
+          break;
+        }
+      }
+      if (!run) {
+        if (count === 0) break;
+        continue;
+      }
+      if (!this.sendBufferGrown) {
+        // Only once runs are sent: loopback's single large datagrams need no more than the default.
+        this.sendBufferGrown = true;
+        gso.growSendBuffer(SEND_BUFFER_BYTES);
+      }
+      if (gso.send(run.bytes, run.datagramBytes, run.count, run.address, run.port) === SendResult.WouldBlock) {
         endpoint.unsend();
         this.drainRetry.wakeBy(now + FULL_RETRY_MS);
       }

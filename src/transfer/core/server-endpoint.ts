@@ -90,6 +90,11 @@ export const SEND_BATCH = 8;
 export const MAX_RUN_DATAGRAMS = 64;
 export const MAX_RUN_BYTES = MAX_DATAGRAM_BYTES;
 /**
+ * Only datagrams up to a jumbo frame's go in runs: larger ones (loopback's 16–64 KiB) already move
+ * enough per system call, and a run of three 16 KiB datagrams gains nothing worth a burst.
+ */
+export const MAX_RUN_DATAGRAM_BYTES = 9216;
+/**
  * Segments of at most a quarter of this are read from the file this much at a time and copied from
  * there: one read system call (0.8 µs here) per 1,374-byte segment was a third of the file server's
  * CPU at a 1500-byte MTU. 32 KiB a session, so 512 sessions hold 16 MiB.
@@ -510,7 +515,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       let count = 1;
       let total = first;
       // A run: more of this session's datagrams of the same length, while its sender gives them now.
-      while (count < this.maxRun && total + first <= MAX_RUN_BYTES && !s.closed && this.mayAmplify(s, total)) {
+      while (count < this.maxRun && first <= MAX_RUN_DATAGRAM_BYTES && total + first <= MAX_RUN_BYTES && !s.closed && this.mayAmplify(s, total)) {
         const next = s.sender.pollTransmit(now);
         if (next === undefined) break;
         if (this.expectedLength(s, next) > first) {
