@@ -244,6 +244,12 @@ export class FileService {
         endpoint.unsend();
         this.drainRetry.wakeBy(now + FULL_RETRY_MS);
       }
+      const error = gso.lastError;
+      if (error) {
+        gso.lastError = undefined;
+        const peer = formatAddress(unmapIPv4(run.address), run.port);
+        this.logger.debug(error.gso ? `the route to ${peer} refused a run (errno ${error.errno}): one datagram per system call to it` : `send to ${peer} failed (errno ${error.errno})`);
+      }
     }
     while (!gso && !endpoint.blocked) {
       batch.length = 0;
