@@ -53,6 +53,8 @@ export class TransferClient {
   private readonly active = new Map<Download, Active>();
   private readonly wake = new DeadlineTimer(() => this.onTimer());
   readonly counters = { dropped: 0 };
+  /** Whether `--verbose` has been told of a socket without GRO, and of one with it. */
+  private readonly saidReceivePath = [false, false];
   /** Each server's newest address token: a session after the first needs no RETRY round trip. */
   readonly addressTokens = new AddressTokenCache();
 
@@ -88,7 +90,10 @@ export class TransferClient {
     // Only where two datagrams fit in one read: loopback's 64 KiB ones never coalesce, and asking cost
     // a tenth of the rate there.
     const gro = process.env.FTX_NO_GSO !== "1" && 2 * (request.segmentBytes + HEADER_BYTES) <= MAX_DATAGRAM_BYTES && enableGro(socket);
-    if (this.active.size === 0) this.logger.debug(`UDP receive: ${gro ? "coalesced runs (GRO)" : "one datagram per read"}`);
+    if (!this.saidReceivePath[gro ? 1 : 0]) {
+      this.saidReceivePath[gro ? 1 : 0] = true;
+      this.logger.debug(`UDP receive, ${request.segmentBytes}-byte segments: ${gro ? "coalesced runs (GRO)" : "one datagram per read"}`);
+    }
     const granted = growReceiveBuffer(socket, RECEIVE_BUFFER_BYTES);
     const budget = granted === undefined ? DEFAULT_RECEIVE_BUDGET_BYTES : Math.max(DEFAULT_RECEIVE_BUDGET_BYTES, granted * RECEIVE_BUFFER_SHARE);
     const spec: DownloadSpec = {

@@ -76,7 +76,7 @@ describe("fetch over the UDP transfer protocol", () => {
         await eventually(async () => (await lsJson(address)).length === 2, 10_000, "both files listed");
         const r = await runFtx(["fetch", address, "g.bin", "h.bin", "-o", out.path, "--segment-size", "1374", "--verbose"], { env });
         expect(r.exitCode).toBe(0);
-        expect(r.stderr).toMatch(noGso ? /UDP receive: one datagram per read/ : /UDP receive: coalesced runs \(GRO\)/);
+        expect(r.stderr).toMatch(noGso ? /UDP receive, 1374-byte segments: one datagram per read/ : /UDP receive, 1374-byte segments: coalesced runs \(GRO\)/);
         for (const name of ["g.bin", "h.bin"]) expect(hashOf(join(out.path, name))).toBe(hashes[name]!);
         await server.stop();
       } finally {
