@@ -48,10 +48,15 @@ interface PathResult {
   samples: Record<Tool, Sample[]>;
   medianMBps: Record<Tool, number | undefined>;
   utilisation: number | undefined;
+  /** The lossless LAN: 20 clients at once, aggregate MB/s of ftx and of TCP BBR (each client its own copy). */
+  concurrent?: { clients: number; ftxMBps: number; bbrMBps: number; ftxIntact: number };
   /** ftx's share of the path with one TCP BBR download beside it (BENCH_PATH_SHARE=1). */
   shareBesideBbr?: number;
   emulator: EmulatorCounters | undefined;
 }
+
+const CONCURRENT_CLIENTS = 20;
+const CONCURRENT_FILE_BYTES = 128 << 20;
 
 const live = { namespaces: new Set<PathNamespaces>(), procs: new Set<ReturnType<typeof Bun.spawn>>() };
 
@@ -181,6 +186,10 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
     const master = `${SERVER_ADDRESS}:${MASTER_PORT}`;
     const m = spawnIn(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", String(MASTER_PORT)]);
     await waitForStderr(m.stderr as ReadableStream<Uint8Array>, /listening on/);
+    // The lossless LAN also measures 20 clients at once (the datapath issue's "20 concurrent clients").
+    const concurrent = spec.link.kind === "veth" && spec.link.lossPct === 0;
+    const concurrentFile = join(share.dir, "clients.bin");
+    if (concurrent && !existsSync(concurrentFile)) writeFileSync(concurrentFile, Buffer.alloc(CONCURRENT_FILE_BYTES, 0x3c), { mode: 0o644 });
     const s = spawnIn(ns.server, [...ftx, "serve", share.dir, "--master", master, "--host", SERVER_ADDRESS]);
     await waitForStderr(s.stderr as ReadableStream<Uint8Array>, /registered with master/);
     startNginx(ns.server, work, tag, share.dir);
@@ -271,6 +280,34 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
         );
       }
       result.shareBesideBbr = shares.length > 0 ? median(shares) : undefined;
+    }
+    if (concurrent) {
+      const all = async (argv: (i: number) => string[]): Promise<{ seconds: number; ok: number }> => {
+        Bun.spawnSync(["sync"]);
+        const t0 = performance.now();
+        const codes = await Promise.all(
+          Array.from({ length: CONCURRENT_CLIENTS }, async (_, i) => {
+            mkdirSync(join(work, `many-${tag}`, String(i)), { recursive: true });
+            const p = Bun.spawn(nsExec(ns.client, argv(i)), { stdout: "ignore", stderr: "ignore" });
+            live.procs.add(p);
+            const code = await p.exited;
+            live.procs.delete(p);
+            return code;
+          }),
+        );
+        return { seconds: (performance.now() - t0) / 1000, ok: codes.filter((c) => c === 0).length };
+      };
+      const total = (CONCURRENT_CLIENTS * CONCURRENT_FILE_BYTES) / 1e6;
+      const f = await all((i) => [...ftx, "fetch", master, "clients.bin", "-o", join(work, `many-${tag}`, String(i))]);
+      rmSync(join(work, `many-${tag}`), { recursive: true, force: true });
+      sysctl(ns.server, "net.ipv4.tcp_congestion_control", "bbr");
+      const t = await all((i) => ["curl", "-sf", "-o", join(work, `many-${tag}`, String(i), "clients.bin"), `http://${SERVER_ADDRESS}:${NGINX_PORT}/clients.bin`]);
+      rmSync(join(work, `many-${tag}`), { recursive: true, force: true });
+      result.concurrent = { clients: CONCURRENT_CLIENTS, ftxMBps: total / f.seconds, bbrMBps: total / t.seconds, ftxIntact: f.ok };
+      console.error(
+        `  ${CONCURRENT_CLIENTS} clients at once, ${CONCURRENT_FILE_BYTES >> 20} MiB each: ftx ${(total / f.seconds).toFixed(0)} MB/s (${f.ok} intact), ` +
+          `TCP BBR ${(total / t.seconds).toFixed(0)} MB/s (${t.ok} done): ${(t.seconds / f.seconds).toFixed(2)}×`,
+      );
     }
     rmSync(join(work, `out-${tag}`), { recursive: true, force: true });
   } finally {
@@ -363,6 +400,10 @@ export async function runPaths(options: PathsOptions): Promise<number> {
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   console.log([header, ...rows].map((r) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")).join("\n"));
+  for (const r of results) {
+    const c = r.concurrent;
+    if (c) console.log(`${r.name}, ${c.clients} clients at once: ftx ${c.ftxMBps.toFixed(0)} MB/s aggregate (${c.ftxIntact}/${c.clients} intact), TCP BBR ${c.bbrMBps.toFixed(0)} MB/s: ${(c.ftxMBps / c.bbrMBps).toFixed(2)}×`);
+  }
   console.log(`\nmedians of ${samples} samples, alternating ftx / BBR / CUBIC; a sample is stopped after ${capSeconds} s`);
   for (const r of results) console.log(`  ${r.name}: ${r.label}`);
   if (process.env.BENCH_PATH_EMULATOR) console.log(`emulated paths through ${process.env.BENCH_PATH_EMULATOR}, not bench/paths/emulator.ts`);
