@@ -9,6 +9,11 @@ import type { LinkProfile } from "../../support/sim-link.ts";
  * its seed; replay one with SIMULATION_SEED=<seed> bun test server-endpoint-sim.
  */
 const RUNS = Number(process.env.SIMULATION_RUNS ?? 1000);
+/**
+ * Seeds beyond RUNS that once failed, kept in every run: 1223 took back a repair of an earlier block
+ * (a later block's repairs queued since) and drove the repair index negative.
+ */
+const PINNED_SEEDS = [1223];
 
 function randomProfile(rng: Rng): LinkProfile {
   const profile: LinkProfile = {
@@ -77,7 +82,7 @@ describe("the file server's endpoint with real clients over simulated links", ()
     `${RUNS} seeded runs of 1–4 concurrent downloads deliver the exact bytes (loss, bursts, duplication, reordering, corruption, bottlenecks, refused sends, sent as runs, read coalesced)`,
     () => {
       const only = process.env.SIMULATION_SEED;
-      const seeds = only ? [Number(only)] : Array.from({ length: RUNS }, (_, i) => i + 1);
+      const seeds = only ? [Number(only)] : [...Array.from({ length: RUNS }, (_, i) => i + 1), ...PINNED_SEEDS];
       let refusals = 0;
       let downloads = 0;
       let corrupted = 0;
