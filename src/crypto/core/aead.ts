@@ -1,7 +1,8 @@
 /**
  * The AEAD the channels use, as an interface: the pure cores (handshake, frame and datagram sealers) are
- * given one, so they never import node:crypto themselves. The one implementation is AES-256-GCM from
- * Bun's native crypto (src/crypto/aes-gcm.ts); Bun 1.4.5 has no ChaCha20-Poly1305.
+ * given one, so they never import node:crypto themselves. The implementations are AES-256-GCM from
+ * Bun's native crypto (src/crypto/aes-gcm.ts; Bun 1.4.5 has no ChaCha20-Poly1305) and, for the
+ * datagrams' in-place sealing, from OpenSSL's libcrypto through bun:ffi (src/crypto/aes-gcm-native.ts).
  */
 export const AEAD_KEY_BYTES = 32;
 export const AEAD_NONCE_BYTES = 12;
@@ -20,6 +21,30 @@ export interface Aead {
 
 /** Makes an Aead for a 32-byte key. */
 export type AeadFactory = (key: Uint8Array) => Aead;
+
+/**
+ * AES-256-GCM over a datagram in place: what the transfer's per-datagram sealing needs (no allocation,
+ * no copy). The regions never overlap each other, except that ciphertext replaces plaintext in place;
+ * any length may be 0 (an empty body: only the tag over the AAD). A region outside `buf`, overlapping
+ * regions or a nonce of another length than AEAD_NONCE_BYTES are the caller's bug: RangeError.
+ */
+export interface InPlaceAead {
+  /** e.g. "AES-256-GCM (OpenSSL libcrypto 3.0.19)" or "AES-256-GCM (node:crypto)": `--verbose` prints it. */
+  readonly name: string;
+  /** Encrypts buf[at, at+length) in place with aad = buf[aadAt, aadAt+aadLength) and writes the 16-byte tag at buf[tagAt]. */
+  sealInPlace(nonce: Uint8Array, buf: Uint8Array, aadAt: number, aadLength: number, at: number, length: number, tagAt: number): void;
+  /**
+   * Checks the tag at buf[tagAt] and decrypts buf[at, at+length) in place. False: it did not verify
+   * (the bytes in [at, at+length) are then garbage; the caller drops the datagram). Never throws for
+   * bad input bytes.
+   */
+  openInPlace(nonce: Uint8Array, buf: Uint8Array, aadAt: number, aadLength: number, at: number, length: number, tagAt: number): boolean;
+  /** Frees what it holds now (native memory) rather than when it is collected; any call after it throws. */
+  dispose?(): void;
+}
+
+/** Makes an InPlaceAead for a 32-byte key. */
+export type InPlaceAeadFactory = (key: Uint8Array) => InPlaceAead;
 
 /**
  * The nonce for message number `seq` (< 2^48, so exact in a double): the 12-byte IV from the key
