@@ -37,5 +37,18 @@ if ! command -v chromium >/dev/null 2>&1; then
   command -v chromium >/dev/null 2>&1 || { echo "setup: chromium is still not on PATH" >&2; exit 1; }
 fi
 
+# The transfer's datagram sealing uses OpenSSL's libcrypto through bun:ffi (src/crypto/aes-gcm-native.ts;
+# without it, node:crypto's AES-GCM at about twice the CPU per datagram), and its unit test requires it.
+# Debian 12 calls the package libssl3, Debian 13 libssl3t64. (ldconfig is in /sbin, off a user's PATH;
+# grep without -q reads to the end, so pipefail never sees ldconfig die of SIGPIPE.)
+has_libcrypto3() { "$(command -v ldconfig || echo /sbin/ldconfig)" -p 2>/dev/null | grep 'libcrypto\.so\.3 ' >/dev/null; }
+if ! has_libcrypto3; then
+  echo "setup: installing libssl3 (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  install_libssl3() { $SUDO apt-get install -y --no-install-recommends libssl3 >/dev/null 2>&1 || $SUDO apt-get install -y --no-install-recommends libssl3t64 >/dev/null 2>&1; }
+  install_libssl3 || { $SUDO apt-get update >/dev/null && install_libssl3; }
+  has_libcrypto3 || { echo "setup: libcrypto.so.3 is still not installed" >&2; exit 1; }
+fi
+
 bun install --frozen-lockfile
 echo "setup: bun $(bun --version), $(redis-server --version | cut -d' ' -f1-3), $(chromium --version 2>/dev/null | head -1)"
