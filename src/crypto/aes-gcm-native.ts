@@ -11,7 +11,15 @@ import { aes256gcmInPlace, checkInPlaceRegions } from "./aes-gcm.ts";
  * over the ≤ 1.0 CPU-s/GiB budget of issue #17. Here each InPlaceAead keeps one EVP_CIPHER_CTX per
  * direction, keyed (AES key schedule expanded) once; a datagram re-initialises only the IV
  * (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv)) and runs update/final/tag on the caller's buffer,
- * in place, with no allocation on the JS side (bench/aead-in-place.ts has the numbers).
+ * in place, with no allocation on the JS side. Measured by bench/aead-in-place.ts on this 2-core VM
+ * (34-byte aad; medians of 15 rounds, best in brackets), CPU µs per datagram:
+ *
+ *   1,374 B: seal 0.90 (0.68), open 0.81 (0.68) = 0.64–0.70 CPU-s/GiB; node:crypto 1.92 (1.64), 2.03 (1.79)
+ *   8,192 B: seal 2.03 (1.92), open 2.18 (1.91);  node:crypto 3.30 (2.86), 3.51 (2.83)
+ *
+ * Taking ptr() of the nonce each call costs ~0.01 µs (caching it by array identity measured within the
+ * noise), so it is not cached; the whole wrapper (region checks, two ptr() calls) costs ~0.1 µs over a
+ * bare loop of the same five C calls.
  *
  * Only on Linux; the library is checked by a known-answer test against node:crypto when it loads.
  * Anything missing or wrong (no libcrypto, another ABI, a failed self-test), or FTX_NO_NATIVE_AEAD=1,
@@ -142,7 +150,9 @@ function makeFactory(S: Libcrypto, name: string): InPlaceAeadFactory {
           (length === 0 || (S.EVP_DecryptUpdate(dec, data, pOutLength, data, length) === 1 && outLength[0] === length)) &&
           S.EVP_CIPHER_CTX_ctrl(dec, EVP_CTRL_GCM_SET_TAG, AEAD_TAG_BYTES, (base + tagAt) as Pointer) === 1 &&
           S.EVP_DecryptFinal_ex(dec, pScratch, pOutLength) === 1; // 1: the tag verified
-        if (!ok) S.ERR_clear_error(); // nothing may pile up in the thread's error queue, datagram after datagram
+        // OpenSSL 3.0 queues no error for a tag that fails, but nothing may ever pile up in the
+        // thread's error queue, datagram after forged datagram.
+        if (!ok) S.ERR_clear_error();
         return ok;
       },
       dispose() {
