@@ -3,6 +3,7 @@ import { UsageError } from "../errors.ts";
 import { parseHostPort, type HostPort } from "../net/address.ts";
 import { indexSecurityDefaults } from "../index/index-client.ts";
 import { describeChannel } from "../index/core/handshake.ts";
+import { transferSecurityDefaults } from "../transfer/transfer-crypto.ts";
 
 /** Flags every command takes, defined once and spread into each command's args. */
 export const logArgs = {
@@ -43,11 +44,13 @@ export function resolveToken(flag: string | undefined): string | undefined {
 let warnedShort = false;
 
 /**
- * Sets every index connection of this process from the flags: `--insecure-plaintext` asks for
- * unencrypted frames, and `--verbose` names the cipher and whether the master was authenticated.
+ * Sets every index connection and transfer of this process from the flags: `--insecure-plaintext`
+ * asks for unencrypted frames and datagrams (and lets a file server allow them), and `--verbose` names
+ * the cipher and whether the master was authenticated.
  */
 export function applySecurityArgs(args: { "insecure-plaintext"?: boolean; verbose?: boolean }): void {
   indexSecurityDefaults.plaintext = args["insecure-plaintext"] === true;
+  transferSecurityDefaults.plaintext = args["insecure-plaintext"] === true;
   if (args.verbose)
     indexSecurityDefaults.onSecured = (info, master) => process.stderr.write(`ftx: index connection to ${master}: ${describeChannel(info)}\n`);
 }

@@ -9,10 +9,11 @@ import type { HostPort } from "../net/address.ts";
 import { FileFetch, type PathInfo } from "./file-fetch.ts";
 import { startWriterThread } from "../transfer/part-file.ts";
 import { TransferClient } from "../transfer/transfer-client.ts";
+import { transferCrypto } from "../transfer/transfer-crypto.ts";
 import type { AddressTokenCache } from "../transfer/address-token-cache.ts";
 import { Slots } from "../util/slots.ts";
 import { HELLO_GIVE_UP_MS, probePath } from "../transfer/path-probe.ts";
-import { clampSegmentBytes, HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/core/wire.ts";
+import { clampSegmentBytes, INTERNET_DATAGRAM_BYTES, segmentBytesFor } from "../transfer/core/wire.ts";
 
 export interface FetchOptions {
   masters: HostPort[];
@@ -49,7 +50,7 @@ export interface ProgressSink {
   end(result: FileResult): void;
 }
 
-export const INTERNET_SEGMENT_BYTES = INTERNET_DATAGRAM_BYTES - HEADER_BYTES;
+export const INTERNET_SEGMENT_BYTES = segmentBytesFor(INTERNET_DATAGRAM_BYTES);
 /** With no server able to deliver a file, the index is asked again for this long before the file fails. */
 const DEFAULT_RETRY_FOR_MS = 15_000;
 
@@ -57,9 +58,9 @@ const DEFAULT_RETRY_FOR_MS = 15_000;
 const probed = new Map<string, Promise<PathInfo>>();
 
 /**
- * The path to a server: segments of the largest datagram it delivered in a probe, less our header
- * (the internet-safe size when no large probe came back), the probe's round trip and the server's
- * address token (kept in `tokens` for the sessions). A server that answers not even the small first
+ * The path to a server: segments of the largest datagram it delivered in a probe, less our header,
+ * packet number and tag (the internet-safe size when no large probe came back), the probe's round trip
+ * and the server's greeting (kept in `tokens` for the sessions). A server that answers not even the small first
  * probe is `unanswered`, and that is not remembered: the next session asks again.
  */
 function pathFor(server: string, ip: string, port: number, bindHost: string | undefined, logger: Logger, tokens: AddressTokenCache, giveUpMs: number): Promise<PathInfo> {
@@ -72,8 +73,8 @@ function pathFor(server: string, ip: string, port: number, bindHost: string | un
         logger.debug(`path to ${server}: no answer to a small probe (${why})`);
         return { segmentBytes: INTERNET_SEGMENT_BYTES, unanswered: why };
       }
-      tokens.slot(ip, port).set(probe.addressToken, probe.addressTokenAt);
-      const segmentBytes = clampSegmentBytes(probe.datagramBytes === undefined ? INTERNET_SEGMENT_BYTES : probe.datagramBytes - HEADER_BYTES);
+      tokens.slot(ip, port).set(probe.greeting, probe.greetingAt);
+      const segmentBytes = clampSegmentBytes(probe.datagramBytes === undefined ? INTERNET_SEGMENT_BYTES : segmentBytesFor(probe.datagramBytes));
       const what = probe.datagramBytes === undefined ? "no large probe answered" : `datagrams of ${probe.datagramBytes} bytes arrive`;
       logger.debug(`path to ${server}: ${what}; ${segmentBytes}-byte segments; round trip ${probe.rttMs.toFixed(2)} ms`);
       return { segmentBytes, rttMs: probe.rttMs };
@@ -116,7 +117,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FileResult[]> {
     return opts.files.map((n) => results.get(n)!);
   }
   const outDirReal = await prepareOutputDir(opts.outDir);
-  const client = new TransferClient(logger, opts.bindHost);
+  const client = new TransferClient(await transferCrypto(opts.token), logger, opts.bindHost);
   const queue = safe.map((name, i) => ({ name, entries: answers[i]!.filter((e) => e.name === name) }));
   // At most `concurrency` files use the network at once; a file gives its slot up once its bytes are
   // verified, so its sync to disk and rename (5-6 ms for a 1 MiB file here) overlap the next transfer.

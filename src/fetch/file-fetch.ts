@@ -7,7 +7,7 @@ import { resolveHost } from "../net/resolve.ts";
 import type { Download, DownloadSpec } from "../transfer/download.ts";
 import { PartFile, type DownloadSink, type RangeSink } from "../transfer/part-file.ts";
 import type { TransferClient } from "../transfer/transfer-client.ts";
-import { HEADER_BYTES, INTERNET_DATAGRAM_BYTES } from "../transfer/core/wire.ts";
+import { INTERNET_DATAGRAM_BYTES, segmentBytesFor } from "../transfer/core/wire.ts";
 import { PiecePlanner, type PlannedRange, type SourceId } from "./core/piece-planner.ts";
 import { SourceBook } from "./core/source-book.ts";
 import { InterruptibleSleep } from "../util/interruptible-sleep.ts";
@@ -39,7 +39,7 @@ const MAX_SOURCES = 8;
 const PROGRESS_EVERY_MS = 100;
 
 /** The path before a probe has answered: datagrams that fit a 1500-byte MTU. */
-const UNPROBED_PATH: PathInfo = { segmentBytes: INTERNET_DATAGRAM_BYTES - HEADER_BYTES };
+const UNPROBED_PATH: PathInfo = { segmentBytes: segmentBytesFor(INTERNET_DATAGRAM_BYTES) };
 
 export interface PathInfo {
   segmentBytes: number;
@@ -368,7 +368,6 @@ export class FileFetch {
         ip,
         port,
         display: server,
-        token: this.ctx.token,
         segmentBytes: path.segmentBytes,
         pathRttMs: path.rttMs,
         ackEvery: 2,

@@ -4,9 +4,13 @@ import { GbnReceiver } from "./core/gbn-receiver.ts";
 import { answerWaitMs } from "./core/rtt-estimator.ts";
 import type { DownloadSink } from "./part-file.ts";
 import type { AddressTokenSlot } from "./address-token-cache.ts";
-import { requestMac } from "./request-mac.ts";
+import { clientRequestKeys, KxKind, sessionCipher, type RequestKeys, type SessionCipher, type TransferCrypto } from "./core/session-keys.ts";
+import { DatagramSealer } from "./core/datagram-aead.ts";
 import {
+  ACCEPT_AT,
+  acceptNonce,
   ACK_BYTES,
+  DATAGRAM_OVERHEAD_BYTES,
   decodeAccept,
   dataPayloadBytes,
   DATA_AT,
@@ -14,18 +18,26 @@ import {
   decodeRepair,
   decodeError,
   decodeRetry,
+  encodeBareRequest,
   encodeError,
   encodeFin,
   encodeRequest,
   firstDatagramBytes,
   FLAG_ACK_NOW,
+  FLAG_PIECE_HASHES,
+  FLAG_PLAINTEXT,
+  FLAG_SEALED,
+  HEADER_BYTES,
+  openBody,
   PacketType,
   readHeader,
   segmentCount,
   timestampUs,
   TransferErrorCode,
+  WIRE_VERSION,
   writeAck,
   type AcceptBody,
+  type Greeting,
   type Header,
 } from "./core/wire.ts";
 
@@ -43,7 +55,10 @@ export interface DownloadSpec {
   ip: string;
   port: number;
   display: string;
-  token?: string;
+  /** The key exchange (CPace with a token, X25519 without), AEAD and random source of the session's keys. */
+  crypto: TransferCrypto;
+  /** --insecure-plaintext: DATA, ACK, REPAIR, FIN and ERROR in clear after the ACCEPT (the server must allow it). */
+  plaintext?: boolean;
   segmentBytes: number;
   /** The path's round trip as a probe measured it just before, if one did: it times the REQUEST's retries. */
   pathRttMs?: number;
@@ -141,15 +156,23 @@ export class Download {
   /** ACKs wait for the end of a run of datagrams read together (receive). */
   private acksHeld = false;
   private nextProbeAt = Infinity;
-  private readonly ackBuf = new Uint8Array(ACK_BYTES);
-  private readonly ackView = new DataView(this.ackBuf.buffer);
+  private ackBuf = new Uint8Array(ACK_BYTES);
+  private ackView = new DataView(this.ackBuf.buffer);
+  /** The keys of the REQUEST sent last (the ACCEPT's keys derive from them). */
+  private requestKeys: RequestKeys | undefined;
+  /** The session's keys, from the ACCEPT that opened. */
+  private cipher: SessionCipher | undefined;
+  /** Seals our ACK, FIN and ERROR, and says the server's datagrams come sealed; undefined: in clear. */
+  private sealer: DatagramSealer | undefined;
+  /** What sealing adds to each datagram of the session (0 in clear). */
+  private overheadBytes = 0;
   /** Bytes received (and handed to the sink), from `spec.offset`. */
   received = 0;
   /** The session ends once this many bytes have arrived (lowered when another server takes the tail). */
   private limit: number;
   private settle!: { resolve: () => void; reject: (e: FtxError) => void };
   readonly finished: Promise<void>;
-  readonly counters = { datagrams: 0, badLength: 0, throttled: 0 };
+  readonly counters = { datagrams: 0, badLength: 0, throttled: 0, unauthenticated: 0 };
   /** For the few calls that come without a `now` (a shortened range, the window reopening, a failure). */
   private readonly clock: () => number;
 
@@ -165,34 +188,53 @@ export class Download {
     this.clock = env.now ?? (() => performance.now());
     this.sessionId = env.sessionId ?? (randomU32() || 1);
     this.limit = spec.length;
-    this.request = this.encodeRequest(spec.addressTokens?.get(now), now);
     this.finished = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.finished.catch(() => {});
+    const request = this.encodeRequest(spec.addressTokens?.get(now), now);
+    this.request = request instanceof FtxError ? new Uint8Array(0) : request;
     this.lastHeardAt = now;
     this.nextRequestAt = now;
     this.requestRetryMs = spec.pathRttMs === undefined ? REQUEST_FIRST_RETRY_MS : answerWaitMs(spec.pathRttMs, REQUEST_FIRST_RETRY_MS);
     this.requestDeadline = now + spec.idleTimeoutMs;
-    this.onTimer(now);
+    if (request instanceof FtxError) this.fail(request, false);
+    else this.onTimer(now);
   }
 
-  /** The REQUEST, with the server's address token when we have one (and then a MAC over it, with a token). */
-  private encodeRequest(addressToken: Uint8Array | undefined, now: number): Uint8Array {
+  /**
+   * The REQUEST: sealed, answering the server's greeting with a fresh key share of ours; or bare (it
+   * names nothing) when we have no greeting yet, to draw one in a RETRY. An FtxError when the greeting
+   * cannot be answered: the server's exchange is not ours (a token on one side only), or its share is
+   * not valid.
+   */
+  private encodeRequest(greeting: Greeting | undefined, now: number): Uint8Array | FtxError {
     const spec = this.spec;
-    const fields = {
-      offset: spec.offset,
-      length: spec.length,
-      sha256: Buffer.from(spec.sha256, "hex"),
-      name: spec.name,
-      pieceHashes: spec.pieceHashes,
-      token: addressToken,
-    };
-    const mac = spec.token !== undefined ? requestMac(spec.token, this.sessionId, fields) : undefined;
-    return encodeRequest(this.sessionId, { ...fields, segmentBytes: spec.segmentBytes, windowSegments: spec.windowSegments, mac }, timestampUs(now));
+    const flags = (spec.plaintext ? FLAG_PLAINTEXT : 0) | (spec.pieceHashes ? FLAG_PIECE_HASHES : 0);
+    if (!greeting) return encodeBareRequest(this.sessionId, flags, timestampUs(now));
+    if (greeting.kx !== spec.crypto.kxKind)
+      return this.error("E_AUTH", greeting.kx === KxKind.CPace ? "needs a token (--token or FTX_TOKEN)" : "has no token: it cannot prove it knows ours");
+    const made = clientRequestKeys(spec.crypto, WIRE_VERSION, this.sessionId, greeting.epochId, greeting.share);
+    if (!made) return this.error("E_AUTH", "sent a key share that is not valid");
+    this.requestKeys = made.keys;
+    const aead = spec.crypto.aead(made.keys.key);
+    try {
+      const body = { offset: spec.offset, length: spec.length, sha256: Buffer.from(spec.sha256, "hex"), name: spec.name, pieceHashes: spec.pieceHashes, plaintext: spec.plaintext, segmentBytes: spec.segmentBytes, windowSegments: spec.windowSegments };
+      const hello = { token: greeting.token, kx: greeting.kx, epochId: greeting.epochId, share: made.share, confirm: made.keys.confirm };
+      return encodeRequest(this.sessionId, body, hello, new DatagramSealer(aead, made.keys.iv), timestampUs(now));
+    } finally {
+      aead.dispose?.();
+    }
   }
 
-  /** Counters for `--verbose`: the window offered, datagrams, throttling, and the receiver's own. */
+  /** Counters for `--verbose`: the window offered, datagrams, throttling, datagrams refused by the AEAD, and the receiver's own. */
   stats(): Record<string, number> {
-    return { window: this.spec.windowSegments, ...this.counters, ...(this.receiver?.counters ?? {}) };
+    const o = this.cipher?.opener.stats;
+    const aead: Record<string, number> = o ? { tampered: o.tampered, replayed: o.replayed + o.tooOld } : {};
+    return { window: this.spec.windowSegments, ...this.counters, ...aead, ...(this.receiver?.counters ?? {}) };
+  }
+
+  /** The cipher of this session ("none" in clear), once the ACCEPT opened. */
+  get cipherName(): string | undefined {
+    return this.cipher === undefined ? undefined : this.sealer ? this.spec.crypto.aeadName : "none";
   }
 
   /** The range now ends `length` bytes from its start: what lies beyond went to another session. */
@@ -236,7 +278,7 @@ export class Download {
    * failures (a full disk), never for what the network sent.
    */
   receive(data: Uint8Array, now: number): number {
-    const first = firstDatagramBytes(data, this.accept?.segmentBytes ?? 0, this.accept?.length ?? 0);
+    const first = firstDatagramBytes(data, this.accept?.segmentBytes ?? 0, this.accept?.length ?? 0, this.overheadBytes);
     if (first >= data.byteLength) return this.receiveOne(data, now);
     let dropped = 0;
     this.acksHeld = true;
@@ -253,7 +295,12 @@ export class Download {
     try {
       const header = readHeader(data);
       if (header.sessionId !== this.sessionId) return 1;
-      this.handle(header, data, now);
+      const clear = this.open(header, data);
+      if (clear === undefined) {
+        this.counters.unauthenticated++;
+        return 1;
+      }
+      this.handle(header, clear, now);
       return 0;
     } catch (err) {
       if (err instanceof ProtocolError) return 1;
@@ -261,10 +308,51 @@ export class Download {
     }
   }
 
+  /**
+   * A datagram of this session as its sender built it: opened in place when it comes sealed; undefined
+   * when it does not authenticate, was seen before, or comes in clear where it must not (a clear ERROR
+   * once the session is sealed).
+   */
+  private open(header: Header, data: Uint8Array): Uint8Array | undefined {
+    switch (header.type) {
+      case PacketType.Data:
+      case PacketType.Repair:
+        return this.sealer ? this.openSession(data) : data;
+      case PacketType.Error:
+        if ((header.flags & FLAG_SEALED) === 0) return this.sealer ? undefined : data;
+        return this.cipher ? this.openSession(data) : undefined;
+      case PacketType.Accept: {
+        if (this.cipher) return data; // a repeat (our first ACK was lost): only acknowledged again
+        if (!this.requestKeys) return undefined;
+        const cipher = sessionCipher(this.spec.crypto.aead, this.requestKeys, acceptNonce(data), "client");
+        const end = openBody(data, ACCEPT_AT.body, cipher.opener);
+        if (end < 0) {
+          cipher.dispose();
+          return undefined;
+        }
+        this.cipher = cipher;
+        if (!this.spec.plaintext) {
+          this.sealer = cipher.sealer;
+          this.overheadBytes = DATAGRAM_OVERHEAD_BYTES;
+          this.ackBuf = new Uint8Array(ACK_BYTES + DATAGRAM_OVERHEAD_BYTES);
+          this.ackView = new DataView(this.ackBuf.buffer);
+        }
+        return data.subarray(0, end);
+      }
+      default:
+        return data;
+    }
+  }
+
+  private openSession(data: Uint8Array): Uint8Array | undefined {
+    const end = openBody(data, HEADER_BYTES, this.cipher!.opener);
+    return end < 0 ? undefined : data.subarray(0, end);
+  }
+
   handle(header: Header, data: Uint8Array, now: number): void {
     if (this.state === "done" || this.state === "failed") {
       // A late datagram for a finished session: the server missed our FIN.
-      if (this.state === "done") this.send(encodeFin(this.sessionId, timestampUs(now)));
+      if (this.state === "done") this.send(encodeFin(this.sessionId, timestampUs(now), this.sealer));
       return;
     }
     this.lastHeardAt = now;
@@ -272,7 +360,7 @@ export class Download {
     this.nextProbeAt = now + PROBE_FIRST_MS;
     switch (header.type) {
       case PacketType.Accept:
-        return this.onAccept(decodeAccept(data), header.timestampUs, now);
+        return this.accept ? this.onRepeatedAccept(header.timestampUs, now) : this.onAccept(decodeAccept(data), header.timestampUs, now);
       case PacketType.Retry:
         return this.onRetry(decodeRetry(data), now);
       case PacketType.Data:
@@ -288,23 +376,26 @@ export class Download {
     }
   }
 
-  /** The server wants its address token first: ask again at once with it (one round trip), and keep it for later sessions. */
-  private onRetry(addressToken: Uint8Array, now: number): void {
+  /** The server wants a greeting answered first: ask again at once with it (one round trip), and keep it for later sessions. */
+  private onRetry(greeting: Greeting, now: number): void {
     if (this.state !== "requesting") return;
     if (++this.retries > MAX_RETRIES) return this.fail(this.error("E_PROTOCOL", "keeps refusing the address token it gave"));
-    this.spec.addressTokens?.set(addressToken, now);
-    this.request = this.encodeRequest(addressToken, now);
+    this.spec.addressTokens?.set(greeting, now);
+    const request = this.encodeRequest(greeting, now);
+    if (request instanceof FtxError) return this.fail(request, false);
+    this.request = request;
     this.send(this.request);
     this.nextRequestAt = now + this.requestRetryMs;
   }
 
+  /** Our first ACK was lost; the server repeats its ACCEPT. */
+  private onRepeatedAccept(acceptTimestampUs: number, now: number): void {
+    this.receiver?.noteEcho(acceptTimestampUs, now);
+    this.receiver?.requestAck();
+    this.flushAcks(now);
+  }
+
   private onAccept(a: AcceptBody, acceptTimestampUs: number, now: number): void {
-    if (this.accept) {
-      this.receiver?.noteEcho(acceptTimestampUs, now);
-      this.receiver?.requestAck(); // our first ACK was lost; the server repeats its ACCEPT
-      this.flushAcks(now);
-      return;
-    }
     if (Buffer.from(a.sha256).toString("hex") !== this.spec.sha256 || a.fileSize !== this.spec.size)
       return this.fail(this.error("E_INTEGRITY", `offers different content for ${this.spec.name}`));
     if (a.offset !== this.spec.offset || a.length !== this.spec.length || a.segmentBytes === 0 || a.segmentBytes > this.spec.segmentBytes)
@@ -384,14 +475,14 @@ export class Download {
     const receiver = this.receiver;
     if (!receiver || !this.accept) return;
     for (let ack = receiver.pollAck(now); ack; ack = receiver.pollAck(now)) {
-      writeAck(this.ackBuf, this.ackView, this.sessionId, ack.cumulative, ack, this.accept.cookie, timestampUs(now));
+      writeAck(this.ackBuf, this.ackView, this.sessionId, ack.cumulative, ack, this.accept.cookie, timestampUs(now), this.sealer);
       this.send(this.ackBuf);
     }
   }
 
   private complete(now: number): void {
     this.sendAcks(now);
-    this.send(encodeFin(this.sessionId, timestampUs(now)));
+    this.send(encodeFin(this.sessionId, timestampUs(now), this.sealer));
     this.state = "done";
     this.settle.resolve();
   }
@@ -401,10 +492,14 @@ export class Download {
     return new FtxError(code, `file server ${this.spec.display} ${detail}`, { detail });
   }
 
-  /** Ends the session; unless the server ended it itself, tell it (best effort) so it frees the session now. */
+  /**
+   * Ends the session; unless the server ended it itself, tell it (best effort) so it frees the session
+   * now: under the session's keys, so only once there is a session (before it, the server's session, if
+   * it made one, ends on its idle timeout).
+   */
   fail(err: FtxError, tellServer = true): void {
     if (this.state === "done" || this.state === "failed") return;
-    if (tellServer) this.send(encodeError(this.sessionId, { code: TransferErrorCode.Cancelled, text: err.message }, timestampUs(this.clock())));
+    if (tellServer && this.cipher) this.send(encodeError(this.sessionId, { code: TransferErrorCode.Cancelled, text: err.message }, timestampUs(this.clock()), this.sealer));
     this.state = "failed";
     this.failure = err;
     this.settle.reject(err);

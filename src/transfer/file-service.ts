@@ -9,7 +9,8 @@ import { growReceiveBuffer } from "../net/socket-options.ts";
 import { GsoSender, SendResult } from "../net/udp-gso.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
-import { verifyRequestMac } from "./request-mac.ts";
+import { transferCrypto, transferSecurityDefaults } from "./transfer-crypto.ts";
+import type { TransferCrypto } from "./core/session-keys.ts";
 import { MAX_RUN_DATAGRAMS, SEND_BATCH, ServerEndpoint, type Transmit, type ActiveSession, type EndpointCounters, type EndpointEvent, type OpenResult, type ServedFiles } from "./core/server-endpoint.ts";
 import { TransferErrorCode } from "./core/wire.ts";
 
@@ -18,6 +19,8 @@ export interface FileServiceOptions {
   port: number;
   catalog: Catalog;
   token?: string;
+  /** Sessions may ask for their datagrams in clear (`--insecure-plaintext`); default: the process's setting. */
+  allowPlaintext?: boolean;
   logger?: Logger;
   maxSessions?: number;
   maxSessionsPerAddress?: number;
@@ -105,14 +108,15 @@ export class FileService {
     opts: FileServiceOptions,
     /** Sends runs of datagrams in one system call (UDP GSO); undefined: one datagram per send, through Bun. */
     private readonly gso: GsoSender | undefined,
+    transfer: TransferCrypto,
   ) {
     this.logger = opts.logger ?? silentLogger;
-    const token = opts.token;
     this.endpoint = new ServerEndpoint({
       files: new DiskFiles(opts.catalog),
       randomU32,
       tokenSecret: crypto.getRandomValues(new Uint8Array(32)),
-      verifyMac: token === undefined ? undefined : (id, r) => verifyRequestMac(token, id, r),
+      crypto: transfer,
+      allowPlaintext: opts.allowPlaintext ?? transferSecurityDefaults.plaintext,
       maxSessions: opts.maxSessions,
       maxSessionsPerAddress: opts.maxSessionsPerAddress,
       idleTimeoutMs: opts.idleTimeoutMs,
@@ -123,6 +127,7 @@ export class FileService {
   static async start(opts: FileServiceOptions): Promise<FileService> {
     let service: FileService | undefined;
     let socket: udp.Socket<"uint8array">;
+    const transfer = await transferCrypto(opts.token);
     try {
       socket = await Bun.udpSocket({
         hostname: opts.host,
@@ -145,7 +150,9 @@ export class FileService {
       throw new FtxError("E_IO", `cannot bind UDP ${formatAddress(opts.host, opts.port)}: ${(err as Error).message}`);
     }
     const gso = process.env.FTX_NO_GSO === "1" ? undefined : GsoSender.open(socket, socket.address.family === "IPv6" ? 6 : 4);
-    service = new FileService(socket, opts, gso);
+    service = new FileService(socket, opts, gso, transfer);
+    const plaintext = opts.allowPlaintext ?? transferSecurityDefaults.plaintext;
+    service.logger.debug(`transfers: ${transfer.aeadName}, ${transfer.kx.name}${transfer.kx.authenticated ? " (clients must know the token)" : " (no token: clients are not authenticated)"}${plaintext ? "; sessions in clear allowed (--insecure-plaintext)" : ""}`);
     const granted = growReceiveBuffer(socket, RECEIVE_BUFFER_BYTES);
     service.logger.debug(`UDP receive buffer: ${granted === undefined ? "the system's default (could not be sized)" : `${granted} bytes`}`);
     service.logger.debug(

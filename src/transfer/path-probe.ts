@@ -4,7 +4,7 @@ import { ProtocolError } from "../errors.ts";
 import { answerWaitMs } from "./core/rtt-estimator.ts";
 import { forbidFragmentation } from "../net/socket-options.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
-import { decodeProbeAck, encodeProbe, HEADER_BYTES, INTERNET_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES, MIN_PROBE_BYTES, PacketType, readHeader, timestampUs } from "./core/wire.ts";
+import { decodeProbeAck, encodeProbe, type Greeting, HEADER_BYTES, INTERNET_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES, MIN_PROBE_BYTES, PacketType, readHeader, timestampUs } from "./core/wire.ts";
 
 /**
  * Datagram sizes to try, largest first: the UDP maximum, the sizes loopback and jumbo LANs carry
@@ -20,8 +20,8 @@ const ROUND_MS = 120;
 const ROUNDS = 4;
 /**
  * An advertised address is a claim, not a proof: before anything large goes there, one small PROBE
- * (as small as its answer, 50 bytes) must be answered. It is repeated after 100 ms doubling to 800 ms,
- * and after HELLO_GIVE_UP_MS unanswered the server counts as unreachable: 7 probes, 350 bytes, toward
+ * (as small as its answer, 99 bytes) must be answered. It is repeated after 100 ms doubling to 800 ms,
+ * and after HELLO_GIVE_UP_MS unanswered the server counts as unreachable: 7 probes, 693 bytes, toward
  * an address that never answers (v2 sent it ~500 KB of path probes and padded REQUESTs).
  */
 export const HELLO_BYTES = MIN_PROBE_BYTES;
@@ -34,10 +34,10 @@ export interface PathProbe {
   datagramBytes: number | undefined;
   /** The round trip of the first answer: the client's first RTT sample of this path. */
   rttMs: number;
-  /** The address token of the newest answer (its REQUESTs need no RETRY while it is fresh). */
-  addressToken: Uint8Array;
-  /** When that token arrived (performance.now()). */
-  addressTokenAt: number;
+  /** The greeting (address token and key share) of the newest answer (its REQUESTs need no RETRY while it is fresh). */
+  greeting: Greeting;
+  /** When that greeting arrived (performance.now()). */
+  greetingAt: number;
 }
 
 /** Not even the small first probe was answered: `gone` is the socket's error (ECONNREFUSED: nothing listens there), if it had one. */
@@ -71,8 +71,8 @@ export async function probePath(ip: string, port: number, bindHost?: string, giv
   let hurry: () => void = () => {};
   let gone = false;
   let goneCode: string | undefined;
-  let addressToken: Uint8Array | undefined;
-  let addressTokenAt = 0;
+  let greeting: Greeting | undefined;
+  let greetingAt = 0;
   let helloSentAt = 0;
   let answered: () => void = () => {};
   const family = ipVersion(ip) === 6 ? 6 : 4;
@@ -85,9 +85,9 @@ export async function probePath(ip: string, port: number, bindHost?: string, giv
         try {
           const h = readHeader(data);
           if (h.type !== PacketType.ProbeAck || h.sessionId !== probeId) return;
-          const { datagramBytes: size, token } = decodeProbeAck(data);
-          addressToken = token;
-          addressTokenAt = performance.now();
+          const { datagramBytes: size, greeting: g } = decodeProbeAck(data);
+          greeting = g;
+          greetingAt = performance.now();
           if (rttMs === undefined) {
             rttMs = performance.now() - (size === HELLO_BYTES ? helloSentAt : roundSentAt);
             answered();
@@ -113,7 +113,7 @@ export async function probePath(ip: string, port: number, bindHost?: string, giv
   });
   forbidFragmentation(socket, family);
   const silent = (): PathSilent => (goneCode === undefined ? { silent: true } : { silent: true, gone: goneCode });
-  const result = (): PathProbe | PathSilent => (rttMs === undefined || addressToken === undefined ? silent() : { datagramBytes: largest, rttMs, addressToken, addressTokenAt });
+  const result = (): PathProbe | PathSilent => (rttMs === undefined || greeting === undefined ? silent() : { datagramBytes: largest, rttMs, greeting, greetingAt });
   let fruitless = 0;
   /** Sizes the kernel refused to send whole: no later round can do better with them. */
   let refusedFrom = Infinity;

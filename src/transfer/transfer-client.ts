@@ -6,11 +6,13 @@ import { unmapIPv4 } from "../net/address.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { growReceiveBuffer } from "../net/socket-options.ts";
 import { enableGro } from "../net/udp-gso.ts";
-import { HEADER_BYTES, MAX_DATAGRAM_BYTES } from "./core/wire.ts";
+import { DATAGRAM_OVERHEAD_BYTES as SEAL_BYTES, HEADER_BYTES, MAX_DATAGRAM_BYTES } from "./core/wire.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { Download, type DownloadSpec } from "./download.ts";
 import type { DownloadSink } from "./part-file.ts";
 import { AddressTokenCache } from "./address-token-cache.ts";
+import type { TransferCrypto } from "./core/session-keys.ts";
+import { transferSecurityDefaults } from "./transfer-crypto.ts";
 
 /** How long a finished session keeps its socket, to answer the server's late datagrams with FIN. */
 const LINGER_MS = 3000;
@@ -53,19 +55,25 @@ export class TransferClient {
   private readonly active = new Map<Download, Active>();
   private readonly wake = new DeadlineTimer(() => this.onTimer());
   readonly counters = { dropped: 0 };
+  /** The servers `--verbose` has named the cipher of. */
+  private readonly saidCipher = new Set<string>();
   /** Whether `--verbose` has been told of a socket without GRO, and of one with it. */
   private readonly saidReceivePath = [false, false];
   /** Each server's newest address token: a session after the first needs no RETRY round trip. */
   readonly addressTokens = new AddressTokenCache();
 
   constructor(
+    /** The sessions' key exchange and AEAD (transfer-crypto.ts). */
+    private readonly crypto: TransferCrypto,
     private readonly logger: Logger = silentLogger,
     /** Source address to send from (multi-homed hosts); default: any address of the right family. */
     private readonly bindHost?: string,
+    /** --insecure-plaintext: datagrams in clear after the ACCEPT. */
+    private readonly plaintext = transferSecurityDefaults.plaintext,
   ) {}
 
   /** Starts a download; its receive window is decided here, where the sockets are. */
-  async start(request: Omit<DownloadSpec, "windowSegments">, sink: DownloadSink): Promise<Download> {
+  async start(request: Omit<DownloadSpec, "windowSegments" | "crypto">, sink: DownloadSink): Promise<Download> {
     const family = ipVersion(request.ip) === 6 ? 6 : 4;
     let download: Download | undefined;
     // The server's address as datagrams from it name it, worked out once rather than per datagram.
@@ -89,7 +97,7 @@ export class TransferClient {
     // Runs the server sent in one piece (GSO) may then arrive in one piece too: split in onDatagram.
     // Only where two datagrams fit in one read: loopback's 64 KiB ones never coalesce, and asking cost
     // a tenth of the rate there.
-    const gro = process.env.FTX_NO_GSO !== "1" && 2 * (request.segmentBytes + HEADER_BYTES) <= MAX_DATAGRAM_BYTES && enableGro(socket);
+    const gro = process.env.FTX_NO_GSO !== "1" && 2 * (request.segmentBytes + HEADER_BYTES + SEAL_BYTES) <= MAX_DATAGRAM_BYTES && enableGro(socket);
     if (!this.saidReceivePath[gro ? 1 : 0]) {
       this.saidReceivePath[gro ? 1 : 0] = true;
       this.logger.debug(`UDP receive, ${request.segmentBytes}-byte segments: ${gro ? "coalesced runs (GRO)" : "one datagram per read"}`);
@@ -98,6 +106,8 @@ export class TransferClient {
     const budget = granted === undefined ? DEFAULT_RECEIVE_BUDGET_BYTES : Math.max(DEFAULT_RECEIVE_BUDGET_BYTES, granted * RECEIVE_BUFFER_SHARE);
     const spec: DownloadSpec = {
       ...request,
+      crypto: this.crypto,
+      plaintext: request.plaintext ?? this.plaintext,
       windowSegments: windowFor(request.segmentBytes, budget),
       addressTokens: request.addressTokens ?? this.addressTokens.slot(request.ip, request.port),
     };
@@ -135,6 +145,11 @@ export class TransferClient {
     }
     try {
       this.counters.dropped += d.receive(data, now);
+      if (d.cipherName !== undefined && !this.saidCipher.has(d.spec.display)) {
+        this.saidCipher.add(d.spec.display);
+        const auth = this.crypto.kx.authenticated ? "the server proved it knows the token" : "no token: the server is not authenticated";
+        this.logger.debug(`transfers from ${d.spec.display}: ${d.cipherName === "none" ? "unencrypted (--insecure-plaintext)" : d.cipherName}, ${this.crypto.kx.name}, ${auth}`);
+      }
     } catch (err) {
       // A failure while handling this download (disk full, a bug) fails this download, not the process.
       d.fail(err instanceof FtxError ? err : new FtxError("E_IO", (err as Error).message));

@@ -1,10 +1,15 @@
-import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, counterNonce, MAX_SEQ, type Aead } from "../../crypto/core/aead.ts";
+import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, counterNonce, MAX_SEQ, type InPlaceAead } from "../../crypto/core/aead.ts";
 
 /**
- * AEAD for the transfer's datagrams (docs/PROTOCOL.md §4, "Datagrams"), sans-IO: the shell gives the
- * clear header (which the receiver must read before it can open: session id, type) and the payload.
+ * AEAD for the transfer's datagrams (docs/PROTOCOL.md §4, "Datagrams"), sans-IO and in place: the
+ * datagram is built in clear with room for 24 bytes after its body, and sealed where it lies.
  *
- *   datagram = header ‖ pn: u64 ‖ AES-256-GCM(key, iv XOR pn, aad = header ‖ pn, payload) ‖ tag: 16
+ *   datagram = aad ‖ AES-256-GCM(key, iv XOR pn, aad, body) ‖ pn: u64 ‖ tag: 16
+ *
+ * `aad` is everything before the body: the header (its checksum field taken as zero: the checksum is
+ * computed over the sealed datagram afterwards) and a packet's clear fields. The body keeps its
+ * offsets, so after `openInPlace` the datagram's first `bodyEnd` bytes read as the clear datagram did.
+ * `pn` needs no place in the aad: a changed pn changes the nonce, and the tag fails.
  *
  * `pn` is a per-direction packet number that never repeats under a key (a retransmission is a new
  * packet with a new pn: the header's seq repeats, the nonce never does). The receiver accepts a pn once,
@@ -23,25 +28,29 @@ export class DatagramSealer {
   sealed = 0;
 
   constructor(
-    private readonly aead: Aead,
+    private readonly aead: InPlaceAead,
     private readonly iv: Uint8Array,
-  ) {}
+    firstPn = 0,
+  ) {
+    this.pn = firstPn;
+  }
 
   /** The packet number the next datagram will carry. */
   get nextPn(): number {
     return this.pn;
   }
 
-  seal(header: Uint8Array, payload: Uint8Array): Uint8Array {
+  /**
+   * Seals `buf[bodyAt, bodyEnd)` in place under aad `buf[0, bodyAt)` and writes pn and tag after it;
+   * `buf` must have DATAGRAM_OVERHEAD_BYTES of room there. Returns the sealed length (bodyEnd + 24).
+   */
+  sealInPlace(buf: Uint8Array, bodyAt: number, bodyEnd: number): number {
     if (this.pn > MAX_SEQ) throw new RangeError("packet numbers exhausted: start a new session");
     const pn = this.pn++;
-    const aadBytes = header.byteLength + PN_BYTES;
-    const out = new Uint8Array(aadBytes + payload.byteLength + AEAD_TAG_BYTES);
-    out.set(header);
-    writePn(out, header.byteLength, pn);
-    this.aead.sealInto(counterNonce(this.iv, pn, this.nonce), out.subarray(0, aadBytes), payload, out, aadBytes);
+    writePn(buf, bodyEnd, pn);
+    this.aead.sealInPlace(counterNonce(this.iv, pn, this.nonce), buf, 0, bodyAt, bodyAt, bodyEnd - bodyAt, bodyEnd + PN_BYTES);
     this.sealed++;
-    return out;
+    return bodyEnd + DATAGRAM_OVERHEAD_BYTES;
   }
 }
 
@@ -53,43 +62,49 @@ export interface OpenerStats {
   replayed: number;
   /** A packet number below the replay window: it may be a replay, and cannot be told from one. */
   tooOld: number;
-  /** Shorter than header + pn + tag. */
+  /** Shorter than the aad + pn + tag. */
   malformed: number;
 }
 
-export type OpenResult = { ok: true; pn: number; payload: Uint8Array } | { ok: false; why: "tampered" | "replayed" | "too-old" | "malformed" };
+export type Refusal = "tampered" | "replayed" | "too-old" | "malformed";
 
 export class DatagramOpener {
   private readonly nonce = new Uint8Array(AEAD_NONCE_BYTES);
   readonly window = new ReplayWindow(REPLAY_WINDOW);
   readonly stats: OpenerStats = { opened: 0, tampered: 0, replayed: 0, tooOld: 0, malformed: 0 };
+  /** Why the last `openInPlace` refused. */
+  lastRefusal: Refusal | undefined;
 
   constructor(
-    private readonly aead: Aead,
+    private readonly aead: InPlaceAead,
     private readonly iv: Uint8Array,
   ) {}
 
-  /** `headerBytes`: how long the clear header is (the shell has parsed it). Never throws. */
-  open(datagram: Uint8Array, headerBytes: number): OpenResult {
-    if (datagram.byteLength < headerBytes + DATAGRAM_OVERHEAD_BYTES) return this.refuse("malformed");
-    const pn = readPn(datagram, headerBytes);
+  /**
+   * Opens `datagram` in place (aad = its first `bodyAt` bytes, as the sender had them): the body's
+   * end (datagram.byteLength − 24), the clear body then at [bodyAt, end); or −1, counted, when it is
+   * malformed, replayed, too old or does not authenticate (its body is then garbage: drop it). Never throws.
+   */
+  openInPlace(datagram: Uint8Array, bodyAt: number): number {
+    const bodyEnd = datagram.byteLength - DATAGRAM_OVERHEAD_BYTES;
+    if (bodyEnd < bodyAt) return this.refuse("malformed");
+    const pn = readPn(datagram, bodyEnd);
     if (pn > MAX_SEQ) return this.refuse("malformed");
     const seen = this.window.check(pn);
     if (seen !== "new") return this.refuse(seen === "seen" ? "replayed" : "too-old");
-    const aadEnd = headerBytes + PN_BYTES;
-    const payload = this.aead.open(counterNonce(this.iv, pn, this.nonce), datagram.subarray(0, aadEnd), datagram.subarray(aadEnd));
-    if (payload === undefined) return this.refuse("tampered");
+    if (!this.aead.openInPlace(counterNonce(this.iv, pn, this.nonce), datagram, 0, bodyAt, bodyAt, bodyEnd - bodyAt, bodyEnd + PN_BYTES)) return this.refuse("tampered");
     this.window.accept(pn);
     this.stats.opened++;
-    return { ok: true, pn, payload };
+    return bodyEnd;
   }
 
-  private refuse(why: "tampered" | "replayed" | "too-old" | "malformed"): OpenResult {
+  private refuse(why: Refusal): -1 {
+    this.lastRefusal = why;
     if (why === "tampered") this.stats.tampered++;
     else if (why === "replayed") this.stats.replayed++;
     else if (why === "too-old") this.stats.tooOld++;
     else this.stats.malformed++;
-    return { ok: false, why };
+    return -1;
   }
 }
 

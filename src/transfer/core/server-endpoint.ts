@@ -2,14 +2,18 @@ import { ProtocolError } from "../../errors.ts";
 import { AddressTokens, ADDRESS_TOKEN_LIFETIME_MS } from "./address-token.ts";
 import { SenderRepairs } from "./fec/sender-repairs.ts";
 import { GbnSender, SendKind, type SenderStats } from "./gbn-sender.ts";
+import { ServerShares, sessionCipher, SERVER_NONCE_BYTES, type RequestKeys, type SessionCipher, type TransferCrypto } from "./session-keys.ts";
+import { DatagramOpener, type DatagramSealer } from "./datagram-aead.ts";
 import {
   dataPayloadBytes,
   datagramCrc,
   DATA_AT,
+  DATAGRAM_OVERHEAD_BYTES,
   decodeAck,
   decodeFin,
   decodeProbe,
-  decodeRequest,
+  decodeRequestBody,
+  decodeRequestHello,
   encodeAccept,
   encodeError,
   encodeProbeAck,
@@ -19,6 +23,11 @@ import {
   finishData,
   FLAG_ACK_NOW,
   FLAG_GAP,
+  FLAG_SEALED,
+  HEADER_BYTES,
+  openBody,
+  REQUEST_AT,
+  type Greeting,
   FIRST_UPGRADE_VERSION,
   finishRepair,
   HEADER_AT,
@@ -31,6 +40,7 @@ import {
   TransferErrorCode,
   VersionError,
   WIRE_VERSION,
+  type Header,
   type RequestBody,
 } from "./wire.ts";
 
@@ -147,8 +157,13 @@ export interface ServerEndpointConfig<F extends ServedFile, H> {
   /** The key of its address tokens (address-token.ts): random, drawn once per process. */
   tokenSecret: Uint8Array;
   tokenLifetimeMs?: number;
-  /** Checks a REQUEST's MAC (request-mac.ts). Absent: the server has no token and serves anyone. */
-  verifyMac?: (sessionId: number, request: RequestBody) => boolean;
+  /**
+   * The key exchange (CPace with the server's token, X25519 without), the AEAD and the random source
+   * of the sessions' keys (session-keys.ts).
+   */
+  crypto: TransferCrypto;
+  /** Sessions may ask for their datagrams in clear after the ACCEPT (`--insecure-plaintext`). */
+  allowPlaintext?: boolean;
   maxSessions?: number;
   maxSessionsPerAddress?: number;
   idleTimeoutMs?: number;
@@ -262,9 +277,17 @@ class Session<F, H> {
     readonly repairs: SenderRepairs | undefined,
     readonly cookie: number,
     readonly accept: Uint8Array,
+    /** The session's keys (the ACCEPT is always sealed with them). */
+    readonly cipher: SessionCipher,
+    /** Seals DATA, REPAIR and ERROR; undefined: they go in clear (the client asked, the server allows). */
+    readonly sealer: DatagramSealer | undefined,
     public bytesReceived: number,
     readonly createdAt: number,
-  ) {}
+  ) {
+    this.overheadBytes = sealer ? DATAGRAM_OVERHEAD_BYTES : 0;
+  }
+  /** What sealing adds to each of its datagrams. */
+  readonly overheadBytes: number;
 }
 
 interface Control {
@@ -311,7 +334,9 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   private readonly perAddress = new Map<string, number>();
   private readonly files: ServedFiles<F, H>;
   private readonly randomU32: () => number;
-  private readonly verifyMac: ((sessionId: number, request: RequestBody) => boolean) | undefined;
+  private readonly crypto: TransferCrypto;
+  private readonly shares: ServerShares;
+  private readonly allowPlaintext: boolean;
   private readonly tokens: AddressTokens;
   readonly maxSessions: number;
   readonly maxSessionsPerAddress: number;
@@ -339,7 +364,9 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   constructor(config: ServerEndpointConfig<F, H>) {
     this.files = config.files;
     this.randomU32 = config.randomU32;
-    this.verifyMac = config.verifyMac;
+    this.crypto = config.crypto;
+    this.shares = new ServerShares(config.crypto);
+    this.allowPlaintext = config.allowPlaintext ?? false;
     this.tokens = new AddressTokens(config.tokenSecret, config.tokenLifetimeMs ?? ADDRESS_TOKEN_LIFETIME_MS);
     this.maxSessions = config.maxSessions ?? DEFAULT_MAX_SESSIONS;
     this.maxSessionsPerAddress = config.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS;
@@ -395,32 +422,24 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
             this.makeReady(s); // the budget grew
             return;
           }
-          const req = decodeRequest(datagram, header);
-          if (!this.tokens.check(req.token, address, now)) {
-            // No state for an address that has not shown it receives: a RETRY, smaller than any REQUEST.
-            this.counters.retries++;
-            this.queueControl(encodeRetry(header.sessionId, this.tokens.issue(address, now), timestampUs(now)), address, port);
-            return;
-          }
-          this.admit(req, header.sessionId, address, port, Math.max(datagram.byteLength, VALIDATED_REQUEST_CREDIT_BYTES), now);
-          return;
+          return this.onRequest(datagram, header, address, port, now);
         case PacketType.Ack: {
           if (!s) return;
-          const ack = decodeAck(datagram);
           s.bytesReceived += datagram.byteLength;
+          const ack = decodeAck(this.opened(s, datagram));
           if (ack.cookie !== s.cookie) return; // not from the address we answered: spoofed or stale
           s.validated = true;
           s.sender.handleAck(header.seq, ack.windowSegments, ack.echoTimestampUs, ack.ackDelayUs, now, ack.received, (header.flags & FLAG_GAP) !== 0);
           return this.afterInput(s);
         }
         case PacketType.Probe:
-          // Stateless: say how big the datagram that arrived was, with an address token (the answer is
-          // 50 bytes, never more than the probe).
-          this.queueControl(encodeProbeAck(header.sessionId, { datagramBytes: decodeProbe(datagram), token: this.tokens.issue(address, now) }, timestampUs(now)), address, port);
+          // Stateless: say how big the datagram that arrived was, with a greeting (the answer is never
+          // more than the probe).
+          this.queueControl(encodeProbeAck(header.sessionId, { datagramBytes: decodeProbe(datagram), greeting: this.greeting(address, now) }, timestampUs(now)), address, port);
           return;
         case PacketType.Fin:
-          decodeFin(datagram);
           if (s) {
+            decodeFin(this.opened(s, datagram));
             this.counters.completed++;
             this.emit({ type: "completed", address, port, sessionId: s.sessionId, name: s.file.name, via: "fin", stats: s.sender.stats() });
             this.close(s);
@@ -428,6 +447,8 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
           return;
         case PacketType.Error:
           if (s) {
+            if (s.sealer && (header.flags & FLAG_SEALED) === 0) throw new ProtocolError("a clear ERROR for a sealed session");
+            if (s.sealer) this.opened(s, datagram);
             this.emit({ type: "cancelled", address, port, sessionId: s.sessionId, name: s.file.name });
             this.close(s);
           }
@@ -438,6 +459,51 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.drop(address, port, err.message);
+    }
+  }
+
+  /** A session's datagram from its client, opened when the session is sealed (else as it came); ProtocolError when it does not authenticate. */
+  private opened(s: Session<F, H>, datagram: Uint8Array): Uint8Array {
+    if (!s.sealer) return datagram;
+    const end = openBody(datagram, HEADER_BYTES, s.cipher.opener);
+    if (end < 0) throw new ProtocolError(`datagram refused by the AEAD (${s.cipher.opener.lastRefusal})`);
+    return datagram.subarray(0, end);
+  }
+
+  /** An address token for `address` and this epoch's key share. */
+  private greeting(address: string, now: number): Greeting {
+    const e = this.shares.epoch(now);
+    return { token: this.tokens.issue(address, now), kx: this.shares.kxKind, epochId: e.id, share: e.share };
+  }
+
+  /**
+   * A REQUEST for no session yet: a RETRY (no state) unless its address token is valid and its epoch
+   * current; then its key exchange must complete and its confirmation check (else ERROR forbidden,
+   * clear), its body open under the REQUEST key, and the session is admitted.
+   */
+  private onRequest(datagram: Uint8Array, header: Header, address: string, port: number, now: number): void {
+    const hello = decodeRequestHello(datagram);
+    const retry = () => {
+      // No state for an address that has not shown it receives: a RETRY, smaller than any REQUEST.
+      this.counters.retries++;
+      this.queueControl(encodeRetry(header.sessionId, this.greeting(address, now), timestampUs(now)), address, port);
+    };
+    if (!hello || !this.tokens.check(hello.token, address, now)) return retry();
+    const id = header.sessionId;
+    // Only an address whose token was valid gets here: its refusals may be larger than its REQUEST.
+    if (hello.kx !== this.shares.kxKind)
+      return this.refuse(id, address, port, TransferErrorCode.Forbidden, this.shares.kxKind === 0 ? "authentication failed: this file server has no token" : "authentication failed: this file server needs a token (--token)", now);
+    const keys = this.shares.complete(WIRE_VERSION, id, hello.epochId, hello.share, hello.confirm, now);
+    if (keys === "stale") return retry();
+    if (keys === "invalid") return this.refuse(id, address, port, TransferErrorCode.Forbidden, "authentication failed: wrong or missing token", now);
+    const aead = this.crypto.aead(keys.key);
+    try {
+      const end = openBody(datagram, REQUEST_AT.body, new DatagramOpener(aead, keys.iv));
+      if (end < 0) return this.refuse(id, address, port, TransferErrorCode.Forbidden, "authentication failed: the REQUEST does not open", now);
+      const req = decodeRequestBody(datagram.subarray(0, end), header);
+      this.admit(req, keys, id, address, port, Math.max(datagram.byteLength, VALIDATED_REQUEST_CREDIT_BYTES), now);
+    } finally {
+      aead.dispose?.();
     }
   }
 
@@ -549,12 +615,12 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
 
   /** Whether an unvalidated session may send one more full datagram beyond `pending` bytes (RFC 9000 §8.1). */
   private mayAmplify(s: Session<F, H>, pending = 0): boolean {
-    return s.validated || s.bytesSent + pending + DATA_AT.payload + s.segmentBytes <= AMPLIFICATION_FACTOR * s.bytesReceived;
+    return s.validated || s.bytesSent + pending + DATA_AT.payload + s.segmentBytes + s.overheadBytes <= AMPLIFICATION_FACTOR * s.bytesReceived;
   }
 
   /** The length of what `seq` from the sender's newest poll becomes: DATA, or a REPAIR as long as its block's first segment. */
   private expectedLength(s: Session<F, H>, seq: number): number {
-    return DATA_AT.payload + dataPayloadBytes(seq, s.segmentBytes, s.end - s.offset);
+    return DATA_AT.payload + dataPayloadBytes(seq, s.segmentBytes, s.end - s.offset) + s.overheadBytes;
   }
 
   /** What the sender's newest poll gave, built into datagram `index` of `slot` (at byte `at`); its length, or 0. */
@@ -604,18 +670,21 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
 
   // ---- admission ----
 
-  private admit(req: RequestBody, sessionId: number, address: string, port: number, receivedBytes: number, now: number): void {
-    // Only an address whose token was valid gets here: its refusals may be larger than its REQUEST.
-    if (this.verifyMac && !this.verifyMac(sessionId, req)) return this.refuse(sessionId, address, port, TransferErrorCode.Forbidden, "authentication failed: wrong or missing token", now);
+  /**
+   * A REQUEST that opened. Its refusals go in clear (no session, so no session keys yet): their text
+   * names no file, size or range (the event the server logs does), the client knows what it asked.
+   */
+  private admit(req: RequestBody, keys: RequestKeys, sessionId: number, address: string, port: number, receivedBytes: number, now: number): void {
+    if (req.plaintext && !this.allowPlaintext) return this.refuse(sessionId, address, port, TransferErrorCode.Forbidden, "this file server does not allow --insecure-plaintext", now);
     const file = this.files.lookup(req.name);
-    if (!file) return this.refuse(sessionId, address, port, TransferErrorCode.NotFound, `${req.name} is not served here`, now);
-    if (file.sha256 !== hex(req.sha256)) return this.refuse(sessionId, address, port, TransferErrorCode.Changed, `${req.name} has changed since it was listed`, now);
+    if (!file) return this.refuse(sessionId, address, port, TransferErrorCode.NotFound, "not served here", now, `${req.name} is not served here`);
+    if (file.sha256 !== hex(req.sha256)) return this.refuse(sessionId, address, port, TransferErrorCode.Changed, "has changed since it was listed", now, `${req.name} has changed since it was listed`);
     const pieceHashes = req.pieceHashes ? file.pieceHashes : undefined;
     const size = pieceHashes ? pieceHashes.byteLength : file.size;
     const what = pieceHashes ? `the piece hashes of ${req.name}` : req.name;
     const end = req.length === 0 ? size : req.offset + req.length;
     if (req.offset > size || end > size || end < req.offset)
-      return this.refuse(sessionId, address, port, TransferErrorCode.BadRequest, `range ${req.offset}+${req.length} is outside ${what} (${size} bytes)`, now);
+      return this.refuse(sessionId, address, port, TransferErrorCode.BadRequest, "the range asked for is outside what is served", now, `range ${req.offset}+${req.length} is outside ${what} (${size} bytes)`);
     if (!this.makeRoom(address, now)) {
       const text =
         (this.perAddress.get(address) ?? 0) >= this.maxSessionsPerAddress
@@ -626,18 +695,21 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     const opened = this.files.open(file);
     if (!opened.ok) {
       this.files.requestScan();
-      const text = opened.code === TransferErrorCode.Changed ? `${req.name} has changed since it was listed` : `${req.name} is no longer readable here`;
-      return this.refuse(sessionId, address, port, opened.code, text, now);
+      const text = opened.code === TransferErrorCode.Changed ? "has changed since it was listed" : "is no longer readable here";
+      return this.refuse(sessionId, address, port, opened.code, text, now, `${req.name} ${text}`);
     }
 
+    const sealed = !req.plaintext;
     const segmentBytes = clampSegmentBytes(req.segmentBytes);
     const totalSegments = segmentCount(end - req.offset, segmentBytes);
     const cookie = this.randomU32() >>> 0;
     const fecBlock = pieceHashes ? 0 : fecBlockFor(segmentBytes);
-    const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256, fecBlock }, timestampUs(now));
+    const cipher = sessionCipher(this.crypto.aead, keys, this.crypto.randomBytes(SERVER_NONCE_BYTES), "server");
+    const nonce = cipher.serverNonce;
+    const accept = encodeAccept(sessionId, { fileSize: size, offset: req.offset, length: end - req.offset, segmentBytes, cookie, sha256: req.sha256, fecBlock }, nonce, cipher.sealer, timestampUs(now));
     const sender = new GbnSender({ totalSegments, maxWindowSegments: MAX_WINDOW_SEGMENTS, idleTimeoutMs: this.idleTimeoutMs, fecBlock, segmentBytes }, now, Math.max(1, req.windowSegments));
     const repairs = fecBlock > 0 ? new SenderRepairs(fecBlock, segmentBytes, totalSegments) : undefined;
-    const s = new Session<F, H>(sessionId, address, port, file, opened.handle, pieceHashes, req.offset, end, segmentBytes, sender, repairs, cookie, accept, receivedBytes, now);
+    const s = new Session<F, H>(sessionId, address, port, file, opened.handle, pieceHashes, req.offset, end, segmentBytes, sender, repairs, cookie, accept, cipher, sealed ? cipher.sealer : undefined, receivedBytes, now);
     s.sameId = this.sessions.get(sessionId);
     this.sessions.set(sessionId, s);
     this.liveSessions++;
@@ -704,7 +776,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
    * a legit client asks again in a moment rather than waiting out its idle timeout).
    */
   private evict(s: Session<F, H>, reason: string, now: number): void {
-    this.sendControl(s, encodeError(s.sessionId, { code: TransferErrorCode.Busy, text: reason }, timestampUs(now)));
+    this.sendControl(s, encodeError(s.sessionId, { code: TransferErrorCode.Busy, text: reason }, timestampUs(now), s.sealer));
     this.counters.evicted++;
     this.emit({ type: "evicted", address: s.address, port: s.port, sessionId: s.sessionId, name: s.file.name, reason });
     this.close(s);
@@ -725,9 +797,10 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     if (answer.byteLength <= datagram.byteLength) this.queueControl(answer, address, port);
   }
 
-  private refuse(sessionId: number, address: string, port: number, code: TransferErrorCode, text: string, now: number): void {
+  /** A clear ERROR for a REQUEST that opened no session; `logText` (the event's) may say more than the wire's. */
+  private refuse(sessionId: number, address: string, port: number, code: TransferErrorCode, text: string, now: number, logText = text): void {
     this.queueControl(encodeError(sessionId, { code, text }, timestampUs(now)), address, port);
-    this.emit({ type: "refused", address, port, sessionId, code, text });
+    this.emit({ type: "refused", address, port, sessionId, code, text: logText });
   }
 
   // ---- sessions ----
@@ -754,7 +827,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
 
   /** Stops a session on the server's side, telling the client why (within the budget). */
   private abort(s: Session<F, H>, code: TransferErrorCode, text: string, now: number): 0 {
-    this.sendControl(s, encodeError(s.sessionId, { code, text }, timestampUs(now)));
+    this.sendControl(s, encodeError(s.sessionId, { code, text }, timestampUs(now), s.sealer));
     this.counters.failed++;
     this.emit({ type: "failed", address: s.address, port: s.port, sessionId: s.sessionId, name: s.file.name, reason: text, code, stats: s.sender.stats() });
     this.close(s);
@@ -784,6 +857,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     this.setDeadline(s, Infinity);
     // A closed session still in the ready queue is skipped when its turn comes.
     this.files.close(s.handle);
+    s.cipher.dispose();
   }
 
   /** Sends a session's control datagram if the address-validation budget allows. */
@@ -871,9 +945,9 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
         }
       }
     }
-    const total = DATA_AT.payload + length;
+    const total = DATA_AT.payload + length + s.overheadBytes;
     const p = this.part(slot, index, at, total);
-    finishData(p.bytes, p.view, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now));
+    finishData(p.bytes, p.view, s.sender.awaitingAck ? FLAG_ACK_NOW : 0, s.sessionId, seq, s.sender.stamp(now), s.sealer);
     return total;
   }
 
@@ -908,9 +982,9 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
       s.sender.dropRepairs();
       return 0;
     }
-    const total = REPAIR_AT.payload + length;
+    const total = REPAIR_AT.payload + length + s.overheadBytes;
     const p = this.part(slot, index, at, total);
-    finishRepair(p.bytes, p.view, s.sender.repairIndex, s.sessionId, blockStart, s.sender.stamp(now));
+    finishRepair(p.bytes, p.view, s.sender.repairIndex, s.sessionId, blockStart, s.sender.stamp(now), s.sealer);
     return total;
   }
 

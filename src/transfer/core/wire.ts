@@ -2,6 +2,8 @@ import { ProtocolError } from "../../errors.ts";
 import { readU64, readU64Bytes, truncateUtf8, writeU64 } from "../../util/bytes.ts";
 import { MAX_NAME_BYTES } from "../../files/core/name-limits.ts";
 import { SHA256_BYTES } from "../../util/crypto.ts";
+import { DATAGRAM_OVERHEAD_BYTES, type DatagramOpener, type DatagramSealer } from "./datagram-aead.ts";
+import { CONFIRM_BYTES, EPOCH_ID_BYTES, SERVER_NONCE_BYTES, SHARE_BYTES } from "./session-keys.ts";
 
 /**
  * The transfer protocol's datagrams (docs/PROTOCOL.md §2 has the byte layout and test vectors). Every
@@ -14,8 +16,10 @@ export const WIRE_MAGIC = 0x4658; // "FX"
 /**
  * 2: REPAIR datagrams (forward error correction), the ACCEPT's FEC block, the ACK's received count and gap flag.
  * 3: address tokens (RETRY, the PROBE_ACK's and the REQUEST's token, the MAC over it), REQUEST no longer padded.
+ * 4: encryption (docs/PROTOCOL.md §4): greetings in PROBE_ACK and RETRY, the REQUEST's key share and
+ *    sealed body, the ACCEPT's nonce, every later datagram sealed (pn and tag after its body); no MAC.
  */
-export const WIRE_VERSION = 3;
+export const WIRE_VERSION = 4;
 /** Versions before this one get an ERROR in their own layout telling the user to upgrade (§2). */
 export const FIRST_UPGRADE_VERSION = 2;
 
@@ -35,8 +39,6 @@ export const HEADER_AT = {
 export const HEADER_BYTES = HEADER_AT.end;
 
 export { SHA256_BYTES };
-/** HMAC-SHA256 (request-mac.ts). */
-export const MAC_BYTES = SHA256_BYTES;
 export const MAX_ERROR_TEXT_BYTES = 512;
 /**
  * An address token (§2 "Address validation"): `issued_s: u32` (the server's clock in seconds when it
@@ -49,35 +51,59 @@ export const ADDRESS_TOKEN_AT = {
 } as const;
 export const ADDRESS_TOKEN_BYTES = ADDRESS_TOKEN_AT.end;
 export const ADDRESS_TOKEN_TAG_BYTES = ADDRESS_TOKEN_AT.end - ADDRESS_TOKEN_AT.tag;
+/**
+ * A greeting (in PROBE_ACK and RETRY): an address token and the server's key share of this epoch
+ * (session-keys.ts), all a client needs to send a sealed REQUEST.
+ */
+export const GREETING_AT = {
+  token: 0, // ADDRESS_TOKEN_BYTES
+  kx: ADDRESS_TOKEN_BYTES, // u8: KxKind
+  epochId: ADDRESS_TOKEN_BYTES + 1, // EPOCH_ID_BYTES
+  share: ADDRESS_TOKEN_BYTES + 1 + EPOCH_ID_BYTES, // SHARE_BYTES
+  end: ADDRESS_TOKEN_BYTES + 1 + EPOCH_ID_BYTES + SHARE_BYTES,
+} as const;
+export const GREETING_BYTES = GREETING_AT.end;
+/** What sealing adds to a datagram: pn (8) and tag (16) after its body. */
+export { DATAGRAM_OVERHEAD_BYTES };
 
 /**
  * The body fields, as offsets from the datagram's first byte. A packet of fixed size has `end`, its
  * length; a variable one names where its variable part starts.
  */
+const REQUEST_BODY = HEADER_BYTES + ADDRESS_TOKEN_BYTES + 1 + EPOCH_ID_BYTES + SHARE_BYTES + CONFIRM_BYTES;
+/** REQUEST: clear fields (the address token and the client's key exchange), then the sealed body from `body`. */
 export const REQUEST_AT = {
-  offset: HEADER_BYTES + 0, // u64
-  length: HEADER_BYTES + 8, // u64, 0: to the end
-  segmentBytes: HEADER_BYTES + 16, // u16, proposed
-  windowSegments: HEADER_BYTES + 18, // u32
-  token: HEADER_BYTES + 22, // ADDRESS_TOKEN_BYTES, all zero: none
-  sha256: HEADER_BYTES + 22 + ADDRESS_TOKEN_BYTES, // 32 bytes
-  nameLength: HEADER_BYTES + 54 + ADDRESS_TOKEN_BYTES, // u16
-  name: HEADER_BYTES + 56 + ADDRESS_TOKEN_BYTES, // nameLength bytes, then the MAC if FLAG_HAS_MAC, the end of the datagram
+  token: HEADER_BYTES + 0, // ADDRESS_TOKEN_BYTES, all zero: none (then nothing else is set: a bare REQUEST)
+  kx: HEADER_BYTES + ADDRESS_TOKEN_BYTES, // u8: KxKind, as the greeting said
+  epochId: HEADER_BYTES + ADDRESS_TOKEN_BYTES + 1, // EPOCH_ID_BYTES: the greeting's
+  share: HEADER_BYTES + ADDRESS_TOKEN_BYTES + 1 + EPOCH_ID_BYTES, // SHARE_BYTES: the client's
+  confirm: HEADER_BYTES + ADDRESS_TOKEN_BYTES + 1 + EPOCH_ID_BYTES + SHARE_BYTES, // CONFIRM_BYTES
+  body: REQUEST_BODY, // sealed from here under the REQUEST key (pn 0), to the end:
+  offset: REQUEST_BODY + 0, // u64
+  length: REQUEST_BODY + 8, // u64, 0: to the end
+  segmentBytes: REQUEST_BODY + 16, // u16, proposed
+  windowSegments: REQUEST_BODY + 18, // u32
+  sha256: REQUEST_BODY + 22, // 32 bytes
+  nameLength: REQUEST_BODY + 22 + SHA256_BYTES, // u16
+  name: REQUEST_BODY + 24 + SHA256_BYTES, // nameLength bytes, then pn and tag
 } as const;
-/** RETRY: "show me this token first" (the server's answer to a REQUEST without a valid one). */
+/** RETRY: "show me this token first" (the server's answer to a REQUEST without a valid one), with its greeting. */
 export const RETRY_AT = {
-  token: HEADER_BYTES + 0, // ADDRESS_TOKEN_BYTES
-  end: HEADER_BYTES + ADDRESS_TOKEN_BYTES,
+  greeting: HEADER_BYTES + 0, // GREETING_BYTES
+  end: HEADER_BYTES + GREETING_BYTES,
 } as const;
+/** ACCEPT: the server's nonce in clear, then the sealed body (pn 0 of the server's direction). */
 export const ACCEPT_AT = {
-  fileSize: HEADER_BYTES + 0, // u64
-  offset: HEADER_BYTES + 8, // u64
-  length: HEADER_BYTES + 16, // u64
-  segmentBytes: HEADER_BYTES + 24, // u16, negotiated
-  cookie: HEADER_BYTES + 26, // u32
-  sha256: HEADER_BYTES + 30, // 32 bytes
-  fecBlock: HEADER_BYTES + 30 + SHA256_BYTES, // u8: data segments per FEC block, 0 = no REPAIR
-  end: HEADER_BYTES + 31 + SHA256_BYTES,
+  nonce: HEADER_BYTES + 0, // SERVER_NONCE_BYTES
+  body: HEADER_BYTES + SERVER_NONCE_BYTES,
+  fileSize: HEADER_BYTES + SERVER_NONCE_BYTES + 0, // u64
+  offset: HEADER_BYTES + SERVER_NONCE_BYTES + 8, // u64
+  length: HEADER_BYTES + SERVER_NONCE_BYTES + 16, // u64
+  segmentBytes: HEADER_BYTES + SERVER_NONCE_BYTES + 24, // u16, negotiated
+  cookie: HEADER_BYTES + SERVER_NONCE_BYTES + 26, // u32
+  sha256: HEADER_BYTES + SERVER_NONCE_BYTES + 30, // 32 bytes
+  fecBlock: HEADER_BYTES + SERVER_NONCE_BYTES + 30 + SHA256_BYTES, // u8: data segments per FEC block, 0 = no REPAIR
+  end: HEADER_BYTES + SERVER_NONCE_BYTES + 31 + SHA256_BYTES, // the clear body's end; then pn and tag
 } as const;
 export const ERROR_AT = {
   code: HEADER_BYTES + 0, // u8
@@ -101,23 +127,36 @@ export const REPAIR_AT = {
 } as const;
 export const PROBE_ACK_AT = {
   datagramBytes: HEADER_BYTES + 0, // u32
-  token: HEADER_BYTES + 4, // ADDRESS_TOKEN_BYTES
-  end: HEADER_BYTES + 4 + ADDRESS_TOKEN_BYTES,
+  greeting: HEADER_BYTES + 4, // GREETING_BYTES
+  end: HEADER_BYTES + 4 + GREETING_BYTES,
 } as const;
 
-/** The smallest REQUEST (an empty name, no MAC): larger than a RETRY, so answering one never amplifies. */
-export const MIN_REQUEST_BYTES = REQUEST_AT.name;
 export const RETRY_BYTES = RETRY_AT.end;
+/**
+ * The smallest REQUEST: a bare one (no token yet: all zero after the header, asking for a greeting)
+ * is this long, larger than the RETRY that answers it, so answering one never amplifies. A sealed
+ * REQUEST is longer still.
+ */
+export const MIN_REQUEST_BYTES = 128;
+/** A sealed REQUEST for a name of `nameBytes`. */
+export function requestBytes(nameBytes: number): number {
+  return REQUEST_AT.name + nameBytes + DATAGRAM_OVERHEAD_BYTES;
+}
 export const PROBE_ACK_BYTES = PROBE_ACK_AT.end;
 /** A probe is never smaller than its answer, so answering it can never amplify. */
 export const MIN_PROBE_BYTES = PROBE_ACK_BYTES;
-export const ACCEPT_BYTES = ACCEPT_AT.end;
-/** ACKs are built into a buffer the caller reuses. */
+/** An ACCEPT is always sealed. */
+export const ACCEPT_BYTES = ACCEPT_AT.end + DATAGRAM_OVERHEAD_BYTES;
+/** ACKs are built into a buffer the caller reuses (DATAGRAM_OVERHEAD_BYTES longer when sealed). */
 export const ACK_BYTES = ACK_AT.end;
 export const FIN_BYTES = HEADER_BYTES;
 /** The largest UDP payload over IPv4 (65535 − 20 − 8); minus our header, the largest segment. */
 export const MAX_DATAGRAM_BYTES = 65507;
-export const MAX_SEGMENT_BYTES = MAX_DATAGRAM_BYTES - HEADER_BYTES;
+/**
+ * The largest segment: a sealed datagram carries pn and tag after it. Segments always leave that room,
+ * so a `--insecure-plaintext` session moves the same segments (and measures only the sealing).
+ */
+export const MAX_SEGMENT_BYTES = MAX_DATAGRAM_BYTES - HEADER_BYTES - DATAGRAM_OVERHEAD_BYTES;
 export const MIN_SEGMENT_BYTES = 512;
 /** A datagram that fits the common 1500-byte MTU with room for IPv6 and tunnels: the size to use when no probe says more. */
 export const INTERNET_DATAGRAM_BYTES = 1400;
@@ -125,6 +164,11 @@ export const INTERNET_DATAGRAM_BYTES = 1400;
 /** A segment size both sides can use: what a REQUEST asks for, a probe found, or a user pinned, within the bounds. */
 export function clampSegmentBytes(bytes: number): number {
   return Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, bytes));
+}
+
+/** The segment that fills a sealed datagram of `datagramBytes` (what a probe found to arrive). */
+export function segmentBytesFor(datagramBytes: number): number {
+  return datagramBytes - HEADER_BYTES - DATAGRAM_OVERHEAD_BYTES;
 }
 export { MAX_NAME_BYTES };
 
@@ -165,7 +209,13 @@ export enum PacketType {
   Retry = 10,
 }
 
-export const FLAG_HAS_MAC = 0x01;
+/**
+ * REQUEST: after the ACCEPT, the session's datagrams go in clear (`--insecure-plaintext`, to measure
+ * what sealing costs; the server must allow it). The REQUEST and ACCEPT are sealed all the same.
+ */
+export const FLAG_PLAINTEXT = 0x01;
+/** ERROR: sealed under the session's keys (an ERROR before a session exists is clear, and says nothing of a file). */
+export const FLAG_SEALED = 0x01;
 /** REQUEST: send the file's piece hashes (32 bytes per piece, src/files/core/pieces.ts) instead of its bytes. */
 export const FLAG_PIECE_HASHES = 0x02;
 /**
@@ -208,11 +258,27 @@ export interface RequestBody {
   windowSegments: number;
   sha256: Uint8Array;
   name: string;
-  mac: Uint8Array | undefined;
   /** What the session carries: the file's bytes, or its list of piece hashes. */
   pieceHashes?: boolean;
-  /** The address token the server gave (RETRY or PROBE_ACK); absent: none yet. */
-  token?: Uint8Array;
+  /** DATA, ACK, REPAIR, FIN and ERROR in clear after the ACCEPT (FLAG_PLAINTEXT). */
+  plaintext?: boolean;
+}
+
+/** The address token and the server's key share for this epoch (session-keys.ts). */
+export interface Greeting {
+  token: Uint8Array;
+  kx: number;
+  epochId: Uint8Array;
+  share: Uint8Array;
+}
+
+/** A REQUEST's clear part: the greeting it answers (but the share, its own) and its key confirmation. */
+export interface RequestHello {
+  token: Uint8Array;
+  kx: number;
+  epochId: Uint8Array;
+  share: Uint8Array;
+  confirm: Uint8Array;
 }
 
 export interface AcceptBody {
@@ -276,11 +342,12 @@ export function datagramCrc(datagram: Uint8Array): number {
 /**
  * The length of the first datagram in `buf`, which the kernel may have coalesced from a run (UDP GRO:
  * datagrams of one flow, all as long as the first but the last): read from the first one's header,
- * for a session of `segmentBytes` segments over `rangeBytes` (0 before it knows them). A run is split
+ * for a session of `segmentBytes` segments over `rangeBytes` (0 before it knows them), whose DATA
+ * carries `overheadBytes` after its payload when sealed. A run is split
  * at multiples of this length, and each piece is then checked whole by `readHeader`, so a wrong
  * answer (a damaged header) only loses the run. The whole buffer when the header says nothing better.
  */
-export function firstDatagramBytes(buf: Uint8Array, segmentBytes: number, rangeBytes: number): number {
+export function firstDatagramBytes(buf: Uint8Array, segmentBytes: number, rangeBytes: number, overheadBytes = 0): number {
   const total = buf.byteLength;
   if (total < HEADER_BYTES) return total;
   let length: number;
@@ -290,7 +357,7 @@ export function firstDatagramBytes(buf: Uint8Array, segmentBytes: number, rangeB
       if (segmentBytes === 0) return total;
       const hi = u32At(buf, HEADER_AT.seq);
       const seq = hi >= 0x200000 ? -1 : hi * 4294967296 + u32At(buf, HEADER_AT.seq + 4);
-      length = seq < 0 ? total : HEADER_BYTES + dataPayloadBytes(seq, segmentBytes, rangeBytes);
+      length = seq < 0 ? total : HEADER_BYTES + dataPayloadBytes(seq, segmentBytes, rangeBytes) + overheadBytes;
       break;
     }
     case PacketType.Accept:
@@ -300,6 +367,8 @@ export function firstDatagramBytes(buf: Uint8Array, segmentBytes: number, rangeB
       length = RETRY_BYTES;
       break;
     case PacketType.Error:
+      // A sealed one's length is sealed with it: it can only be a run's last (shorter) datagram, or alone.
+      if ((buf[HEADER_AT.flags]! & FLAG_SEALED) !== 0) return total;
       length = total < ERROR_AT.text ? total : ERROR_AT.text + u16At(buf, ERROR_AT.textLength);
       break;
     default:
@@ -326,6 +395,43 @@ export function writeHeader(buf: Uint8Array, view: DataView, type: PacketType, f
   view.setUint32(HEADER_AT.sessionId, sessionId);
   writeU64(view, HEADER_AT.seq, seq);
   view.setUint32(HEADER_AT.timestampUs, timestampUs >>> 0);
+}
+
+/**
+ * Seals the clear datagram `buf[0, bodyEnd)` (its body from `bodyAt`, aad the bytes before with the
+ * checksum field zero) in place, then writes the checksum over the sealed datagram. `buf` has
+ * DATAGRAM_OVERHEAD_BYTES of room after `bodyEnd`. Returns the sealed length.
+ */
+export function sealBody(buf: Uint8Array, view: DataView, bodyAt: number, bodyEnd: number, sealer: DatagramSealer): number {
+  view.setUint32(HEADER_AT.crc, 0);
+  const length = sealer.sealInPlace(buf, bodyAt, bodyEnd);
+  view.setUint32(HEADER_AT.crc, crc(length === buf.byteLength ? buf : buf.subarray(0, length)));
+  return length;
+}
+
+/**
+ * Opens a received sealed datagram (checksum already checked by readHeader) in place: the length of
+ * the clear datagram (its first bytes then read as the sender built them, checksum field aside), or
+ * −1 when it does not authenticate or was seen before (the opener counts which).
+ */
+export function openBody(datagram: Uint8Array, bodyAt: number, opener: DatagramOpener): number {
+  const at = HEADER_AT.crc;
+  const b0 = datagram[at]!;
+  const b1 = datagram[at + 1]!;
+  const b2 = datagram[at + 2]!;
+  const b3 = datagram[at + 3]!;
+  datagram[at] = datagram[at + 1] = datagram[at + 2] = datagram[at + 3] = 0;
+  const end = opener.openInPlace(datagram, bodyAt);
+  datagram[at] = b0;
+  datagram[at + 1] = b1;
+  datagram[at + 2] = b2;
+  datagram[at + 3] = b3;
+  return end;
+}
+
+/** Where a sealed datagram's body starts: after the header, or after the clear fields of REQUEST and ACCEPT. */
+export function bodyAtOf(type: PacketType): number {
+  return type === PacketType.Request ? REQUEST_AT.body : type === PacketType.Accept ? ACCEPT_AT.body : HEADER_BYTES;
 }
 
 /** Fill in the checksum of a finished datagram `buf[0..length)`. */
@@ -393,26 +499,59 @@ function readUtf8(buf: Uint8Array, at: number, length: number, what: string): st
   }
 }
 
+// ---- greetings ----
+
+function writeGreeting(buf: Uint8Array, at: number, g: Greeting): void {
+  if (g.token.byteLength !== ADDRESS_TOKEN_BYTES || g.epochId.byteLength !== EPOCH_ID_BYTES || g.share.byteLength !== SHARE_BYTES) throw new RangeError("greeting field of the wrong length");
+  buf.set(g.token, at + GREETING_AT.token);
+  buf[at + GREETING_AT.kx] = g.kx;
+  buf.set(g.epochId, at + GREETING_AT.epochId);
+  buf.set(g.share, at + GREETING_AT.share);
+}
+
+function readGreeting(buf: Uint8Array, at: number): Greeting {
+  return {
+    token: buf.slice(at + GREETING_AT.token, at + GREETING_AT.token + ADDRESS_TOKEN_BYTES),
+    kx: buf[at + GREETING_AT.kx]!,
+    epochId: buf.slice(at + GREETING_AT.epochId, at + GREETING_AT.epochId + EPOCH_ID_BYTES),
+    share: buf.slice(at + GREETING_AT.share, at + GREETING_AT.share + SHARE_BYTES),
+  };
+}
+
 // ---- REQUEST ----
 
-export function encodeRequest(sessionId: number, body: RequestBody, timestampUs: number): Uint8Array {
+/** A REQUEST without a token (the client has no greeting yet): all zero after the header, MIN_REQUEST_BYTES long; it draws a RETRY. */
+export function encodeBareRequest(sessionId: number, flags: number, timestampUs: number): Uint8Array {
+  const { buf, view } = start(MIN_REQUEST_BYTES, PacketType.Request, flags, sessionId, 0, timestampUs);
+  seal(buf, view, buf.byteLength);
+  return buf;
+}
+
+/**
+ * A sealed REQUEST: the clear `hello` (greeting's token, kx and epoch, the client's share and key
+ * confirmation), then `body` sealed by `sealer` (the REQUEST key's, used for this datagram only).
+ */
+export function encodeRequest(sessionId: number, body: RequestBody, hello: RequestHello, sealer: DatagramSealer, timestampUs: number): Uint8Array {
   const nameBytes = encoder.encode(body.name);
   if (nameBytes.byteLength > MAX_NAME_BYTES) throw new RangeError("name too long");
-  const macAt = REQUEST_AT.name + nameBytes.byteLength;
-  const flags = (body.mac ? FLAG_HAS_MAC : 0) | (body.pieceHashes ? FLAG_PIECE_HASHES : 0);
-  // Not padded (v2 padded to 1200 bytes): a server answers a REQUEST from an address it has not
-  // validated only with a RETRY, which is smaller than any REQUEST.
-  const { buf, view } = start(macAt + (body.mac ? MAC_BYTES : 0), PacketType.Request, flags, sessionId, 0, timestampUs);
+  if (hello.token.byteLength !== ADDRESS_TOKEN_BYTES || hello.epochId.byteLength !== EPOCH_ID_BYTES || hello.share.byteLength !== SHARE_BYTES || hello.confirm.byteLength !== CONFIRM_BYTES)
+    throw new RangeError("REQUEST key field of the wrong length");
+  const flags = (body.plaintext ? FLAG_PLAINTEXT : 0) | (body.pieceHashes ? FLAG_PIECE_HASHES : 0);
+  const bodyEnd = REQUEST_AT.name + nameBytes.byteLength;
+  const { buf, view } = start(bodyEnd + DATAGRAM_OVERHEAD_BYTES, PacketType.Request, flags, sessionId, 0, timestampUs);
+  buf.set(hello.token, REQUEST_AT.token);
+  buf[REQUEST_AT.kx] = hello.kx;
+  buf.set(hello.epochId, REQUEST_AT.epochId);
+  buf.set(hello.share, REQUEST_AT.share);
+  buf.set(hello.confirm, REQUEST_AT.confirm);
   writeU64(view, REQUEST_AT.offset, body.offset);
   writeU64(view, REQUEST_AT.length, body.length);
   view.setUint16(REQUEST_AT.segmentBytes, body.segmentBytes);
   view.setUint32(REQUEST_AT.windowSegments, body.windowSegments);
-  if (body.token) buf.set(body.token.subarray(0, ADDRESS_TOKEN_BYTES), REQUEST_AT.token);
   buf.set(body.sha256.subarray(0, SHA256_BYTES), REQUEST_AT.sha256);
   view.setUint16(REQUEST_AT.nameLength, nameBytes.byteLength);
   buf.set(nameBytes, REQUEST_AT.name);
-  if (body.mac) buf.set(body.mac.subarray(0, MAC_BYTES), macAt);
-  seal(buf, view, buf.byteLength);
+  sealBody(buf, view, REQUEST_AT.body, bodyEnd, sealer);
   return buf;
 }
 
@@ -421,48 +560,62 @@ function isZero(bytes: Uint8Array): boolean {
   return true;
 }
 
-export function decodeRequest(buf: Uint8Array, header: Header): RequestBody {
+/** A REQUEST's clear part; undefined for a bare one (no token: answer with a RETRY). */
+export function decodeRequestHello(buf: Uint8Array): RequestHello | undefined {
   if (buf.byteLength < MIN_REQUEST_BYTES) throw new ProtocolError("truncated REQUEST");
-  const view = viewOf(buf);
+  const token = buf.subarray(REQUEST_AT.token, REQUEST_AT.token + ADDRESS_TOKEN_BYTES);
+  if (isZero(token)) return undefined;
+  if (buf.byteLength < REQUEST_AT.name + DATAGRAM_OVERHEAD_BYTES) throw new ProtocolError("truncated REQUEST");
+  return {
+    token: token.slice(),
+    kx: buf[REQUEST_AT.kx]!,
+    epochId: buf.slice(REQUEST_AT.epochId, REQUEST_AT.epochId + EPOCH_ID_BYTES),
+    share: buf.slice(REQUEST_AT.share, REQUEST_AT.share + SHARE_BYTES),
+    confirm: buf.slice(REQUEST_AT.confirm, REQUEST_AT.confirm + CONFIRM_BYTES),
+  };
+}
+
+/** The body of an opened REQUEST: `clear` is the datagram up to its body's end (openBody's length). */
+export function decodeRequestBody(clear: Uint8Array, header: Header): RequestBody {
+  if (clear.byteLength < REQUEST_AT.name) throw new ProtocolError("truncated REQUEST");
+  const view = viewOf(clear);
   const nameLength = view.getUint16(REQUEST_AT.nameLength);
   if (nameLength > MAX_NAME_BYTES) throw new ProtocolError("name too long");
-  const macAt = REQUEST_AT.name + nameLength;
-  const hasMac = (header.flags & FLAG_HAS_MAC) !== 0;
-  if (buf.byteLength !== macAt + (hasMac ? MAC_BYTES : 0)) throw new ProtocolError("REQUEST of the wrong length for its name and mac");
-  const token = buf.subarray(REQUEST_AT.token, REQUEST_AT.token + ADDRESS_TOKEN_BYTES);
+  if (clear.byteLength !== REQUEST_AT.name + nameLength) throw new ProtocolError("REQUEST of the wrong length for its name");
   return {
     offset: readU64(view, REQUEST_AT.offset, "offset"),
     length: readU64(view, REQUEST_AT.length, "length"),
     segmentBytes: view.getUint16(REQUEST_AT.segmentBytes),
     windowSegments: view.getUint32(REQUEST_AT.windowSegments),
-    sha256: buf.slice(REQUEST_AT.sha256, REQUEST_AT.sha256 + SHA256_BYTES),
-    name: readUtf8(buf, REQUEST_AT.name, nameLength, "name"),
-    mac: hasMac ? buf.slice(macAt, macAt + MAC_BYTES) : undefined,
+    sha256: clear.slice(REQUEST_AT.sha256, REQUEST_AT.sha256 + SHA256_BYTES),
+    name: readUtf8(clear, REQUEST_AT.name, nameLength, "name"),
     pieceHashes: (header.flags & FLAG_PIECE_HASHES) !== 0,
-    token: isZero(token) ? undefined : token.slice(),
+    plaintext: (header.flags & FLAG_PLAINTEXT) !== 0,
   };
 }
 
 // ---- RETRY ----
 
-export function encodeRetry(sessionId: number, token: Uint8Array, timestampUs: number): Uint8Array {
-  if (token.byteLength !== ADDRESS_TOKEN_BYTES) throw new RangeError("address token of the wrong length");
+export function encodeRetry(sessionId: number, greeting: Greeting, timestampUs: number): Uint8Array {
   const { buf, view } = start(RETRY_BYTES, PacketType.Retry, 0, sessionId, 0, timestampUs);
-  buf.set(token, RETRY_AT.token);
+  writeGreeting(buf, RETRY_AT.greeting, greeting);
   seal(buf, view, buf.byteLength);
   return buf;
 }
 
-/** The token a RETRY carries (a copy). */
-export function decodeRetry(buf: Uint8Array): Uint8Array {
+/** The greeting a RETRY carries (copies). */
+export function decodeRetry(buf: Uint8Array): Greeting {
   if (buf.byteLength !== RETRY_BYTES) throw new ProtocolError("RETRY of the wrong length");
-  return buf.slice(RETRY_AT.token, RETRY_AT.end);
+  return readGreeting(buf, RETRY_AT.greeting);
 }
 
 // ---- ACCEPT ----
 
-export function encodeAccept(sessionId: number, body: AcceptBody, timestampUs: number): Uint8Array {
+/** An ACCEPT: the server's nonce in clear, the body sealed by the session's `sealer` (its first datagram). */
+export function encodeAccept(sessionId: number, body: AcceptBody, nonce: Uint8Array, sealer: DatagramSealer, timestampUs: number): Uint8Array {
+  if (nonce.byteLength !== SERVER_NONCE_BYTES) throw new RangeError("server nonce of the wrong length");
   const { buf, view } = start(ACCEPT_BYTES, PacketType.Accept, 0, sessionId, 0, timestampUs);
+  buf.set(nonce, ACCEPT_AT.nonce);
   writeU64(view, ACCEPT_AT.fileSize, body.fileSize);
   writeU64(view, ACCEPT_AT.offset, body.offset);
   writeU64(view, ACCEPT_AT.length, body.length);
@@ -470,33 +623,43 @@ export function encodeAccept(sessionId: number, body: AcceptBody, timestampUs: n
   view.setUint32(ACCEPT_AT.cookie, body.cookie >>> 0);
   buf.set(body.sha256.subarray(0, SHA256_BYTES), ACCEPT_AT.sha256);
   buf[ACCEPT_AT.fecBlock] = body.fecBlock;
-  seal(buf, view, buf.byteLength);
+  sealBody(buf, view, ACCEPT_AT.body, ACCEPT_AT.end, sealer);
   return buf;
 }
 
-export function decodeAccept(buf: Uint8Array): AcceptBody {
+/** The server's nonce of a (still sealed) ACCEPT: the session's keys need it before the ACCEPT can be opened. */
+export function acceptNonce(buf: Uint8Array): Uint8Array {
   if (buf.byteLength !== ACCEPT_BYTES) throw new ProtocolError("ACCEPT of the wrong length");
-  const view = viewOf(buf);
+  return buf.subarray(ACCEPT_AT.nonce, ACCEPT_AT.nonce + SERVER_NONCE_BYTES);
+}
+
+/** An opened ACCEPT's body: `clear` is the datagram up to ACCEPT_AT.end. */
+export function decodeAccept(clear: Uint8Array): AcceptBody {
+  if (clear.byteLength !== ACCEPT_AT.end) throw new ProtocolError("ACCEPT of the wrong length");
+  const view = viewOf(clear);
   return {
     fileSize: readU64(view, ACCEPT_AT.fileSize, "file size"),
     offset: readU64(view, ACCEPT_AT.offset, "offset"),
     length: readU64(view, ACCEPT_AT.length, "length"),
     segmentBytes: view.getUint16(ACCEPT_AT.segmentBytes),
     cookie: view.getUint32(ACCEPT_AT.cookie),
-    sha256: buf.slice(ACCEPT_AT.sha256, ACCEPT_AT.sha256 + SHA256_BYTES),
-    fecBlock: buf[ACCEPT_AT.fecBlock]!,
+    sha256: clear.slice(ACCEPT_AT.sha256, ACCEPT_AT.sha256 + SHA256_BYTES),
+    fecBlock: clear[ACCEPT_AT.fecBlock]!,
   };
 }
 
 // ---- ERROR ----
 
-export function encodeError(sessionId: number, body: ErrorBody, timestampUs: number): Uint8Array {
+/** An ERROR; sealed (FLAG_SEALED) when a session's `sealer` is given, else clear (then its text must name no file). */
+export function encodeError(sessionId: number, body: ErrorBody, timestampUs: number, sealer?: DatagramSealer): Uint8Array {
   const text = encoder.encode(truncateUtf8(body.text, MAX_ERROR_TEXT_BYTES));
-  const { buf, view } = start(ERROR_AT.text + text.byteLength, PacketType.Error, 0, sessionId, 0, timestampUs);
+  const bodyEnd = ERROR_AT.text + text.byteLength;
+  const { buf, view } = start(bodyEnd + (sealer ? DATAGRAM_OVERHEAD_BYTES : 0), PacketType.Error, sealer ? FLAG_SEALED : 0, sessionId, 0, timestampUs);
   buf[ERROR_AT.code] = body.code;
   view.setUint16(ERROR_AT.textLength, text.byteLength);
   buf.set(text, ERROR_AT.text);
-  seal(buf, view, buf.byteLength);
+  if (sealer) sealBody(buf, view, HEADER_BYTES, bodyEnd, sealer);
+  else seal(buf, view, buf.byteLength);
   return buf;
 }
 
@@ -515,16 +678,17 @@ export function decodeError(buf: Uint8Array): ErrorBody {
  * the file straight into its send buffer): write the header and the checksum. `datagram` is exactly
  * the datagram, `view` a view over the same bytes; nothing is allocated.
  */
-export function finishData(datagram: Uint8Array, view: DataView, flags: number, sessionId: number, seq: number, timestampUs: number): void {
+export function finishData(datagram: Uint8Array, view: DataView, flags: number, sessionId: number, seq: number, timestampUs: number, sealer?: DatagramSealer): void {
   writeHeader(datagram, view, PacketType.Data, flags, sessionId, seq, timestampUs);
-  sealDatagram(datagram, view);
+  if (sealer) sealBody(datagram, view, HEADER_BYTES, datagram.byteLength - DATAGRAM_OVERHEAD_BYTES, sealer);
+  else sealDatagram(datagram, view);
 }
 
-/** A DATA datagram carrying `payload` (tests and simulators; the server uses `finishData` in place). */
-export function encodeData(sessionId: number, seq: number, flags: number, payload: Uint8Array, timestampUs: number): Uint8Array {
-  const buf = new Uint8Array(DATA_AT.payload + payload.byteLength);
+/** A DATA datagram carrying `payload` (tests and simulators; the server uses `finishData` in place), sealed when a `sealer` is given. */
+export function encodeData(sessionId: number, seq: number, flags: number, payload: Uint8Array, timestampUs: number, sealer?: DatagramSealer): Uint8Array {
+  const buf = new Uint8Array(DATA_AT.payload + payload.byteLength + (sealer ? DATAGRAM_OVERHEAD_BYTES : 0));
   buf.set(payload, DATA_AT.payload);
-  finishData(buf, new DataView(buf.buffer), flags, sessionId, seq, timestampUs);
+  finishData(buf, new DataView(buf.buffer), flags, sessionId, seq, timestampUs, sealer);
   return buf;
 }
 
@@ -546,9 +710,10 @@ export function isDataLength(datagram: Uint8Array, seq: number, segmentBytes: nu
 // ---- REPAIR ----
 
 /** Complete a REPAIR whose payload is in place at `REPAIR_AT.payload`: repair `j` of the block starting at segment `blockStart`. */
-export function finishRepair(datagram: Uint8Array, view: DataView, j: number, sessionId: number, blockStart: number, timestampUs: number): void {
+export function finishRepair(datagram: Uint8Array, view: DataView, j: number, sessionId: number, blockStart: number, timestampUs: number, sealer?: DatagramSealer): void {
   writeHeader(datagram, view, PacketType.Repair, j, sessionId, blockStart, timestampUs);
-  sealDatagram(datagram, view);
+  if (sealer) sealBody(datagram, view, HEADER_BYTES, datagram.byteLength - DATAGRAM_OVERHEAD_BYTES, sealer);
+  else sealDatagram(datagram, view);
 }
 
 /** The payload of a REPAIR (a view, no copy), or undefined when it is empty or longer than a segment. */
@@ -560,15 +725,19 @@ export function decodeRepair(datagram: Uint8Array, segmentBytes: number): Uint8A
 
 // ---- ACK ----
 
-/** The receiver's ACK fields and the session cookie are passed apart, so the hot path builds no object. */
-export function writeAck(buf: Uint8Array, view: DataView, sessionId: number, cumulative: number, body: Omit<AckBody, "cookie">, cookie: number, timestampUs: number): void {
+/**
+ * The receiver's ACK fields and the session cookie are passed apart, so the hot path builds no object.
+ * `buf` is ACK_BYTES long, or ACK_BYTES + DATAGRAM_OVERHEAD_BYTES with a `sealer`.
+ */
+export function writeAck(buf: Uint8Array, view: DataView, sessionId: number, cumulative: number, body: Omit<AckBody, "cookie">, cookie: number, timestampUs: number, sealer?: DatagramSealer): void {
   writeHeader(buf, view, PacketType.Ack, body.gap ? FLAG_GAP : 0, sessionId, cumulative, timestampUs);
   view.setUint32(ACK_AT.windowSegments, body.windowSegments);
   view.setUint32(ACK_AT.echoTimestampUs, body.echoTimestampUs >>> 0);
   view.setUint32(ACK_AT.ackDelayUs, body.ackDelayUs >>> 0);
   view.setUint32(ACK_AT.received, body.received >>> 0);
   view.setUint32(ACK_AT.cookie, cookie >>> 0);
-  seal(buf, view, ACK_BYTES);
+  if (sealer) sealBody(buf, view, HEADER_BYTES, ACK_BYTES, sealer);
+  else seal(buf, view, ACK_BYTES);
 }
 
 export function decodeAck(buf: Uint8Array): AckBody {
@@ -586,9 +755,10 @@ export function decodeAck(buf: Uint8Array): AckBody {
 
 // ---- FIN ----
 
-export function encodeFin(sessionId: number, timestampUs: number): Uint8Array {
-  const { buf, view } = start(FIN_BYTES, PacketType.Fin, 0, sessionId, 0, timestampUs);
-  seal(buf, view, buf.byteLength);
+export function encodeFin(sessionId: number, timestampUs: number, sealer?: DatagramSealer): Uint8Array {
+  const { buf, view } = start(FIN_BYTES + (sealer ? DATAGRAM_OVERHEAD_BYTES : 0), PacketType.Fin, 0, sessionId, 0, timestampUs);
+  if (sealer) sealBody(buf, view, HEADER_BYTES, FIN_BYTES, sealer);
+  else seal(buf, view, buf.byteLength);
   return buf;
 }
 
@@ -615,22 +785,21 @@ export function decodeProbe(buf: Uint8Array): number {
 export interface ProbeAckBody {
   /** The size of the PROBE that arrived. */
   datagramBytes: number;
-  /** An address token for the client's address: its REQUESTs need no RETRY while it is fresh. */
-  token: Uint8Array;
+  /** An address token for the client's address and the server's key share: its REQUESTs need no RETRY while it is fresh. */
+  greeting: Greeting;
 }
 
 export function encodeProbeAck(probeId: number, body: ProbeAckBody, timestampUs: number): Uint8Array {
-  if (body.token.byteLength !== ADDRESS_TOKEN_BYTES) throw new RangeError("address token of the wrong length");
   const { buf, view } = start(PROBE_ACK_BYTES, PacketType.ProbeAck, 0, probeId, 0, timestampUs);
   view.setUint32(PROBE_ACK_AT.datagramBytes, body.datagramBytes);
-  buf.set(body.token, PROBE_ACK_AT.token);
+  writeGreeting(buf, PROBE_ACK_AT.greeting, body.greeting);
   seal(buf, view, buf.byteLength);
   return buf;
 }
 
 export function decodeProbeAck(buf: Uint8Array): ProbeAckBody {
   if (buf.byteLength !== PROBE_ACK_BYTES) throw new ProtocolError("PROBE_ACK of the wrong length");
-  return { datagramBytes: viewOf(buf).getUint32(PROBE_ACK_AT.datagramBytes), token: buf.slice(PROBE_ACK_AT.token, PROBE_ACK_AT.end) };
+  return { datagramBytes: viewOf(buf).getUint32(PROBE_ACK_AT.datagramBytes), greeting: readGreeting(buf, PROBE_ACK_AT.greeting) };
 }
 
 // ---- for older peers ----
