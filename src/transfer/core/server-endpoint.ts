@@ -470,8 +470,8 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     return datagram.subarray(0, end);
   }
 
-  /** An address token for `address` and this epoch's key share. */
-  private greeting(address: string, now: number): Greeting {
+  /** What a PROBE_ACK or RETRY to `address` carries now: an address token for it and this epoch's key share. */
+  greeting(address: string, now: number): Greeting {
     const e = this.shares.epoch(now);
     return { token: this.tokens.issue(address, now), kx: this.shares.kxKind, epochId: e.id, share: e.share };
   }
