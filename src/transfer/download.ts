@@ -158,8 +158,12 @@ export class Download {
   private nextProbeAt = Infinity;
   private ackBuf = new Uint8Array(ACK_BYTES);
   private ackView = new DataView(this.ackBuf.buffer);
-  /** The keys of the REQUEST sent last (the ACCEPT's keys derive from them). */
-  private requestKeys: RequestKeys | undefined;
+  /**
+   * The keys of the REQUESTs sent, newest first (the ACCEPT's keys derive from one of them): a RETRY
+   * that crossed our REQUEST makes us send another with a fresh share, while the server may already
+   * have answered the first (and repeats that answer to the second).
+   */
+  private readonly requestKeys: RequestKeys[] = [];
   /** The session's keys, from the ACCEPT that opened. */
   private cipher: SessionCipher | undefined;
   /** Seals our ACK, FIN and ERROR, and says the server's datagrams come sealed; undefined: in clear. */
@@ -214,7 +218,8 @@ export class Download {
       return this.error("E_AUTH", greeting.kx === KxKind.CPace ? "needs a token (--token or FTX_TOKEN)" : "has no token: it cannot prove it knows ours");
     const made = clientRequestKeys(spec.crypto, WIRE_VERSION, this.sessionId, greeting.epochId, greeting.share);
     if (!made) return this.error("E_AUTH", "sent a key share that is not valid");
-    this.requestKeys = made.keys;
+    this.requestKeys.unshift(made.keys);
+    if (this.requestKeys.length > MAX_RETRIES + 1) this.requestKeys.pop();
     const aead = spec.crypto.aead(made.keys.key);
     try {
       const body = { offset: spec.offset, length: spec.length, sha256: Buffer.from(spec.sha256, "hex"), name: spec.name, pieceHashes: spec.pieceHashes, plaintext: spec.plaintext, segmentBytes: spec.segmentBytes, windowSegments: spec.windowSegments };
@@ -323,13 +328,21 @@ export class Download {
         return this.cipher ? this.openSession(data) : undefined;
       case PacketType.Accept: {
         if (this.cipher) return data; // a repeat (our first ACK was lost): only acknowledged again
-        if (!this.requestKeys) return undefined;
-        const cipher = sessionCipher(this.spec.crypto.aead, this.requestKeys, acceptNonce(data), "client");
-        const end = openBody(data, ACCEPT_AT.body, cipher.opener);
-        if (end < 0) {
-          cipher.dispose();
-          return undefined;
+        // Each try opens a copy: a failed open leaves its body garbage.
+        let cipher: SessionCipher | undefined;
+        let opened: Uint8Array | undefined;
+        for (const keys of this.requestKeys) {
+          const c = sessionCipher(this.spec.crypto.aead, keys, acceptNonce(data), "client");
+          const copy = data.slice();
+          const end = openBody(copy, ACCEPT_AT.body, c.opener);
+          if (end >= 0) {
+            cipher = c;
+            opened = copy.subarray(0, end);
+            break;
+          }
+          c.dispose();
         }
+        if (!cipher || !opened) return undefined;
         this.cipher = cipher;
         if (!this.spec.plaintext) {
           this.sealer = cipher.sealer;
@@ -337,7 +350,7 @@ export class Download {
           this.ackBuf = new Uint8Array(ACK_BYTES + DATAGRAM_OVERHEAD_BYTES);
           this.ackView = new DataView(this.ackBuf.buffer);
         }
-        return data.subarray(0, end);
+        return opened;
       }
       default:
         return data;

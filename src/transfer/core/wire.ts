@@ -716,6 +716,14 @@ export function finishRepair(datagram: Uint8Array, view: DataView, j: number, se
   else sealDatagram(datagram, view);
 }
 
+/** A REPAIR carrying `payload` (tests and simulators; the server uses `finishRepair` in place), sealed when a `sealer` is given. */
+export function encodeRepair(sessionId: number, blockStart: number, j: number, payload: Uint8Array, timestampUs: number, sealer?: DatagramSealer): Uint8Array {
+  const buf = new Uint8Array(REPAIR_AT.payload + payload.byteLength + (sealer ? DATAGRAM_OVERHEAD_BYTES : 0));
+  buf.set(payload, REPAIR_AT.payload);
+  finishRepair(buf, new DataView(buf.buffer), j, sessionId, blockStart, timestampUs, sealer);
+  return buf;
+}
+
 /** The payload of a REPAIR (a view, no copy), or undefined when it is empty or longer than a segment. */
 export function decodeRepair(datagram: Uint8Array, segmentBytes: number): Uint8Array | undefined {
   const length = datagram.byteLength - REPAIR_AT.payload;
