@@ -1,5 +1,5 @@
 import { DatagramOpener, type DatagramSealer } from "../../src/transfer/core/datagram-aead.ts";
-import { ServerShares, sessionCipher, SERVER_NONCE_BYTES, type RequestKeys, type SessionCipher } from "../../src/transfer/core/session-keys.ts";
+import { ServerShares, sessionCipher, SERVER_NONCE_BYTES, type RequestKeys, type SessionCipher, type TransferCrypto } from "../../src/transfer/core/session-keys.ts";
 import {
   ACK_AT,
   decodeRequestBody,
@@ -28,14 +28,17 @@ import { testCrypto } from "./transfer-crypto.ts";
  * server's endpoint does.
  */
 export class SessionServer {
-  readonly crypto = testCrypto({ token: this.token, seed: 77 });
-  private readonly shares = new ServerShares(this.crypto);
+  readonly crypto: TransferCrypto;
+  private readonly shares: ServerShares;
   private keys: RequestKeys | undefined;
   cipher: SessionCipher | undefined;
   /** The REQUEST's body, once one was opened. */
   request: RequestBody | undefined;
 
-  constructor(readonly token?: string) {}
+  constructor(readonly token?: string) {
+    this.crypto = testCrypto({ token, seed: 77 });
+    this.shares = new ServerShares(this.crypto);
+  }
 
   greeting(now = 0): Greeting {
     const e = this.shares.epoch(now);

@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { Download } from "../../../src/transfer/download.ts";
 import type { DownloadSink } from "../../../src/transfer/part-file.ts";
-import { decodeAck, encodeAccept, HEADER_BYTES, PacketType, readHeader, seal, timestampUs, writeHeader } from "../../../src/transfer/core/wire.ts";
+import { decodeAck, PacketType, readHeader, timestampUs } from "../../../src/transfer/core/wire.ts";
+import { SessionServer } from "../../support/session-server.ts";
+import { testCrypto } from "../../support/transfer-crypto.ts";
 
 const SEGMENT = 60_000;
 const SHA = "ab".repeat(32);
@@ -24,33 +26,28 @@ class SlowDisk implements DownloadSink {
   }
 }
 
-function dataSegment(sessionId: number, seq: number): Uint8Array {
-  const d = new Uint8Array(HEADER_BYTES + SEGMENT);
-  const view = new DataView(d.buffer);
-  writeHeader(d, view, PacketType.Data, 0, sessionId, seq, timestampUs(seq));
-  seal(d, view, d.byteLength);
-  return d;
-}
+const ZEROS = new Uint8Array(SEGMENT);
 
 describe("Download flow control against the disk", () => {
   test("closes the window (0) while the disk is behind, reopens it with an ACK, and repeats that ACK soon if nothing follows", () => {
     const sink = new SlowDisk();
     const acks: { cumulative: number; window: number }[] = [];
     const deadlines: number[] = [];
+    const server = new SessionServer();
     const send = (bytes: Uint8Array) => {
       const h = readHeader(bytes);
-      if (h.type === PacketType.Ack) acks.push({ cumulative: h.seq, window: decodeAck(bytes).windowSegments });
+      if (h.type === PacketType.Request) server.openRequest(bytes);
+      if (h.type === PacketType.Ack) acks.push({ cumulative: h.seq, window: decodeAck(server.open(bytes)!).windowSegments });
     };
-    const spec = { name: "f", size: 100 * SEGMENT, offset: 0, length: 100 * SEGMENT, sha256: SHA, ip: "127.0.0.1", port: 9, display: "s", segmentBytes: SEGMENT, windowSegments: 8, ackEvery: 2, idleTimeoutMs: 10_000 };
+    const spec = { name: "f", size: 100 * SEGMENT, offset: 0, length: 100 * SEGMENT, sha256: SHA, ip: "127.0.0.1", port: 9, display: "s", segmentBytes: SEGMENT, windowSegments: 8, ackEvery: 2, idleTimeoutMs: 10_000, crypto: testCrypto(), addressTokens: server.slot() };
     // The reopening happens outside any call that passes `now`, on performance.now(): so does the test.
     const t0 = performance.now();
     const d = new Download(spec, sink, send, t0, (at) => deadlines.push(at));
-    const accept = encodeAccept(d.sessionId, { fileSize: spec.size, offset: 0, length: spec.length, segmentBytes: SEGMENT, cookie: 7, sha256: Buffer.from(SHA, "hex"), fecBlock: 0 }, 0);
-    d.handle(readHeader(accept), accept, t0 + 1);
+    const accept = server.accept(d.sessionId, { fileSize: spec.size, offset: 0, length: spec.length, segmentBytes: SEGMENT, cookie: 7, sha256: Buffer.from(SHA, "hex"), fecBlock: 0 });
+    expect(d.receive(accept, t0 + 1)).toBe(0);
     expect(acks.at(-1)).toEqual({ cumulative: 0, window: 8 });
     for (let seq = 0; seq < 70; seq++) {
-      const seg = dataSegment(d.sessionId, seq);
-      d.handle(readHeader(seg), seg, t0 + 2 + seq / 100);
+      expect(d.receive(server.data(d.sessionId, seq, 0, ZEROS, timestampUs(seq)), t0 + 2 + seq / 100)).toBe(0);
     }
     // 4.2 MB waiting for the disk: more than 4 MiB, so the window is closed.
     expect(acks.at(-1)).toEqual({ cumulative: 70, window: 0 });
