@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { PieceHasher, piecesRootOf } from "../../src/files/core/pieces.ts";
 import { connectToMaster } from "../../src/index/index-client.ts";
 import { MsgType, Role } from "../../src/index/core/messages.ts";
-import { decodeRequest, encodeRequest, FLAG_HAS_MAC, PacketType, readHeader } from "../../src/transfer/core/wire.ts";
+import { HEADER_AT, MIN_REQUEST_BYTES, PacketType, readHeader, REQUEST_AT, seal } from "../../src/transfer/core/wire.ts";
 import { Rng } from "../support/random.ts";
 import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
 
@@ -58,19 +58,27 @@ describe("file server UDP under attack", () => {
       const env = { FTX_TOKEN: TOKEN };
       await eventually(async () => (await lsJson(address, undefined, env)).length === 2, 15_000, "listed");
 
-      // A REQUEST sniffed on the wire (it carries the MAC and the client's address token).
+      // A REQUEST sniffed on the wire (sealed: it carries the client's address token and key share).
       let sniffed: Uint8Array | undefined;
       relay.dropToServer = (d) => {
         try {
           const h = readHeader(d);
-          if (h.type === PacketType.Request && (h.flags & FLAG_HAS_MAC) !== 0 && decodeRequest(d, h).token) sniffed ??= d.slice();
+          if (h.type === PacketType.Request && d.byteLength > MIN_REQUEST_BYTES) sniffed ??= d.slice();
         } catch {}
         return false;
       };
       expect((await runFtx(["fetch", address, "small.bin", "-o", out.path], { env })).exitCode).toBe(0);
       relay.dropToServer = undefined;
       expect(sniffed).toBeDefined();
-      const sniffedBody = decodeRequest(sniffed!, readHeader(sniffed!));
+      /** The sniffed REQUEST under another session id, with a guessed key share and confirmation. */
+      const forge = (rng: Rng): Uint8Array => {
+        const d = sniffed!.slice();
+        const view = new DataView(d.buffer);
+        view.setUint32(HEADER_AT.sessionId, rng.int(2 ** 32));
+        d.set(rng.bytes(REQUEST_AT.body - REQUEST_AT.share), REQUEST_AT.share);
+        seal(d, view, d.byteLength);
+        return d;
+      };
 
       // The flood: 10 "forged" sources, 800 REQUESTs a second in all, straight at the server's port.
       const flooders = await Promise.all(Array.from({ length: 10 }, (_, i) => udpAt(`127.0.0.${i + 2}`)));
@@ -86,7 +94,7 @@ describe("file server UDP under attack", () => {
             const d =
               sent % 2 === 0
                 ? sniffed! // replayed as is
-                : encodeRequest(rng.int(2 ** 32), { ...sniffedBody, mac: rng.bytes(32) }, 0); // forged, a MAC guessed
+                : forge(rng); // forged: another session, a key share and confirmation guessed
             flooders[sent % 10]!.socket.send(d, udpPort, "127.0.0.1");
             sentBytes += d.byteLength;
           }

@@ -3,7 +3,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectToMaster } from "../../src/index/index-client.ts";
 import { MsgType, Role } from "../../src/index/core/messages.ts";
-import { ACK_BYTES, decodeError, decodeProbeAck, encodeProbe, encodeRequest, HEADER_BYTES, MIN_PROBE_BYTES, PacketType, readHeader, RETRY_BYTES, TransferErrorCode } from "../../src/transfer/core/wire.ts";
+import { ACK_BYTES, DATAGRAM_OVERHEAD_BYTES, decodeError, decodeProbeAck, encodeProbe, HEADER_BYTES, MIN_PROBE_BYTES, PacketType, readHeader, RETRY_BYTES, TransferErrorCode, type Greeting } from "../../src/transfer/core/wire.ts";
+import { KxKind } from "../../src/transfer/core/session-keys.ts";
+import { rawRequest } from "../support/raw-request.ts";
+import { testCrypto } from "../support/transfer-crypto.ts";
 import { VALIDATED_REQUEST_CREDIT_BYTES } from "../../src/transfer/core/server-endpoint.ts";
 import { mutate, Rng } from "../support/random.ts";
 import { eventually, lsJson, runFtx, sha256Hex, startMaster, startServer, startServerBehindRelay, stopAll, tempDir } from "../support/ftx-process.ts";
@@ -17,16 +20,16 @@ async function rawClient() {
   return { socket, received, bytes: () => received.reduce((n, d) => n + d.byteLength, 0) };
 }
 
-function request(name: string, sha256: string, sessionId = 0x1234, offset = 0, token?: Uint8Array) {
-  return encodeRequest(sessionId, { offset, length: 0, segmentBytes: 16384, windowSegments: 64, sha256: Buffer.from(sha256, "hex"), name, mac: undefined, token }, 0);
+/** A REQUEST (sealed with `greeting`, bare without) from the raw client. */
+function request(name: string, sha256: string, sessionId = 0x1234, offset = 0, greeting?: Greeting, crypto = testCrypto({ seed: sessionId })) {
+  return rawRequest(sessionId, { offset, length: 0, segmentBytes: 16384, windowSegments: 64, sha256: Buffer.from(sha256, "hex"), name }, greeting, crypto).bytes;
 }
 
-/** The server's address token for the raw client, as ftx fetch gets it: from the answer to a small PROBE. */
-async function addressToken(c: Awaited<ReturnType<typeof rawClient>>, udpPort: number): Promise<Uint8Array> {
+/** The server's greeting (address token and key share) for the raw client, as ftx fetch gets it: from the answer to a small PROBE. */
+async function addressToken(c: Awaited<ReturnType<typeof rawClient>>, udpPort: number): Promise<Greeting> {
   c.socket.send(encodeProbe(0x77, MIN_PROBE_BYTES, 0), udpPort, "127.0.0.1");
   await eventually(() => c.received.length > 0, 2000, "PROBE_ACK");
-  const token = decodeProbeAck(c.received.shift()!).token;
-  return token;
+  return decodeProbeAck(c.received.shift()!).greeting;
 }
 
 function rssKiB(pid: number): number {
@@ -76,7 +79,7 @@ describe("file server safety", () => {
       // Lose the first four ACKs (ACK_BYTES each): the server, unvalidated, may send only ~3× the
       // REQUEST, and the client has everything it was sent. Only the client's ACK probe unblocks it.
       let acksDropped = 0;
-      relay.dropToServer = (d) => d.byteLength === ACK_BYTES && acksDropped++ < 4;
+      relay.dropToServer = (d) => d.byteLength === ACK_BYTES + DATAGRAM_OVERHEAD_BYTES && acksDropped++ < 4;
       const t0 = performance.now();
       const r = await runFtx(["fetch", address, "f.bin", "-o", out.path, "--segment-size", "1024"]);
       expect(r.exitCode).toBe(0);
@@ -90,7 +93,7 @@ describe("file server safety", () => {
     }
   });
 
-  test("requests for a changed or unknown file, or without the token's MAC, get typed errors", async () => {
+  test("requests for a changed or unknown file, with a wrong token or none, get typed errors that name no file", async () => {
     const share = tempDir();
     try {
       writeFileSync(join(share.path, "f.txt"), "content");
@@ -99,9 +102,15 @@ describe("file server safety", () => {
       const { udpPort } = await startServer(share.path, address, ["--token", "t0k"]);
       await eventually(async () => (await lsJson(address, undefined, { FTX_TOKEN: "t0k" })).length === 1, 5000, "listed");
       const c = await rawClient();
-      c.socket.send(request("f.txt", sha, 1, 0, await addressToken(c, udpPort)), udpPort, "127.0.0.1");
-      await eventually(() => c.received.length === 1, 2000, "answer");
-      expect(decodeError(c.received[0]!)).toEqual({ code: TransferErrorCode.Forbidden, text: "authentication failed: wrong or missing token" });
+      const greeting = await addressToken(c, udpPort);
+      expect(greeting.kx).toBe(KxKind.CPace);
+      // CPace with a wrong token: the key confirmation fails. X25519 against a server with a token: refused as such.
+      c.socket.send(request("f.txt", sha, 1, 0, greeting, testCrypto({ token: "wrong", seed: 1 })), udpPort, "127.0.0.1");
+      c.socket.send(request("f.txt", sha, 2, 0, greeting, testCrypto({ seed: 2 })), udpPort, "127.0.0.1");
+      await eventually(() => c.received.length === 2, 2000, "answers");
+      const bySession = new Map(c.received.map((d) => [readHeader(d).sessionId, decodeError(d)]));
+      expect(bySession.get(1)).toEqual({ code: TransferErrorCode.Forbidden, text: "authentication failed: wrong or missing token" });
+      expect(bySession.get(2)).toEqual({ code: TransferErrorCode.Forbidden, text: "authentication failed: this file server needs a token (--token)" });
       c.socket.close();
       const wrong = await runFtx(["fetch", address, "f.txt", "-o", join(share.path, "out"), "--token", "nope"]);
       expect(wrong.exitCode).toBe(1);
@@ -120,8 +129,11 @@ describe("file server safety", () => {
       c.socket.send(request("f.txt", sha256Hex("other content"), 2, 0, token), udpPort, "127.0.0.1");
       c.socket.send(request("nope.txt", sha256Hex("x"), 3, 0, token), udpPort, "127.0.0.1");
       await eventually(() => c.received.length === 2, 2000, "two answers");
-      const codes = c.received.map((d) => decodeError(d).code).sort();
-      expect(codes).toEqual([TransferErrorCode.NotFound, TransferErrorCode.Changed].sort());
+      const errors = c.received.map((d) => decodeError(d)).sort((a, b) => a.code - b.code);
+      expect(errors).toEqual([
+        { code: TransferErrorCode.NotFound, text: "not served here" },
+        { code: TransferErrorCode.Changed, text: "has changed since it was listed" },
+      ]);
       c.socket.close();
     } finally {
       open.cleanup();
@@ -140,13 +152,14 @@ describe("file server safety", () => {
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
       const rssBefore = rssKiB(server.pid);
       const rng = new Rng(Number(process.env.FUZZ_SEED ?? 7));
-      const seeds = [request("target.bin", sha, 77), request("../../etc/passwd", sha, 78)];
+      const fuzzer = await rawClient();
+      const greeting = await addressToken(fuzzer, udpPort);
+      const seeds = [request("target.bin", sha, 77, 0, greeting), request("../../etc/passwd", sha, 78, 0, greeting), request("target.bin", sha, 79)];
       // Valid ACK/FIN/DATA shapes too, so mutations reach every decoder.
-      const ack = new Uint8Array(ACK_BYTES);
+      const ack = new Uint8Array(ACK_BYTES + DATAGRAM_OVERHEAD_BYTES);
       ack.set(seeds[0]!.subarray(0, HEADER_BYTES));
       ack[3] = PacketType.Ack;
       seeds.push(ack);
-      const fuzzer = await rawClient();
       const fetching = runFtx(["fetch", address, "target.bin", "-o", out.path], { timeoutMs: 60_000 });
       for (let i = 0; i < 10_000; i++) {
         const d = rng.chance(0.3) ? rng.bytes(rng.int(1500)) : mutate(rng, rng.pick(seeds));

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Catalog } from "../../src/files/catalog.ts";
 import { FileService } from "../../src/transfer/file-service.ts";
-import { decodeProbeAck, encodeProbe, encodeRequest, MIN_PROBE_BYTES, PacketType, readHeader } from "../../src/transfer/core/wire.ts";
+import { decodeProbeAck, encodeProbe, MIN_PROBE_BYTES, PacketType, readHeader, type Greeting } from "../../src/transfer/core/wire.ts";
+import { rawRequest } from "../support/raw-request.ts";
 
 /**
  * The file server shares one UDP socket among all its clients, so an ICMP "port unreachable" caused
@@ -22,7 +23,7 @@ describe("file server socket errors", () => {
     const service = await FileService.start({ host: "127.0.0.1", port: 0, catalog });
     const gone = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
     const answers: number[] = [];
-    let addressToken: Uint8Array | undefined;
+    let addressToken: Greeting | undefined;
     const client = await Bun.udpSocket({
       hostname: "127.0.0.1",
       port: 0,
@@ -30,7 +31,7 @@ describe("file server socket errors", () => {
       socket: {
         data(_s, data) {
           const type = readHeader(data).type;
-          if (type === PacketType.ProbeAck) addressToken = decodeProbeAck(data).token;
+          if (type === PacketType.ProbeAck) addressToken = decodeProbeAck(data).greeting;
           else answers.push(type);
         },
       },
@@ -48,11 +49,7 @@ describe("file server socket errors", () => {
       // is closed by then (the kernel queues the ICMP error), and then the REQUEST.
       gone.send(encodeProbe(1, 1200, 0), service.port, "127.0.0.1");
       gone.close();
-      const request = encodeRequest(
-        42,
-        { offset: 0, length: 0, segmentBytes: 1200, windowSegments: 8, sha256: Buffer.from(entry.sha256, "hex"), name: "a.bin", mac: undefined, token: addressToken },
-        0,
-      );
+      const request = rawRequest(42, { segmentBytes: 1200, windowSegments: 8, sha256: Buffer.from(entry.sha256, "hex"), name: "a.bin" }, addressToken).bytes;
       client.send(request, service.port, "127.0.0.1");
       // No retransmission here: the first ACCEPT must arrive (a client would wait 500 ms to ask again).
       for (let i = 0; i < 50 && !answers.includes(PacketType.Accept); i++) await Bun.sleep(10);

@@ -3,12 +3,13 @@ import { ADDRESS_TOKEN_REUSE_MS, AddressTokenCache } from "../../../src/transfer
 import { ADDRESS_TOKEN_LIFETIME_MS, AddressTokens } from "../../../src/transfer/core/address-token.ts";
 
 describe("the client's address tokens", () => {
-  test("one token per server, the newest, used for 20 s after it arrived (inside the server's 30 s)", () => {
+  test("one greeting (token and key share) per server, the newest, used for 20 s after it arrived (inside the server's 30 s)", () => {
     const cache = new AddressTokenCache();
     const a = cache.slot("127.0.0.1", 4000);
     const b = cache.slot("127.0.0.1", 4001);
-    const t1 = new Uint8Array(20).fill(1);
-    const t2 = new Uint8Array(20).fill(2);
+    const greeting = (fill: number) => ({ token: new Uint8Array(20).fill(fill), kx: 0, epochId: new Uint8Array(16).fill(fill), share: new Uint8Array(32).fill(fill) });
+    const t1 = greeting(1);
+    const t2 = greeting(2);
     expect(a.get(0)).toBeUndefined();
     a.set(t1, 1000);
     expect(a.get(1000 + ADDRESS_TOKEN_REUSE_MS - 1)).toBe(t1);
