@@ -52,6 +52,8 @@ export class ImpairmentRelay {
   private closed = false;
   /** Drop client→server datagrams this predicate picks (on top of the random impairments). */
   dropToServer: ((bytes: Uint8Array) => boolean) | undefined;
+  /** Sees every datagram that reaches the relay, either way, before any impairment (a capture). */
+  tap: ((bytes: Uint8Array, toServer: boolean) => void) | undefined;
 
   private constructor(
     private readonly serverHost: string,
@@ -99,6 +101,7 @@ export class ImpairmentRelay {
         binaryType: "uint8array",
         socket: {
           data: (_s, reply) => {
+            this.tap?.(reply, false);
             this.impair(this.down, reply, (bytes) => {
               if (this.closed) return;
               this.counters.toClient++;
@@ -112,6 +115,7 @@ export class ImpairmentRelay {
       this.upstream.set(key, socket);
     }
     const s = socket;
+    this.tap?.(data, true);
     if (this.dropToServer?.(data)) {
       this.counters.dropped++;
       return;
