@@ -13,8 +13,9 @@ export async function benchTransfer(b: Bench): Promise<void> {
   const data = Buffer.alloc(size);
   for (let i = 0; i < size; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
   writeFileSync(join(dir, "payload.bin"), data);
-  const master = await b.startMaster();
-  const server = b.spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1"]);
+  // Both allow --insecure-plaintext, so the same run can measure what sealing costs (sessions are sealed unless a fetch asks).
+  const master = await b.startMaster(["--insecure-plaintext"]);
+  const server = b.spawnFtx(["serve", dir, "--master", master.address, "--host", "127.0.0.1", "--insecure-plaintext"]);
   const udpPort = Number((await waitFor(server, /over UDP on 127\.0\.0\.1:(\d+)/))[1]);
   while ((await b.lsCount(master.address)) < 1) await Bun.sleep(100);
   const mib = size / (1 << 20);
@@ -51,6 +52,7 @@ export async function benchTransfer(b: Bench): Promise<void> {
   };
 
   b.results.transferNoLoss = await scenario("no loss", master.address);
+  b.results.encryption = await encryptionCost(b, master.address, size, () => serverPid);
 
   const nft = nftLoss(udpPort, 50);
   if (nft) {
@@ -71,6 +73,37 @@ export async function benchTransfer(b: Bench): Promise<void> {
   serverPid = relayed.pid;
   b.results.transferLoss5 = await scenario("5% loss (relay)", master.address);
   relay.close();
+}
+
+/**
+ * What sealing costs (issue #17): the same fetch sealed (the default) and with --insecure-plaintext,
+ * alternating, `runs` pairs; throughput ratio and CPU per GiB of each side, from one run.
+ */
+async function encryptionCost(b: Bench, address: string, size: number, serverPid: () => number) {
+  const runs = b.quick ? 1 : 3;
+  const gib = size / 2 ** 30;
+  const side = { sealed: { secs: [] as number[], client: [] as number[], server: [] as number[] }, clear: { secs: [] as number[], client: [] as number[], server: [] as number[] } };
+  for (let i = 0; i < runs; i++) {
+    for (const mode of ["sealed", "clear"] as const) {
+      const before = procStat(serverPid()).cpuSeconds;
+      const t = await b.fetchOnce(address, "payload.bin", join(b.work, "out"), mode === "clear" ? ["--insecure-plaintext"] : []);
+      side[mode].server.push((procStat(serverPid()).cpuSeconds - before) / gib);
+      side[mode].secs.push(t.ok ? t.seconds : Infinity);
+      side[mode].client.push(t.cpuSeconds / gib);
+    }
+  }
+  const r = {
+    sealedMBps: size / 1e6 / median(side.sealed.secs),
+    clearMBps: size / 1e6 / median(side.clear.secs),
+    sealedCpuPerGiB: { client: median(side.sealed.client), server: median(side.sealed.server) },
+    clearCpuPerGiB: { client: median(side.clear.client), server: median(side.clear.server) },
+  };
+  b.rows.push([
+    `fetch ${size >> 20} MiB, sealed vs --insecure-plaintext`,
+    `${r.sealedMBps.toFixed(0)} vs ${r.clearMBps.toFixed(0)} MB/s: ${(r.sealedMBps / r.clearMBps).toFixed(2)}× (medians of ${runs}, alternating)`,
+    `CPU-s/GiB client ${r.sealedCpuPerGiB.client.toFixed(2)} vs ${r.clearCpuPerGiB.client.toFixed(2)}, server ${r.sealedCpuPerGiB.server.toFixed(2)} vs ${r.clearCpuPerGiB.server.toFixed(2)}`,
+  ]);
+  return r;
 }
 
 /** Memory whatever the size: a sparse 8 GiB file fetched on loopback; peak RSS of client and server. */

@@ -51,8 +51,8 @@ export class Bench {
     return p;
   }
 
-  async startMaster(): Promise<{ address: string; port: number; pid: number }> {
-    const m = this.spawnFtx(["master", "--host", "127.0.0.1", "--port", "0", "--max-connections", "20000"]);
+  async startMaster(extra: string[] = []): Promise<{ address: string; port: number; pid: number }> {
+    const m = this.spawnFtx(["master", "--host", "127.0.0.1", "--port", "0", "--max-connections", "20000", ...extra]);
     const port = Number((await waitFor(m, /listening on 127\.0\.0\.1:(\d+)/))[1]);
     return { address: `127.0.0.1:${port}`, port, pid: m.pid };
   }
@@ -69,14 +69,14 @@ export class Bench {
     return (JSON.parse(stdout) as unknown[]).length;
   }
 
-  async fetchOnce(address: string, name: string, out: string): Promise<Timed> {
+  async fetchOnce(address: string, name: string, out: string, extra: string[] = []): Promise<Timed> {
     rmSync(out, { recursive: true, force: true });
     // Start every sample with no dirty pages from the previous one being written back underneath it.
     Bun.spawnSync(["sync"]);
     const t0 = performance.now();
     // /usr/bin/time measures exactly this process (getrusage of children would mix in other children).
     const timeFile = join(this.work, "time.txt");
-    const p = Bun.spawn(["/usr/bin/time", "-o", timeFile, "-f", "%U %S %M", ...this.ftxCommand, "fetch", address, name, "-o", out, "--json"], { stdout: "pipe", stderr: "pipe" });
+    const p = Bun.spawn(["/usr/bin/time", "-o", timeFile, "-f", "%U %S %M", ...this.ftxCommand, "fetch", address, name, "-o", out, "--json", ...extra], { stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     const seconds = (performance.now() - t0) / 1000;
     if (code !== 0) console.error(`  fetch failed (exit ${code}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`);

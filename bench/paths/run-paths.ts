@@ -52,6 +52,8 @@ interface PathResult {
   concurrent?: { clients: number; ftxMBps: number; bbrMBps: number; ftxIntact: number };
   /** ftx's share of the path with one TCP BBR download beside it (BENCH_PATH_SHARE=1). */
   shareBesideBbr?: number;
+  /** ftx with --insecure-plaintext, each right after a sealed sample (BENCH_PATH_CLEAR=1): what sealing costs. */
+  clear?: Sample[];
   emulator: EmulatorCounters | undefined;
 }
 
@@ -162,7 +164,7 @@ function fmtRatio(ftx: number | undefined, tcp: number | undefined, capRate: num
   return "-";
 }
 
-async function measurePath(spec: PathSpec, index: number, ctx: { work: string; ftx: string[]; samples: number; capSeconds: number; warm: boolean; share: boolean }): Promise<PathResult> {
+async function measurePath(spec: PathSpec, index: number, ctx: { work: string; ftx: string[]; samples: number; capSeconds: number; warm: boolean; share: boolean; clear: boolean }): Promise<PathResult> {
   const { work, ftx, samples, capSeconds } = ctx;
   const fileBytes = fileBytesFor(spec.link);
   const share = makeShare(work, fileBytes);
@@ -184,13 +186,15 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
   };
   try {
     const master = `${SERVER_ADDRESS}:${MASTER_PORT}`;
-    const m = spawnIn(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", String(MASTER_PORT)]);
+    // With BENCH_PATH_CLEAR=1 both allow --insecure-plaintext (sessions stay sealed unless a fetch asks).
+    const allowClear = ctx.clear ? ["--insecure-plaintext"] : [];
+    const m = spawnIn(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", String(MASTER_PORT), ...allowClear]);
     await waitForStderr(m.stderr as ReadableStream<Uint8Array>, /listening on/);
     // The lossless LAN also measures 20 clients at once (the datapath issue's "20 concurrent clients").
     const concurrent = spec.link.kind === "veth" && spec.link.lossPct === 0;
     const concurrentFile = join(share.dir, "clients.bin");
     if (concurrent && !existsSync(concurrentFile)) writeFileSync(concurrentFile, Buffer.alloc(CONCURRENT_FILE_BYTES, 0x3c), { mode: 0o644 });
-    const s = spawnIn(ns.server, [...ftx, "serve", share.dir, "--master", master, "--host", SERVER_ADDRESS]);
+    const s = spawnIn(ns.server, [...ftx, "serve", share.dir, "--master", master, "--host", SERVER_ADDRESS, ...allowClear]);
     await waitForStderr(s.stderr as ReadableStream<Uint8Array>, /registered with master/);
     startNginx(ns.server, work, tag, share.dir);
     // Both servers answer across the path before the first sample.
@@ -203,10 +207,10 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
       await Bun.sleep(200);
     }
 
-    const runFtx = async (out = join(work, `out-${tag}`)): Promise<Sample> => {
+    const runFtx = async (out = join(work, `out-${tag}`), extra: string[] = []): Promise<Sample> => {
       rmSync(out, { recursive: true, force: true });
       const serverBefore = procStat(s.pid).cpuSeconds;
-      const r = await timed(ns.client, [...ftx, "fetch", master, "payload.bin", "-o", out, "--json"], capSeconds);
+      const r = await timed(ns.client, [...ftx, "fetch", master, "payload.bin", "-o", out, "--json", ...extra], capSeconds);
       const serverCpu = procStat(s.pid).cpuSeconds - serverBefore;
       const intact = r.code === 0 && (await sha256File(join(out, "payload.bin"))) === share.sha256;
       return { seconds: r.capped ? Infinity : r.seconds, capped: r.capped, intact, clientCpu: r.cpuSeconds, serverCpu, ...(r.code !== 0 && !r.capped && { failed: r.code }) };
@@ -235,6 +239,11 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
       const f = await runFtx();
       result.samples.ftx.push(f);
       const line = [`ftx ${show(f)}`];
+      if (ctx.clear) {
+        const c = await runFtx(undefined, ["--insecure-plaintext"]);
+        (result.clear ??= []).push(c);
+        line.push(`ftx clear ${show(c)}`);
+      }
       for (const cc of CONGESTION_CONTROLS) {
         const t = await runCurl(cc);
         result.samples[cc].push(t);
@@ -367,7 +376,7 @@ export async function runPaths(options: PathsOptions): Promise<number> {
   try {
     for (const [i, spec] of specs.entries()) {
       try {
-        results.push(await measurePath(spec, i, { work, ftx, samples, capSeconds, warm: i === 0, share: process.env.BENCH_PATH_SHARE === "1" }));
+        results.push(await measurePath(spec, i, { work, ftx, samples, capSeconds, warm: i === 0, share: process.env.BENCH_PATH_SHARE === "1", clear: process.env.BENCH_PATH_CLEAR === "1" }));
       } catch (e) {
         console.error(`  ${spec.name} failed: ${e instanceof Error ? e.message : String(e)}`);
       }
@@ -403,6 +412,21 @@ export async function runPaths(options: PathsOptions): Promise<number> {
   for (const r of results) {
     const c = r.concurrent;
     if (c) console.log(`${r.name}, ${c.clients} clients at once: ftx ${c.ftxMBps.toFixed(0)} MB/s aggregate (${c.ftxIntact}/${c.clients} intact), TCP BBR ${c.bbrMBps.toFixed(0)} MB/s: ${(c.ftxMBps / c.bbrMBps).toFixed(2)}×`);
+  }
+  const clearRows = results.filter((r) => r.clear && r.clear.length > 0);
+  if (clearRows.length > 0) {
+    console.log("\nwhat sealing costs (BENCH_PATH_CLEAR=1: each sealed ftx sample followed by one with --insecure-plaintext)");
+    const perGiB = (xs: Sample[], side: "clientCpu" | "serverCpu", bytes: number) => median(xs.map((x) => (x[side] ?? NaN) / (bytes / 2 ** 30)));
+    for (const r of clearRows) {
+      const secs = median(r.clear!.map((x) => (x.capped || x.failed !== undefined ? Infinity : x.seconds)));
+      const clearMBps = r.fileBytes / 1e6 / secs;
+      const sealed = r.medianMBps.ftx;
+      console.log(
+        `${r.name}: sealed ${fmtRate(sealed, capSeconds)} MB/s, clear ${fmtRate(clearMBps, capSeconds)} MB/s: ${sealed === undefined ? "-" : (sealed / clearMBps).toFixed(2)}×; ` +
+          `CPU s/GiB client ${perGiB(r.samples.ftx, "clientCpu", r.fileBytes).toFixed(2)} vs ${perGiB(r.clear!, "clientCpu", r.fileBytes).toFixed(2)}, ` +
+          `server ${perGiB(r.samples.ftx, "serverCpu", r.fileBytes).toFixed(2)} vs ${perGiB(r.clear!, "serverCpu", r.fileBytes).toFixed(2)}; clear intact ${r.clear!.filter((x) => x.intact).length}/${r.clear!.length}`,
+      );
+    }
   }
   console.log(`\nmedians of ${samples} samples, alternating ftx / BBR / CUBIC; a sample is stopped after ${capSeconds} s`);
   for (const r of results) console.log(`  ${r.name}: ${r.label}`);
