@@ -1,12 +1,15 @@
 import { describe, expect, test } from "bun:test";
 import { createCipheriv } from "node:crypto";
-import { aes256gcm } from "../../../src/crypto/aes-gcm.ts";
+import { crc32 } from "node:zlib";
+import { aes256gcm, aes256gcmInPlace } from "../../../src/crypto/aes-gcm.ts";
+import { bestInPlaceAead } from "../../../src/crypto/aes-gcm-native.ts";
 import { FrameOpener, FrameSealer } from "../../../src/crypto/core/frame-seal.ts";
 import { hkdfExpand, hkdfExtract } from "../../../src/crypto/core/hkdf.ts";
 import { deriveChannelKeys } from "../../../src/crypto/core/key-schedule.ts";
 import { encodeMessage } from "../../../src/index/core/codec.ts";
 import { MsgType } from "../../../src/index/core/messages.ts";
-import { DatagramOpener, DatagramSealer } from "../../../src/transfer/core/datagram-aead.ts";
+import { DatagramOpener, DatagramSealer, PN_BYTES } from "../../../src/transfer/core/datagram-aead.ts";
+import { encodeData, HEADER_AT, HEADER_BYTES, openBody, PacketType, readHeader } from "../../../src/transfer/core/wire.ts";
 import { documentedVectors, hexOf } from "../../support/protocol-vectors.ts";
 
 const KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
@@ -49,15 +52,25 @@ describe("encryption test vectors (docs/PROTOCOL.md §4)", () => {
     expect(opener.refused).toBe(1);
   });
 
-  test("a datagram: the sealer writes it, node:crypto agrees, the opener reads it", () => {
-    const sealer = new DatagramSealer(aes256gcm(KEY), IV);
-    const header = new Uint8Array(10).fill(0x11);
-    sealer.seal(header, new Uint8Array(0)); // pn 0
-    const d = sealer.seal(header, HELLO); // pn 1
+  test("a datagram: the sealer writes it in place, node:crypto agrees (aad = the header with crc 0, pn after the body), the opener reads it", () => {
+    const d = encodeData(0x01020304, 1, 0, HELLO, 0x0a0b0c0d, new DatagramSealer(aes256gcmInPlace(KEY), IV, 1)); // pn 1
     expect(hexOf(d)).toBe(hexOf(vectors.get("DATAGRAM_PN_1")!));
-    expect(hexOf(d.subarray(18))).toBe(hexOf(reference(ivXor(1), d.subarray(0, 18), HELLO)));
-    const opened = new DatagramOpener(aes256gcm(KEY), IV).open(d, 10);
-    expect(opened.ok && { pn: opened.pn, text: new TextDecoder().decode(opened.payload) }).toEqual({ pn: 1, text: "hello" });
+    const bodyEnd = HEADER_BYTES + HELLO.byteLength;
+    const aad = d.slice(0, HEADER_BYTES);
+    aad.fill(0, HEADER_AT.crc, HEADER_AT.end);
+    const ciphertextAndTag = Buffer.concat([d.subarray(HEADER_BYTES, bodyEnd), d.subarray(bodyEnd + PN_BYTES)]);
+    expect(hexOf(ciphertextAndTag)).toBe(hexOf(reference(ivXor(1), aad, HELLO)));
+    expect(hexOf(d.subarray(bodyEnd, bodyEnd + PN_BYTES))).toBe("0000000000000001");
+    // The checksum is over the sealed datagram, its own field zero.
+    const zeroed = d.slice();
+    zeroed.fill(0, HEADER_AT.crc, HEADER_AT.end);
+    expect(new DataView(d.buffer).getUint32(HEADER_AT.crc)).toBe(crc32(zeroed));
+    expect(readHeader(d)).toEqual({ type: PacketType.Data, flags: 0, sessionId: 0x01020304, seq: 1, timestampUs: 0x0a0b0c0d });
+    for (const aead of [aes256gcmInPlace, bestInPlaceAead().factory]) {
+      const copy = d.slice();
+      expect(openBody(copy, HEADER_BYTES, new DatagramOpener(aead(KEY), IV))).toBe(bodyEnd);
+      expect(new TextDecoder().decode(copy.subarray(HEADER_BYTES, bodyEnd))).toBe("hello");
+    }
   });
 
   test("the key schedule", () => {
