@@ -1,6 +1,6 @@
 import { concat } from "../../src/util/bytes.ts";
 import { Download, type DownloadSpec } from "../../src/transfer/download.ts";
-import { verifyRequestMac } from "../../src/transfer/request-mac.ts";
+import { testCrypto } from "./transfer-crypto.ts";
 import { MAX_RUN_DATAGRAMS, SEND_BATCH, ServerEndpoint, type EndpointEvent, type OpenResult, type ServedFile, type ServedFiles, type Transmit } from "../../src/transfer/core/server-endpoint.ts";
 import { TransferErrorCode } from "../../src/transfer/core/wire.ts";
 import type { Rng } from "./random.ts";
@@ -153,7 +153,7 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
     files: storage,
     randomU32: () => (rng.next() * 4294967296) >>> 0,
     tokenSecret: new Uint8Array(32).fill(9),
-    verifyMac: token === undefined ? undefined : (id, r) => verifyRequestMac(token, id, r),
+    crypto: testCrypto({ token, seed: 1 }),
     maxSessions: o.maxSessions,
     maxSessionsPerAddress: o.maxSessionsPerAddress,
     idleTimeoutMs: o.idleTimeoutMs,
@@ -201,7 +201,7 @@ export function simulateEndpoints(rng: Rng, o: SimEndpointsOptions): SimEndpoint
       ip: "192.0.2.1",
       port: 9,
       display: "sim-server",
-      token: c.token,
+      crypto: testCrypto({ token: c.token, seed: 100 + i }),
       segmentBytes: c.segmentBytes,
       windowSegments: c.windowSegments,
       ackEvery: c.ackEvery,
