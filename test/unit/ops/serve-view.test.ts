@@ -1,29 +1,28 @@
 import { describe, expect, test } from "bun:test";
 import { ServeTally } from "../../../src/ops/serve-http.ts";
-import { AddressTokens } from "../../../src/transfer/core/address-token.ts";
 import { ServerEndpoint } from "../../../src/transfer/core/server-endpoint.ts";
-import { encodeRequest, timestampUs } from "../../../src/transfer/core/wire.ts";
 import type { SenderStats } from "../../../src/transfer/core/gbn-sender.ts";
 import { Rng } from "../../support/random.ts";
+import { SessionPeer } from "../../support/session-peer.ts";
 import { MemoryFiles, simFile, type SimFile } from "../../support/sim-endpoints.ts";
+import { testCrypto } from "../../support/transfer-crypto.ts";
 
 const rng = new Rng(18);
 const FILE = simFile(rng, "big.bin", 100_000);
 const SECRET = new Uint8Array(32).fill(5);
-/** The address tokens the endpoint hands out (a client has one from its first probe). */
-const TOKENS = new AddressTokens(SECRET);
 
-function open(ep: ServerEndpoint<SimFile, number>, sessionId: number, address: string, offset: number, now: number): void {
-  const req = encodeRequest(sessionId, { offset, length: FILE.size - offset, segmentBytes: 1000, windowSegments: 64, name: FILE.name, mac: undefined, sha256: Buffer.from(FILE.sha256, "hex"), token: TOKENS.issue(address, now) }, timestampUs(now));
-  ep.handle(req, address, 5000, now);
+/** A session from `address`, its REQUEST sealed against the greeting the endpoint gives at `now` (a client has one from its first probe). */
+function open(ep: ServerEndpoint<SimFile, number>, peer: SessionPeer, sessionId: number, address: string, offset: number, now: number): void {
+  ep.handle(peer.request(FILE, sessionId, { address, at: now, offset, length: FILE.size - offset }), address, 5000, now);
   while (ep.pollTransmit(now));
 }
 
 describe("the file server's operators' view", () => {
   test("activeSessions lists the open transfers, and forgets them once closed", () => {
-    const ep = new ServerEndpoint<SimFile, number>({ files: new MemoryFiles([FILE]), randomU32: () => 7, idleTimeoutMs: 1000, tokenSecret: SECRET });
-    open(ep, 1, "10.0.0.1", 0, 0);
-    open(ep, 2, "10.0.0.2", 40_000, 5);
+    const ep = new ServerEndpoint<SimFile, number>({ files: new MemoryFiles([FILE]), randomU32: () => 7, idleTimeoutMs: 1000, tokenSecret: SECRET, crypto: testCrypto({ seed: 1 }) });
+    const peer = new SessionPeer(ep, testCrypto({ seed: 2 }));
+    open(ep, peer, 1, "10.0.0.1", 0, 0);
+    open(ep, peer, 2, "10.0.0.2", 40_000, 5);
     const active = ep.activeSessions().sort((a, b) => a.sessionId - b.sessionId);
     expect(active.map((s) => [s.sessionId, s.address, s.name, s.offset, s.end, s.segmentBytes, s.pieceHashes, s.createdAt])).toEqual([
       [1, "10.0.0.1", "big.bin", 0, 100_000, 1000, false, 0],
