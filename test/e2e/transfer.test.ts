@@ -239,7 +239,7 @@ describe("path probing", () => {
       const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
       const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
       clearTimeout(timer);
-      expect(stderr).toContain("datagrams of 1400 bytes arrive; 1374-byte segments");
+      expect(stderr).toContain("datagrams of 1400 bytes arrive; 1350-byte segments");
       expect(code).toBe(0);
       expect(hashOf(join(out, "m.bin"))).toBe(hashes["m.bin"]!);
     });
@@ -255,14 +255,14 @@ describe("path probing", () => {
       await eventually(async () => (await lsJson(address)).length === 1, 5000, "listed");
       const direct = await runFtx(["fetch", address, "p.bin", "-o", join(out.path, "direct"), "--verbose"]);
       expect(direct.exitCode).toBe(0);
-      expect(direct.stderr).toContain("datagrams of 65507 bytes arrive; 65481-byte segments");
+      expect(direct.stderr).toContain("datagrams of 65507 bytes arrive; 65457-byte segments");
 
       await server.stop();
       const { relay, advertised } = await startServerBehindRelay(share.path, address, { both: { mtu: 1500 } });
       await eventually(async () => (await lsJson(address))[0]?.servers[0] === advertised, 5000, "listed via relay");
       const narrow = await runFtx(["fetch", address, "p.bin", "-o", join(out.path, "narrow"), "--verbose"]);
       expect(narrow.exitCode).toBe(0);
-      expect(narrow.stderr).toContain("datagrams of 1400 bytes arrive; 1374-byte segments");
+      expect(narrow.stderr).toContain("datagrams of 1400 bytes arrive; 1350-byte segments");
       expect(hashOf(join(out.path, "narrow", "p.bin"))).toBe(hashes["p.bin"]!);
       relay.close();
     } finally {
