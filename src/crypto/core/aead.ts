@@ -52,12 +52,22 @@ export type InPlaceAeadFactory = (key: Uint8Array) => InPlaceAead;
  * repeats under one key, so neither does a nonce.
  */
 export function counterNonce(iv: Uint8Array, seq: number, out: Uint8Array = new Uint8Array(AEAD_NONCE_BYTES)): Uint8Array {
-  out.set(iv);
-  let v = seq;
-  for (let i = AEAD_NONCE_BYTES - 1; i >= AEAD_NONCE_BYTES - 6; i--) {
-    out[i]! ^= v & 0xff;
-    v = Math.floor(v / 256);
-  }
+  // Unrolled, in two 24-bit halves (exact for seq < 2^48): it runs once per datagram, and the loop
+  // with a division per byte cost ~0.2 µs of it.
+  const hi = (seq / 0x1000000) | 0;
+  const lo = seq & 0xffffff;
+  out[0] = iv[0]!;
+  out[1] = iv[1]!;
+  out[2] = iv[2]!;
+  out[3] = iv[3]!;
+  out[4] = iv[4]!;
+  out[5] = iv[5]!;
+  out[6] = iv[6]! ^ (hi >>> 16);
+  out[7] = iv[7]! ^ ((hi >>> 8) & 0xff);
+  out[8] = iv[8]! ^ (hi & 0xff);
+  out[9] = iv[9]! ^ (lo >>> 16);
+  out[10] = iv[10]! ^ ((lo >>> 8) & 0xff);
+  out[11] = iv[11]! ^ (lo & 0xff);
   return out;
 }
 

@@ -150,17 +150,22 @@ export class ReplayWindow {
   }
 }
 
+/** pn as a big-endian u64 (pn < 2^48: its top two bytes are zero), unrolled: once per datagram. */
 function writePn(out: Uint8Array, at: number, pn: number): void {
-  let hi = Math.floor(pn / 2 ** 32);
-  let lo = pn >>> 0;
-  for (let i = 7; i >= 4; i--, lo >>>= 8) out[at + i] = lo & 0xff;
-  for (let i = 3; i >= 0; i--, hi >>>= 8) out[at + i] = hi & 0xff;
+  const hi = (pn / 0x100000000) >>> 0;
+  const lo = pn >>> 0;
+  out[at] = hi >>> 24;
+  out[at + 1] = (hi >>> 16) & 0xff;
+  out[at + 2] = (hi >>> 8) & 0xff;
+  out[at + 3] = hi & 0xff;
+  out[at + 4] = lo >>> 24;
+  out[at + 5] = (lo >>> 16) & 0xff;
+  out[at + 6] = (lo >>> 8) & 0xff;
+  out[at + 7] = lo & 0xff;
 }
 
 function readPn(d: Uint8Array, at: number): number {
-  let hi = 0;
-  let lo = 0;
-  for (let i = 0; i < 4; i++) hi = hi * 256 + d[at + i]!;
-  for (let i = 4; i < 8; i++) lo = lo * 256 + d[at + i]!;
-  return hi * 2 ** 32 + lo;
+  const hi = ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
+  const lo = ((d[at + 4]! << 24) | (d[at + 5]! << 16) | (d[at + 6]! << 8) | d[at + 7]!) >>> 0;
+  return hi * 0x100000000 + lo;
 }
