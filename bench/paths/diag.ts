@@ -19,6 +19,7 @@ const root = join(import.meta.dir, "../..");
 const profile = process.env.DIAG_PROFILE === "1" ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(dir, "prof")}`] : [];
 // DIAG_TIME=1: the client's and the server's CPU time (user, system) at the end of their logs.
 const timed = process.env.DIAG_TIME === "1" ? ["/usr/bin/time", "-f", "CPU user %U s, system %S s, wall %e s"] : [];
+const clear = process.env.DIAG_CLEAR === "1" ? ["--insecure-plaintext"] : [];
 const ftx = [...timed, "bun", ...profile, join(root, "src/cli.ts")];
 const link =
   rate === "lan"
@@ -56,9 +57,9 @@ http { access_log off; sendfile on; tcp_nopush on; server { listen ${SERVER_ADDR
     Bun.spawnSync(["ip", "netns", "exec", ns.server, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=bbr"]);
     exec(ns.server, ["nginx", "-p", prefix, "-c", join(prefix, "nginx.conf")], "nginx.log");
   }
-  exec(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", "7700"], "master.log");
+  exec(ns.server, [...ftx, "master", "--host", SERVER_ADDRESS, "--port", "7700", ...clear], "master.log");
   await Bun.sleep(500);
-  exec(ns.server, [...ftx, "serve", join(dir, "share"), "--master", `${SERVER_ADDRESS}:7700`, "--host", SERVER_ADDRESS, "--verbose"], "serve.log");
+  exec(ns.server, [...ftx, "serve", join(dir, "share"), "--master", `${SERVER_ADDRESS}:7700`, "--host", SERVER_ADDRESS, "--verbose", ...clear], "serve.log");
   await Bun.sleep(1500 + Number(mib) * 12); // the server hashes the file before it lists it
   if (process.env.DIAG_BESIDE_TCP === "1") {
     exec(ns.client, ["curl", "-s", "-o", "/dev/null", "-w", "TCP: %{speed_download} B/s\\n", `http://${SERVER_ADDRESS}:8080/tcp-long.bin`], "curl.log");
@@ -66,7 +67,7 @@ http { access_log off; sendfile on; tcp_nopush on; server { listen ${SERVER_ADDR
   }
   if (timed.length > 0) console.log(`before the fetch: ${cpuOfTree(procs[procs.length - 1]!.pid)}`);
   fetchStart = performance.now();
-  const f = exec(ns.client, [...ftx, "fetch", `${SERVER_ADDRESS}:7700`, "payload.bin", "-o", join(dir, "out"), "--verbose"], "fetch.log");
+  const f = exec(ns.client, [...ftx, "fetch", `${SERVER_ADDRESS}:7700`, "payload.bin", "-o", join(dir, "out"), "--verbose", ...clear], "fetch.log");
   await f.exited;
   console.log(`fetch exit ${f.exitCode} in ${((performance.now() - fetchStart) / 1000).toFixed(2)} s; logs in ${dir}`);
   await Bun.sleep(200);
