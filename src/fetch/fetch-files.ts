@@ -174,7 +174,6 @@ async function fetchOne(
     {
       client,
       logger,
-      token: opts.token,
       idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
       retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
       pathFor: (server, ip, port) => (opts.segmentBytes !== undefined ? Promise.resolve({ segmentBytes: clampSegmentBytes(opts.segmentBytes) }) : pathFor(server, ip, port, opts.bindHost, logger, client.addressTokens, Math.min(HELLO_GIVE_UP_MS, opts.idleTimeoutMs ?? HELLO_GIVE_UP_MS))),

@@ -17,7 +17,6 @@ import { copyRange } from "../util/bytes.ts";
 export interface FileFetchContext {
   client: TransferClient;
   logger: Logger;
-  token?: string;
   idleTimeoutMs: number;
   /** How long to keep asking the index when no server can deliver, before giving up on the file. */
   retryForMs: number;
