@@ -325,18 +325,26 @@ function crc(bytes: Uint8Array): number {
  * a CRC over a subarray +0.7 µs.)
  */
 export function datagramCrc(datagram: Uint8Array): number {
-  const at = HEADER_AT.crc;
-  const b0 = datagram[at]!;
-  const b1 = datagram[at + 1]!;
-  const b2 = datagram[at + 2]!;
-  const b3 = datagram[at + 3]!;
-  datagram[at] = datagram[at + 1] = datagram[at + 2] = datagram[at + 3] = 0;
+  const saved = takeCrcField(datagram);
   const sum = crc(datagram);
-  datagram[at] = b0;
-  datagram[at + 1] = b1;
-  datagram[at + 2] = b2;
-  datagram[at + 3] = b3;
+  putCrcField(datagram, saved);
   return sum;
+}
+
+/** Zeroes the crc field of a received datagram, returning what it held (put back with putCrcField). */
+function takeCrcField(datagram: Uint8Array): number {
+  const saved = u32At(datagram, HEADER_AT.crc);
+  const at = HEADER_AT.crc;
+  datagram[at] = datagram[at + 1] = datagram[at + 2] = datagram[at + 3] = 0;
+  return saved;
+}
+
+function putCrcField(datagram: Uint8Array, value: number): void {
+  const at = HEADER_AT.crc;
+  datagram[at] = value >>> 24;
+  datagram[at + 1] = (value >>> 16) & 0xff;
+  datagram[at + 2] = (value >>> 8) & 0xff;
+  datagram[at + 3] = value & 0xff;
 }
 
 /**
@@ -415,17 +423,9 @@ export function sealBody(buf: Uint8Array, view: DataView, bodyAt: number, bodyEn
  * −1 when it does not authenticate or was seen before (the opener counts which).
  */
 export function openBody(datagram: Uint8Array, bodyAt: number, opener: DatagramOpener): number {
-  const at = HEADER_AT.crc;
-  const b0 = datagram[at]!;
-  const b1 = datagram[at + 1]!;
-  const b2 = datagram[at + 2]!;
-  const b3 = datagram[at + 3]!;
-  datagram[at] = datagram[at + 1] = datagram[at + 2] = datagram[at + 3] = 0;
+  const saved = takeCrcField(datagram);
   const end = opener.openInPlace(datagram, bodyAt);
-  datagram[at] = b0;
-  datagram[at + 1] = b1;
-  datagram[at + 2] = b2;
-  datagram[at + 3] = b3;
+  putCrcField(datagram, saved);
   return end;
 }
 
@@ -679,16 +679,27 @@ export function decodeError(buf: Uint8Array): ErrorBody {
  * the datagram, `view` a view over the same bytes; nothing is allocated.
  */
 export function finishData(datagram: Uint8Array, view: DataView, flags: number, sessionId: number, seq: number, timestampUs: number, sealer?: DatagramSealer): void {
-  writeHeader(datagram, view, PacketType.Data, flags, sessionId, seq, timestampUs);
+  finishPayload(datagram, view, PacketType.Data, flags, sessionId, seq, timestampUs, sealer);
+}
+
+/** DATA and REPAIR: the header, then the seal (the payload is the body) or the checksum. */
+function finishPayload(datagram: Uint8Array, view: DataView, type: PacketType, flags: number, sessionId: number, seq: number, timestampUs: number, sealer: DatagramSealer | undefined): void {
+  writeHeader(datagram, view, type, flags, sessionId, seq, timestampUs);
   if (sealer) sealBody(datagram, view, HEADER_BYTES, datagram.byteLength - DATAGRAM_OVERHEAD_BYTES, sealer);
   else sealDatagram(datagram, view);
 }
 
+/** A new datagram with `payload` after the header and room for sealing when it will be sealed. */
+function withPayload(payload: Uint8Array, sealed: boolean): { buf: Uint8Array; view: DataView } {
+  const buf = new Uint8Array(HEADER_BYTES + payload.byteLength + (sealed ? DATAGRAM_OVERHEAD_BYTES : 0));
+  buf.set(payload, HEADER_BYTES);
+  return { buf, view: new DataView(buf.buffer) };
+}
+
 /** A DATA datagram carrying `payload` (tests and simulators; the server uses `finishData` in place), sealed when a `sealer` is given. */
 export function encodeData(sessionId: number, seq: number, flags: number, payload: Uint8Array, timestampUs: number, sealer?: DatagramSealer): Uint8Array {
-  const buf = new Uint8Array(DATA_AT.payload + payload.byteLength + (sealer ? DATAGRAM_OVERHEAD_BYTES : 0));
-  buf.set(payload, DATA_AT.payload);
-  finishData(buf, new DataView(buf.buffer), flags, sessionId, seq, timestampUs, sealer);
+  const { buf, view } = withPayload(payload, sealer !== undefined);
+  finishData(buf, view, flags, sessionId, seq, timestampUs, sealer);
   return buf;
 }
 
@@ -711,16 +722,13 @@ export function isDataLength(datagram: Uint8Array, seq: number, segmentBytes: nu
 
 /** Complete a REPAIR whose payload is in place at `REPAIR_AT.payload`: repair `j` of the block starting at segment `blockStart`. */
 export function finishRepair(datagram: Uint8Array, view: DataView, j: number, sessionId: number, blockStart: number, timestampUs: number, sealer?: DatagramSealer): void {
-  writeHeader(datagram, view, PacketType.Repair, j, sessionId, blockStart, timestampUs);
-  if (sealer) sealBody(datagram, view, HEADER_BYTES, datagram.byteLength - DATAGRAM_OVERHEAD_BYTES, sealer);
-  else sealDatagram(datagram, view);
+  finishPayload(datagram, view, PacketType.Repair, j, sessionId, blockStart, timestampUs, sealer);
 }
 
 /** A REPAIR carrying `payload` (tests and simulators; the server uses `finishRepair` in place), sealed when a `sealer` is given. */
 export function encodeRepair(sessionId: number, blockStart: number, j: number, payload: Uint8Array, timestampUs: number, sealer?: DatagramSealer): Uint8Array {
-  const buf = new Uint8Array(REPAIR_AT.payload + payload.byteLength + (sealer ? DATAGRAM_OVERHEAD_BYTES : 0));
-  buf.set(payload, REPAIR_AT.payload);
-  finishRepair(buf, new DataView(buf.buffer), j, sessionId, blockStart, timestampUs, sealer);
+  const { buf, view } = withPayload(payload, sealer !== undefined);
+  finishRepair(buf, view, j, sessionId, blockStart, timestampUs, sealer);
   return buf;
 }
 

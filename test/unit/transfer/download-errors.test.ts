@@ -7,8 +7,8 @@ import { SessionServer } from "../../support/session-server.ts";
 
 const SPEC: DownloadSpec = downloadSpec({ display: "s:1" });
 
-/** A Download that is sent `datagram` (built for its session id, by the server that opened its sealed REQUEST) right after its first REQUEST. */
-function failWith(datagram: (sessionId: number, server: SessionServer) => Uint8Array): FtxError {
+/** A Download (session 5) whose sealed REQUEST the test's server has opened. */
+function requested(): { d: Download; server: SessionServer } {
   const server = new SessionServer();
   let request: Uint8Array | undefined;
   const send = (b: Uint8Array) => {
@@ -17,6 +17,12 @@ function failWith(datagram: (sessionId: number, server: SessionServer) => Uint8A
   const d = new Download({ ...SPEC, addressTokens: server.slot() }, { append() {}, backlogBytes: 0 }, send, 0, () => {}, { now: () => 0, sessionId: 5 });
   d.finished.catch(() => {});
   server.openRequest(request!);
+  return { d, server };
+}
+
+/** A Download that is sent `datagram` (built for its session id, by the server that opened its sealed REQUEST) right after its first REQUEST. */
+function failWith(datagram: (sessionId: number, server: SessionServer) => Uint8Array): FtxError {
+  const { d, server } = requested();
   expect(d.receive(datagram(d.sessionId, server), 1)).toBe(0);
   expect(d.state).toBe("failed");
   return d.failure!;
@@ -45,14 +51,7 @@ describe("a file server's ERROR becomes a typed FtxError", () => {
   });
 
   test("inside a sealed session: a sealed ERROR fails it with its code; a clear or forged one is dropped and counted", () => {
-    const server = new SessionServer();
-    let request: Uint8Array | undefined;
-    const send = (b: Uint8Array) => {
-      if (readHeader(b).type === PacketType.Request) request = b.slice();
-    };
-    const d = new Download({ ...SPEC, addressTokens: server.slot() }, { append() {}, backlogBytes: 0 }, send, 0, () => {}, { now: () => 0, sessionId: 5 });
-    d.finished.catch(() => {});
-    server.openRequest(request!);
+    const { d, server } = requested();
     expect(d.receive(server.accept(5, { fileSize: SPEC.size, offset: 0, length: SPEC.length, segmentBytes: 1400, cookie: 1, sha256: Buffer.from(SPEC.sha256, "hex"), fecBlock: 0 }), 1)).toBe(0);
     expect(d.state).toBe("receiving");
     // Anyone can write a clear ERROR with the session id: once the session is sealed it counts for nothing.
