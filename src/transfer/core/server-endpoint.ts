@@ -121,6 +121,16 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
  * are dropped, as the kernel would: a flood of PROBEs cannot grow the server's memory.
  */
 const MAX_QUEUED_CONTROLS = 1024;
+/**
+ * Key exchanges one address may make the server do: a burst of KX_BURST, refilled at KX_PER_SECOND. A
+ * REQUEST past that is dropped and counted (`throttled`), as a full socket would drop it, and its client
+ * asks again. A CPace exchange costs the server ~1.8 ms: without this, one address that receives (its
+ * token is valid) could keep a core busy with REQUESTs under guessed tokens or fresh session ids.
+ */
+export const KX_BURST = 64;
+export const KX_PER_SECOND = 200;
+/** Addresses whose key-exchange budget is tracked; past this, those with a full budget are forgotten. */
+const MAX_KX_BUCKETS = 4096;
 /** Events not yet polled; past this, `dropped` events are only counted. */
 const MAX_QUEUED_EVENTS = 1024;
 
@@ -220,6 +230,8 @@ export interface EndpointCounters {
   retries: number;
   /** Sessions pushed out for another (never validated, or a fair share for another address). */
   evicted: number;
+  /** REQUESTs dropped before their key exchange: their address had used its budget (KX_BURST, KX_PER_SECOND). */
+  throttled: number;
 }
 
 /** One open session as the operators' view shows it (`activeSessions`). */
@@ -359,7 +371,9 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
   private undoable = 0;
   private isBlocked = false;
 
-  readonly counters: EndpointCounters = { sessions: 0, peakConcurrent: 0, completed: 0, failed: 0, dropped: 0, bytesSent: 0, retries: 0, evicted: 0 };
+  readonly counters: EndpointCounters = { sessions: 0, peakConcurrent: 0, completed: 0, failed: 0, dropped: 0, bytesSent: 0, retries: 0, evicted: 0, throttled: 0 };
+  /** Per address: key exchanges it may still make the server do, and when that was last worked out. */
+  private readonly kxBudget = new Map<string, { left: number; at: number }>();
 
   constructor(config: ServerEndpointConfig<F, H>) {
     this.files = config.files;
@@ -493,6 +507,10 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     // Only an address whose token was valid gets here: its refusals may be larger than its REQUEST.
     if (hello.kx !== this.shares.kxKind)
       return this.refuse(id, address, port, TransferErrorCode.Forbidden, this.shares.kxKind === 0 ? "authentication failed: this file server has no token" : "authentication failed: this file server needs a token (--token)", now);
+    if (!this.takeKeyExchange(address, now)) {
+      this.counters.throttled++;
+      return;
+    }
     const keys = this.shares.complete(WIRE_VERSION, id, hello.epochId, hello.share, hello.confirm, now);
     if (keys === "stale") return retry();
     if (keys === "invalid") return this.refuse(id, address, port, TransferErrorCode.Forbidden, "authentication failed: wrong or missing token", now);
@@ -505,6 +523,24 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     } finally {
       aead.dispose?.();
     }
+  }
+
+  /** Whether `address` may have one more key exchange now (a token bucket per address, see KX_BURST). */
+  private takeKeyExchange(address: string, now: number): boolean {
+    let b = this.kxBudget.get(address);
+    if (!b) {
+      if (this.kxBudget.size >= MAX_KX_BUCKETS) {
+        for (const [a, x] of this.kxBudget) if (Math.min(KX_BURST, x.left + ((now - x.at) / 1000) * KX_PER_SECOND) >= KX_BURST) this.kxBudget.delete(a);
+        if (this.kxBudget.size >= MAX_KX_BUCKETS) return false;
+      }
+      b = { left: KX_BURST, at: now };
+      this.kxBudget.set(address, b);
+    }
+    b.left = Math.min(KX_BURST, b.left + (Math.max(0, now - b.at) / 1000) * KX_PER_SECOND);
+    b.at = now;
+    if (b.left < 1) return false;
+    b.left -= 1;
+    return true;
   }
 
   /** The socket has room again. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { ADDRESS_TOKEN_LIFETIME_MS, AddressTokens } from "../../../src/transfer/core/address-token.ts";
-import { MAX_UNVALIDATED_PER_ADDRESS, ServerEndpoint, type ServerEndpointConfig } from "../../../src/transfer/core/server-endpoint.ts";
+import { KX_BURST, KX_PER_SECOND, MAX_UNVALIDATED_PER_ADDRESS, ServerEndpoint, type ServerEndpointConfig } from "../../../src/transfer/core/server-endpoint.ts";
 import {
   decodeAccept,
   decodeError,
@@ -219,12 +219,31 @@ describe("floods", () => {
       drain(ep, peer, i);
     }
     expect(ep.sessionCount).toBe(1 + MAX_UNVALIDATED_PER_ADDRESS);
-    expect(ep.counters.evicted).toBe(800 - MAX_UNVALIDATED_PER_ADDRESS);
+    // 1,000 REQUESTs a second: past the burst only KX_PER_SECOND get a key exchange; the rest are dropped.
+    const exchanged = 800 - ep.counters.throttled;
+    expect(exchanged).toBeLessThanOrEqual(KX_BURST - 1 + Math.ceil(0.8 * KX_PER_SECOND) + 1);
+    expect(ep.counters.evicted).toBe(exchanged - MAX_UNVALIDATED_PER_ADDRESS);
     // The acknowledged session is still there: its ACK is taken (the server answers with DATA).
     ep.handle(peer.ack(LEGIT, 5000, 1, 0, cookie, 900), LEGIT, 5000, 900);
     expect(of(drain(ep, peer, 900), PacketType.Data).every((s) => s.port === 5000)).toBe(true);
     // And a new session of the legit client opens (pushing out the oldest replay), within budget each.
     expect(fetchLegit(ep, peer, 2, LEGIT, 5001, 901)).toBeGreaterThan(0);
+  });
+
+  test("key exchanges per address are budgeted: a burst of KX_BURST, then KX_PER_SECOND; the rest dropped, other addresses unaffected", () => {
+    const { ep, peer } = setup({ maxSessionsPerAddress: 1000, maxSessions: 1000 });
+    const token = TOKENS.issue(LEGIT, 0);
+    for (let i = 0; i < 3 * KX_BURST; i++) ep.handle(request(peer, 100 + i, token, { at: 0 }), LEGIT, 20000 + i, 0);
+    drain(ep, peer, 0);
+    expect(ep.counters.throttled).toBe(2 * KX_BURST);
+    expect(ep.counters.sessions).toBe(KX_BURST);
+    // Another address has its own budget.
+    expect(fetchLegit(ep, peer, 7, "10.0.0.2", 5000, 0)).toBeGreaterThan(0);
+    // A second later the address has KX_PER_SECOND more (capped at the burst).
+    const before = ep.counters.sessions;
+    for (let i = 0; i < 3 * KX_BURST; i++) ep.handle(request(peer, 1000 + i, TOKENS.issue(LEGIT, 1000), { at: 1000 }), LEGIT, 30000 + i, 1000);
+    drain(ep, peer, 1000);
+    expect(ep.counters.sessions - before).toBe(Math.min(KX_BURST, KX_PER_SECOND));
   });
 
   test("a full table is shared per address: a new address pushes out the oldest session of the address holding the most, down to equal shares", () => {
