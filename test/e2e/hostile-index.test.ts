@@ -209,7 +209,7 @@ describe("the master under attack, beside legit traffic", () => {
 });
 
 /**
- * A fake master: the v3 handshake, then whatever `behave` does with each LIST. It lets its clients ask
+ * A fake master: the real handshake, then whatever `behave` does with each LIST. It lets its clients ask
  * for plaintext (they run with --insecure-plaintext), so `behave` writes frames as they are: these
  * tests are about the client's limits, not the cipher.
  */

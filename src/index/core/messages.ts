@@ -10,8 +10,13 @@ export type { FileRecord };
 export { MAX_NAME_BYTES, SHA256_BYTES };
 
 export const INDEX_MAGIC = 0x46545849; // "FTXI"
-/** 3: encrypted by default (ephemeral X25519, or CPace with a token) and AES-256-GCM frames; docs/PROTOCOL.md "Encryption". */
-export const INDEX_VERSION = 3;
+/**
+ * 3: encrypted by default (ephemeral X25519, or CPace with a token) and AES-256-GCM frames; docs/PROTOCOL.md "Encryption".
+ * 4: no change on this connection; the transfers' wire version 4 (sealed datagrams) cannot talk to 3's,
+ *    so an older file server or client is told here, at its first connection, to upgrade (rather than
+ *    its UDP probes going unanswered).
+ */
+export const INDEX_VERSION = 4;
 /** A frame is at most this long (type + payload), so one peer cannot make us buffer without bound. */
 export const MAX_FRAME_BYTES = 1 << 20;
 /**

@@ -6,16 +6,16 @@ import { documentedVectors, hexOf, parseVectors } from "../../support/protocol-v
 /** The same text as docs/PROTOCOL.md §1 "Test vectors" (a test below holds them equal). */
 const VECTORS = `
 # Every vector is one whole frame; its first line is length · type.
-# HELLO: version 3, role 1 (file server), key exchange 0 (X25519), flags 0, nonce 00 01 … 0f, share 32 × 0x44
+# HELLO: version 4, role 1 (file server), key exchange 0 (X25519), flags 0, nonce 00 01 … 0f, share 32 × 0x44
 HELLO
   00000039 01
-  46545849 03 01 00 00
+  46545849 04 01 00 00
   000102030405060708090a0b0c0d0e0f
   4444444444444444444444444444444444444444444444444444444444444444
-# CHALLENGE: version 3, key exchange 1 (CPace), flags 1 (plaintext), nonce f0 f1 … ff, share 32 × 0x55, confirm 32 × 0x66
+# CHALLENGE: version 4, key exchange 1 (CPace), flags 1 (plaintext), nonce f0 f1 … ff, share 32 × 0x55, confirm 32 × 0x66
 CHALLENGE
   00000054 02
-  03 01 01
+  04 01 01
   f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff
   5555555555555555555555555555555555555555555555555555555555555555
   6666666666666666666666666666666666666666666666666666666666666666
@@ -105,10 +105,10 @@ STATUS_END
 
 const SHA = "11".repeat(32);
 const MESSAGES: Record<string, IndexMessage> = {
-  HELLO: { type: MsgType.Hello, version: 3, role: Role.FileServer, kx: KxKind.X25519, plaintext: false, nonce: Uint8Array.from({ length: 16 }, (_, i) => i), share: new Uint8Array(32).fill(0x44) },
+  HELLO: { type: MsgType.Hello, version: 4, role: Role.FileServer, kx: KxKind.X25519, plaintext: false, nonce: Uint8Array.from({ length: 16 }, (_, i) => i), share: new Uint8Array(32).fill(0x44) },
   CHALLENGE: {
     type: MsgType.Challenge,
-    version: 3,
+    version: 4,
     kx: KxKind.CPace,
     plaintext: true,
     nonce: Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i),

@@ -1,13 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { ProtocolError } from "../../../src/errors.ts";
 import { decodeBody, encodeMessage, FrameDecoder } from "../../../src/index/core/codec.ts";
-import { IndexErrorCode, KxKind, MAX_FRAME_BYTES, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
+import { INDEX_VERSION, IndexErrorCode, KxKind, MAX_FRAME_BYTES, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
 import { mutate, Rng } from "../../support/random.ts";
 
 const sha = "ab".repeat(32);
 const samples: IndexMessage[] = [
-  { type: MsgType.Hello, version: 3, role: Role.FileServer, kx: KxKind.CPace, plaintext: false, nonce: new Uint8Array(16).fill(7), share: new Uint8Array(32).fill(8) },
-  { type: MsgType.Challenge, version: 3, kx: KxKind.X25519, plaintext: true, nonce: new Uint8Array(16).fill(9), share: new Uint8Array(32).fill(1), confirm: new Uint8Array(32).fill(2) },
+  { type: MsgType.Hello, version: INDEX_VERSION, role: Role.FileServer, kx: KxKind.CPace, plaintext: false, nonce: new Uint8Array(16).fill(7), share: new Uint8Array(32).fill(8) },
+  { type: MsgType.Challenge, version: INDEX_VERSION, kx: KxKind.X25519, plaintext: true, nonce: new Uint8Array(16).fill(9), share: new Uint8Array(32).fill(1), confirm: new Uint8Array(32).fill(2) },
   { type: MsgType.Auth, mac: new Uint8Array(32).fill(3) },
   { type: MsgType.Welcome, peerId: 42, heartbeatIntervalMs: 2000, heartbeatTimeoutMs: 6000 },
   { type: MsgType.Error, code: IndexErrorCode.AuthFailed, message: "authentication failed" },

@@ -5,7 +5,7 @@ import type { KeyExchange } from "../../../src/crypto/core/key-exchange.ts";
 import { x25519 } from "../../../src/crypto/x25519.ts";
 import { encodeMessage } from "../../../src/index/core/codec.ts";
 import { ClientHandshake, describeChannel, ServerHandshake } from "../../../src/index/core/handshake.ts";
-import { IndexErrorCode, KxKind, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
+import { INDEX_VERSION, IndexErrorCode, KxKind, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
 
 const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 const kx = (token?: string): KeyExchange => (token === undefined ? x25519 : cpace(token, "ftx-index"));
@@ -111,7 +111,7 @@ describe("index handshake (both roles)", () => {
     const s = server();
     const hello = client().hello();
     expect(s.handleHello({ ...hello, version: 2 })).toMatchObject({ ok: false, code: IndexErrorCode.Version, message: expect.stringContaining("this peer's ftx is older: upgrade it") });
-    expect(server().handleHello({ ...hello, version: 4 })).toMatchObject({ ok: false, code: IndexErrorCode.Version, message: expect.stringContaining("this master is older") });
+    expect(server().handleHello({ ...hello, version: INDEX_VERSION + 1 })).toMatchObject({ ok: false, code: IndexErrorCode.Version, message: expect.stringContaining("this master is older") });
     const c = client();
     c.hello();
     const sh = server().handleHello(client().hello());

@@ -4,7 +4,7 @@ import { cpace } from "../../../src/crypto/cpace.ts";
 import { x25519 } from "../../../src/crypto/x25519.ts";
 import { ClientHandshake, ServerHandshake } from "../../../src/index/core/handshake.ts";
 import { MemoryStore } from "../../../src/index/memory-store.ts";
-import { IndexErrorCode, KxKind, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
+import { INDEX_VERSION, IndexErrorCode, KxKind, MsgType, Role, type IndexMessage } from "../../../src/index/core/messages.ts";
 import { MAX_QUEUED_LISTS, PeerSession, type SessionEffect, type SessionState } from "../../../src/index/core/peer-session.ts";
 import { Registry } from "../../../src/index/core/registry.ts";
 
@@ -21,7 +21,7 @@ const clientHandshake = (role: Role, token?: string) => new ClientHandshake(role
 /** One message of every type, valid in its own right. */
 const SAMPLES: Record<MsgType, IndexMessage> = {
   [MsgType.Hello]: clientHandshake(Role.Client).hello(),
-  [MsgType.Challenge]: { type: MsgType.Challenge, version: 3, kx: KxKind.X25519, plaintext: false, nonce: SERVER_NONCE, share: new Uint8Array(32), confirm: new Uint8Array(32) },
+  [MsgType.Challenge]: { type: MsgType.Challenge, version: INDEX_VERSION, kx: KxKind.X25519, plaintext: false, nonce: SERVER_NONCE, share: new Uint8Array(32), confirm: new Uint8Array(32) },
   [MsgType.Auth]: { type: MsgType.Auth, mac: new Uint8Array(32) },
   [MsgType.Welcome]: { type: MsgType.Welcome, peerId: 1, heartbeatIntervalMs: 2000, heartbeatTimeoutMs: 6000 },
   [MsgType.Error]: { type: MsgType.Error, code: IndexErrorCode.Protocol, message: "x" },
@@ -109,7 +109,7 @@ describe("the master's per-connection protocol, as a table", () => {
   test("HELLO of another version: a VERSION error naming it", () => {
     const { s } = sessionIn("awaiting-hello");
     expect(sent(s.handle({ ...SAMPLES[MsgType.Hello], version: 2 } as IndexMessage, 0))).toEqual([
-      { type: MsgType.Error, code: IndexErrorCode.Version, message: "unsupported protocol version 2 (this master speaks 3); this peer's ftx is older: upgrade it" },
+      { type: MsgType.Error, code: IndexErrorCode.Version, message: "unsupported protocol version 2 (this master speaks 4); this peer's ftx is older: upgrade it" },
     ]);
     expect(s.state).toBe("closed");
   });
