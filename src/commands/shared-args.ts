@@ -22,7 +22,8 @@ export const jsonArg = {
 export const securityArgs = {
   "insecure-plaintext": {
     type: "boolean",
-    description: "Do not encrypt (for measurement only): the token still authenticates, but anyone on the path reads everything; the master must allow it too",
+    description:
+      "Do not encrypt (for measurement only): the token still authenticates, but anyone on the path reads everything; the master (for index connections) and the file server (for transfers) must be started with it to allow it",
   },
 } as const satisfies ArgsDef;
 
