@@ -2,7 +2,7 @@ import { ProtocolError } from "../../errors.ts";
 import { AddressTokens, ADDRESS_TOKEN_LIFETIME_MS } from "./address-token.ts";
 import { SenderRepairs } from "./fec/sender-repairs.ts";
 import { GbnSender, SendKind, type SenderStats } from "./gbn-sender.ts";
-import { ServerShares, sessionCipher, SERVER_NONCE_BYTES, type RequestKeys, type SessionCipher, type TransferCrypto } from "./session-keys.ts";
+import { KxKind, ServerShares, sessionCipher, SERVER_NONCE_BYTES, type RequestKeys, type SessionCipher, type TransferCrypto } from "./session-keys.ts";
 import { DatagramOpener, type DatagramSealer } from "./datagram-aead.ts";
 import {
   dataPayloadBytes,
@@ -506,7 +506,7 @@ export class ServerEndpoint<F extends ServedFile = ServedFile, H = unknown> {
     const id = header.sessionId;
     // Only an address whose token was valid gets here: its refusals may be larger than its REQUEST.
     if (hello.kx !== this.shares.kxKind)
-      return this.refuse(id, address, port, TransferErrorCode.Forbidden, this.shares.kxKind === 0 ? "authentication failed: this file server has no token" : "authentication failed: this file server needs a token (--token)", now);
+      return this.refuse(id, address, port, TransferErrorCode.Forbidden, this.shares.kxKind === KxKind.X25519 ? "authentication failed: this file server has no token" : "authentication failed: this file server needs a token (--token)", now);
     if (!this.takeKeyExchange(address, now)) {
       this.counters.throttled++;
       return;
