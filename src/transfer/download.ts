@@ -4,7 +4,7 @@ import { GbnReceiver } from "./core/gbn-receiver.ts";
 import { answerWaitMs } from "./core/rtt-estimator.ts";
 import type { DownloadSink } from "./part-file.ts";
 import type { AddressTokenSlot } from "./address-token-cache.ts";
-import { clientRequestKeys, KxKind, sessionCipher, type RequestKeys, type SessionCipher, type TransferCrypto } from "./core/session-keys.ts";
+import { clientRequestKeys, KxKind, kxKind, sessionCipher, type RequestKeys, type SessionCipher, type TransferCrypto } from "./core/session-keys.ts";
 import { DatagramSealer } from "./core/datagram-aead.ts";
 import {
   ACCEPT_AT,
@@ -214,7 +214,7 @@ export class Download {
     const spec = this.spec;
     const flags = (spec.plaintext ? FLAG_PLAINTEXT : 0) | (spec.pieceHashes ? FLAG_PIECE_HASHES : 0);
     if (!greeting) return encodeBareRequest(this.sessionId, flags, timestampUs(now));
-    if (greeting.kx !== spec.crypto.kxKind)
+    if (greeting.kx !== kxKind(spec.crypto.kx))
       return this.error("E_AUTH", greeting.kx === KxKind.CPace ? "needs a token (--token or FTX_TOKEN)" : "has no token: it cannot prove it knows ours");
     const made = clientRequestKeys(spec.crypto, WIRE_VERSION, this.sessionId, greeting.epochId, greeting.share);
     if (!made) return this.error("E_AUTH", "sent a key share that is not valid");

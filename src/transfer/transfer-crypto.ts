@@ -1,6 +1,6 @@
 import { bestInPlaceAead } from "../crypto/aes-gcm-native.ts";
 import { keyExchangeFor } from "../crypto/load.ts";
-import { KxKind, type TransferCrypto } from "./core/session-keys.ts";
+import type { TransferCrypto } from "./core/session-keys.ts";
 
 /**
  * The transfer's crypto for this process (docs/PROTOCOL.md §4 "Datagrams"): CPace on the token (channel
@@ -16,7 +16,6 @@ export async function transferCrypto(token: string | undefined): Promise<Transfe
   probe.dispose?.();
   return {
     kx,
-    kxKind: token === undefined ? KxKind.X25519 : KxKind.CPace,
     aead: factory,
     aeadName,
     randomBytes: (n) => crypto.getRandomValues(new Uint8Array(n)),

@@ -1,5 +1,5 @@
 import { DatagramSealer } from "../../src/transfer/core/datagram-aead.ts";
-import { clientRequestKeys, type RequestKeys, type TransferCrypto } from "../../src/transfer/core/session-keys.ts";
+import { clientRequestKeys, kxKind, type RequestKeys, type TransferCrypto } from "../../src/transfer/core/session-keys.ts";
 import { encodeBareRequest, encodeRequest, WIRE_VERSION, type Greeting, type RequestBody } from "../../src/transfer/core/wire.ts";
 import { testCrypto } from "./transfer-crypto.ts";
 
@@ -18,6 +18,6 @@ export function rawRequest(
   if (!greeting) return { bytes: encodeBareRequest(sessionId, 0, 0) };
   const made = clientRequestKeys(crypto, WIRE_VERSION, sessionId, greeting.epochId, greeting.share);
   if (!made) throw new Error("the greeting's share is not valid");
-  const hello = { token: greeting.token, kx: crypto.kxKind, epochId: greeting.epochId, share: made.share, confirm: made.keys.confirm };
+  const hello = { token: greeting.token, kx: kxKind(crypto.kx), epochId: greeting.epochId, share: made.share, confirm: made.keys.confirm };
   return { bytes: encodeRequest(sessionId, body, hello, new DatagramSealer(crypto.aead(made.keys.key), made.keys.iv), 0), keys: made.keys };
 }

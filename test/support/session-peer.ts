@@ -1,5 +1,5 @@
 import { DatagramSealer } from "../../src/transfer/core/datagram-aead.ts";
-import { clientRequestKeys, requestKeys, SHARE_BYTES, sessionCipher, type RequestKeys, type SessionCipher, type TransferCrypto } from "../../src/transfer/core/session-keys.ts";
+import { clientRequestKeys, kxKind, requestKeys, SHARE_BYTES, sessionCipher, type RequestKeys, type SessionCipher, type TransferCrypto } from "../../src/transfer/core/session-keys.ts";
 import type { Transmit } from "../../src/transfer/core/server-endpoint.ts";
 import {
   ACCEPT_AT,
@@ -107,7 +107,7 @@ export class SessionPeer {
     this.requests.set(sessionId, list);
     const aead = this.crypto.aead(made.keys.key);
     try {
-      const hello = { token: token ?? g.token, kx: this.crypto.kxKind, epochId: g.epochId, share: made.share, confirm: made.keys.confirm };
+      const hello = { token: token ?? g.token, kx: kxKind(this.crypto.kx), epochId: g.epochId, share: made.share, confirm: made.keys.confirm };
       return encodeRequest(sessionId, body, hello, new DatagramSealer(aead, made.keys.iv), timestampUs(at));
     } finally {
       aead.dispose?.();

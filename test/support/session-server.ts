@@ -1,5 +1,5 @@
 import { DatagramOpener, type DatagramSealer } from "../../src/transfer/core/datagram-aead.ts";
-import { ServerShares, sessionCipher, SERVER_NONCE_BYTES, type RequestKeys, type SessionCipher, type TransferCrypto } from "../../src/transfer/core/session-keys.ts";
+import { kxKind, ServerShares, sessionCipher, SERVER_NONCE_BYTES, type RequestKeys, type SessionCipher, type TransferCrypto } from "../../src/transfer/core/session-keys.ts";
 import {
   ACK_AT,
   decodeRequestBody,
@@ -42,7 +42,7 @@ export class SessionServer {
 
   greeting(now = 0): Greeting {
     const e = this.shares.epoch(now);
-    return { token: new Uint8Array(20).fill(1), kx: this.crypto.kxKind, epochId: e.id, share: e.share };
+    return { token: new Uint8Array(20).fill(1), kx: kxKind(this.crypto.kx), epochId: e.id, share: e.share };
   }
 
   /** An address-token slot that always holds this server's greeting: the Download's first REQUEST is sealed. */

@@ -1,7 +1,7 @@
 import { bestInPlaceAead } from "../../src/crypto/aes-gcm-native.ts";
 import { cpace } from "../../src/crypto/cpace.ts";
 import { x25519 } from "../../src/crypto/x25519.ts";
-import { KxKind, type TransferCrypto } from "../../src/transfer/core/session-keys.ts";
+import type { TransferCrypto } from "../../src/transfer/core/session-keys.ts";
 import { Rng } from "./random.ts";
 
 /**
@@ -13,7 +13,6 @@ export function testCrypto(o: { token?: string; seed?: number } = {}): TransferC
   const { factory } = bestInPlaceAead();
   return {
     kx: o.token === undefined ? x25519 : cpace(o.token, "ftx-transfer"),
-    kxKind: o.token === undefined ? KxKind.X25519 : KxKind.CPace,
     aead: factory,
     aeadName: "AES-256-GCM",
     randomBytes: (n) => rng.bytes(n).slice(),

@@ -21,5 +21,16 @@ export interface KeyExchange {
   complete(secret: Uint8Array, sid: Uint8Array, peerShare: Uint8Array): Uint8Array | undefined;
 }
 
+/** Which exchange a handshake runs, as both wire protocols name it (the index's HELLO, the transfers' greeting). */
+export enum KxKind {
+  X25519 = 0,
+  CPace = 1,
+}
+
+/** The wire name of an exchange: CPace is the one that authenticates. */
+export function kxKind(kx: KeyExchange): KxKind {
+  return kx.authenticated ? KxKind.CPace : KxKind.X25519;
+}
+
 /** Bytes of private randomness the shell draws for one exchange. */
 export const SECRET_BYTES = 64;

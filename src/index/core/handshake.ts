@@ -2,7 +2,7 @@ import type { AeadFactory } from "../../crypto/core/aead.ts";
 import { FrameOpener, FrameSealer } from "../../crypto/core/frame-seal.ts";
 import { deriveChannelKeys, type ChannelKeys } from "../../crypto/core/key-schedule.ts";
 import { concat } from "../../util/bytes.ts";
-import type { KeyExchange } from "../../crypto/core/key-exchange.ts";
+import { kxKind, type KeyExchange } from "../../crypto/core/key-exchange.ts";
 import { constantTimeEqual } from "../../util/crypto.ts";
 import { INDEX_MAGIC, INDEX_VERSION, IndexErrorCode, KxKind, MsgType, type IndexMessage, type Role } from "./messages.ts";
 
@@ -44,9 +44,6 @@ type Auth = Extract<IndexMessage, { type: MsgType.Auth }>;
 
 const SALT = `ftx index v${INDEX_VERSION}`;
 
-function kxKind(kx: KeyExchange): KxKind {
-  return kx.authenticated ? KxKind.CPace : KxKind.X25519;
-}
 
 /** The bytes both sides hash into the key schedule: every field of both hellos but the confirmation. */
 export function indexTranscript(hello: Hello, challenge: Omit<Challenge, "confirm">): Uint8Array {

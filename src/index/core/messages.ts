@@ -1,3 +1,4 @@
+import { KxKind } from "../../crypto/core/key-exchange.ts";
 /**
  * The index protocol's messages (master ⇄ file servers and clients, over TCP).
  * docs/PROTOCOL.md describes each one byte by byte; codec.ts is the only code that reads or writes them.
@@ -36,10 +37,7 @@ export const MAC_BYTES = SHA256_BYTES;
 export const SHARE_BYTES = 32;
 
 /** Which key exchange a HELLO offers: X25519 without a token, CPace (a PAKE) with one. */
-export enum KxKind {
-  X25519 = 0,
-  CPace = 1,
-}
+export { KxKind };
 /** HELLO/CHALLENGE flags: bit 0, the frames after the handshake go unencrypted (--insecure-plaintext). */
 export const FLAG_PLAINTEXT = 1;
 

@@ -1,5 +1,5 @@
 import type { InPlaceAeadFactory } from "../../crypto/core/aead.ts";
-import { SECRET_BYTES, SHARE_BYTES, type KeyExchange } from "../../crypto/core/key-exchange.ts";
+import { KxKind, kxKind, SECRET_BYTES, SHARE_BYTES, type KeyExchange } from "../../crypto/core/key-exchange.ts";
 import { deriveChannelKeys } from "../../crypto/core/key-schedule.ts";
 import { concat } from "../../util/bytes.ts";
 import { DatagramOpener, DatagramSealer } from "./datagram-aead.ts";
@@ -22,10 +22,7 @@ import { DatagramOpener, DatagramSealer } from "./datagram-aead.ts";
  * REQUEST carries a key confirmation (an HMAC, which commits to its key: a REQUEST cannot be made to
  * check out under several guessed keys at once, as an AES-GCM tag could be). Without one, X25519.
  */
-export enum KxKind {
-  X25519 = 0,
-  CPace = 1,
-}
+export { KxKind, kxKind };
 
 /** How long one server share is handed out; it is accepted one epoch longer. */
 export const EPOCH_MS = 30_000;
@@ -36,7 +33,6 @@ export { SHARE_BYTES };
 
 export interface TransferCrypto {
   kx: KeyExchange;
-  kxKind: KxKind;
   aead: InPlaceAeadFactory;
   /** The AEAD's name as `--verbose` prints it. */
   aeadName: string;
@@ -122,7 +118,7 @@ export class ServerShares {
   ) {}
 
   get kxKind(): KxKind {
-    return this.crypto.kxKind;
+    return kxKind(this.crypto.kx);
   }
 
   /** The epoch handed out now (a new one when the current is EPOCH_MS old). */
@@ -147,7 +143,7 @@ export class ServerShares {
     if (!e) return "stale";
     const shared = this.crypto.kx.complete(e.secret, e.id, clientShare);
     if (!shared) return "invalid";
-    const keys = requestKeys(shared, requestTranscript(version, this.crypto.kxKind, sessionId, e.id, e.share, clientShare));
+    const keys = requestKeys(shared, requestTranscript(version, kxKind(this.crypto.kx), sessionId, e.id, e.share, clientShare));
     return sameBytes(keys.confirm, confirm) ? keys : "invalid";
   }
 }
@@ -159,6 +155,6 @@ export function clientRequestKeys(crypto: TransferCrypto, version: number, sessi
   const shared = crypto.kx.complete(secret, epochId, serverShare);
   secret.fill(0);
   if (!shared) return undefined;
-  return { share, keys: requestKeys(shared, requestTranscript(version, crypto.kxKind, sessionId, epochId, serverShare, share)) };
+  return { share, keys: requestKeys(shared, requestTranscript(version, kxKind(crypto.kx), sessionId, epochId, serverShare, share)) };
 }
 

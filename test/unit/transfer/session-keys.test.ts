@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { DATAGRAM_OVERHEAD_BYTES, DatagramOpener, DatagramSealer } from "../../../src/transfer/core/datagram-aead.ts";
 import {
+  kxKind,
   clientRequestKeys,
   EPOCH_ID_BYTES,
   EPOCH_MS,
@@ -81,7 +82,7 @@ describe("session keys (docs/PROTOCOL.md §4 \"Datagrams\")", () => {
       const { server, client } = sides(token);
       const c = ask(server, client, 0);
       const e = server.epoch(0);
-      const hello = { token: new Uint8Array(20).fill(1), kx: client.kxKind, epochId: e.id, share: c.share, confirm: c.keys.confirm };
+      const hello = { token: new Uint8Array(20).fill(1), kx: kxKind(client.kx), epochId: e.id, share: c.share, confirm: c.keys.confirm };
       const body = { offset: 0, length: 0, segmentBytes: 1374, windowSegments: 64, sha256: new Uint8Array(32), name: "a/b.txt" };
       const req = encodeRequest(SESSION, body, hello, new DatagramSealer(client.aead(c.keys.key), c.keys.iv), 0);
       // The server reads the clear part, completes the exchange, opens the body.
