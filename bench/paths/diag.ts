@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PathNamespaces, SERVER_ADDRESS } from "./netns.ts";
 
-const [rate = "100", rtt = "50", loss = "0", mib = "16"] = process.argv.slice(2);
+const [rate = "100", rtt = "50", loss = "0", mib = "16", burst = "0"] = process.argv.slice(2);
 const dir = "/tmp/ftx-diag";
 mkdirSync(join(dir, "share"), { recursive: true });
 writeFileSync(join(dir, "share", "payload.bin"), crypto.getRandomValues(new Uint8Array(Number(mib) << 20)));
@@ -24,7 +24,7 @@ const ftx = [...timed, "bun", ...profile, join(root, "src/cli.ts")];
 const link =
   rate === "lan"
     ? ({ kind: "veth", lossPct: Number(loss) } as const)
-    : ({ kind: "emulator", rateMbit: Number(rate), delayMs: Number(rtt) / 2, queueMs: 50, lossPct: Number(loss), burst: 0, seed: 7 } as const);
+    : ({ kind: "emulator", rateMbit: Number(rate), delayMs: Number(rtt) / 2, queueMs: 50, lossPct: Number(loss), burst: Number(burst), seed: 7 } as const);
 const ns = await PathNamespaces.create(`d${process.pid}`, link);
 const procs: ReturnType<typeof Bun.spawn>[] = [];
 try {

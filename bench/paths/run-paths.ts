@@ -85,24 +85,24 @@ function spawnIn(ns: string, argv: string[]): ReturnType<typeof Bun.spawn> {
 }
 
 /** Runs `argv` in `ns`, stopped after `capSeconds`; its wall time, whether it hit the cap, its exit code. */
-async function timed(ns: string, argv: string[], capSeconds: number): Promise<{ seconds: number; capped: boolean; code: number | null; stdout: string; cpuSeconds: number }> {
+async function timed(ns: string, argv: string[], capSeconds: number): Promise<{ seconds: number; capped: boolean; code: number | null; stdout: string; stderr: string; cpuSeconds: number }> {
   Bun.spawnSync(["sync"]);
   const t0 = performance.now();
-  const p = Bun.spawn(nsExec(ns, argv), { stdout: "pipe", stderr: "ignore", env: { ...process.env, NO_COLOR: "1" } });
+  const p = Bun.spawn(nsExec(ns, argv), { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
   live.procs.add(p);
   let capped = false;
   const timer = setTimeout(() => {
     capped = true;
     p.kill("SIGKILL");
   }, capSeconds * 1000);
-  const [stdout, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   const seconds = (performance.now() - t0) / 1000;
   clearTimeout(timer);
   live.procs.delete(p);
   // `ip netns exec` replaces itself with the command: this is the command's own CPU.
   const usage = p.resourceUsage();
   const cpuSeconds = usage ? Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 : NaN;
-  return { seconds, capped, code, stdout, cpuSeconds };
+  return { seconds, capped, code, stdout, stderr, cpuSeconds };
 }
 
 async function sha256File(path: string): Promise<string | undefined> {
@@ -213,6 +213,8 @@ async function measurePath(spec: PathSpec, index: number, ctx: { work: string; f
       const r = await timed(ns.client, [...ftx, "fetch", master, "payload.bin", "-o", out, "--json", ...extra], capSeconds);
       const serverCpu = procStat(s.pid).cpuSeconds - serverBefore;
       const intact = r.code === 0 && (await sha256File(join(out, "payload.bin"))) === share.sha256;
+      // A failed fetch says why in its last line: show it, a bench that only counts failures hides bugs.
+      if (r.code !== 0 && !r.capped) console.log(`  ftx fetch failed (exit ${r.code}): ${r.stderr.trim().split("\n").at(-1)}`);
       return { seconds: r.capped ? Infinity : r.seconds, capped: r.capped, intact, clientCpu: r.cpuSeconds, serverCpu, ...(r.code !== 0 && !r.capped && { failed: r.code }) };
     };
     const runCurl = async (cc: "bbr" | "cubic", out = join(work, `out-${tag}`)): Promise<Sample> => {
