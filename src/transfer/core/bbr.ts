@@ -53,8 +53,6 @@ function segmentsOf(bytes: number, segmentBytes: number): number {
  */
 const HEAVY_LOSS = 0.2;
 const HEAVY_LOSS_BETA = 0.85;
-/** What may be in flight above the BDP (and 32 segments), as a share of the queue depth an overflow showed. */
-const QUEUE_HEADROOM = 0.35;
 /** HyStart's delay threshold, min RTT / 8 clamped to 4–16 ms (RFC 9406), for start-up's exit. */
 const STARTUP_DELAY_MIN_MS = 4;
 const STARTUP_DELAY_MAX_MS = 16;
@@ -154,8 +152,6 @@ export class BbrController {
   private priorCwnd = 0;
   /** Cap on what may be in flight after heavy loss (Infinity: none). */
   private inflightCap = Infinity;
-  /** The queueing delay (ms above the minimum RTT) at which the path last overflowed (Infinity: never seen). */
-  lossQueueMs = Infinity;
   private roundSent = 0;
   /** The smallest RTT sampled in the current round (start-up's delay test). */
   private roundMinRttMs = Infinity;
@@ -200,24 +196,20 @@ export class BbrController {
   }
 
   /**
-   * A loss the repair could not cover made the sender go back, with the latest RTT `rttMs`. With the
-   * RTT showing a queue near overflowing, that is congestion (start-up ends; a probe for more
-   * bandwidth stops; the queue's depth is learned). Without one it is random loss, and nothing
-   * changes. Returns whether it was congestion.
+   * A loss the repair could not cover made the sender go back, with `inFlight` segments out and the
+   * latest RTT `rttMs`. With the RTT above the minimum by HyStart's margin, a queue was there: that
+   * is congestion (start-up ends; a probe for more bandwidth stops, and what may be in flight is
+   * capped at 85 % of what was out, as BBRv2's inflight_hi). Without a queue it is random loss, and
+   * nothing changes. Returns whether it was congestion.
    */
-  onGoBack(rttMs: number): boolean {
-    if (!this.overflowing(rttMs)) return false;
-    // The queue overflowed at this depth (the deepest seen: a loss at a shallower standing queue is
-    // no measure of the buffer). From now on what may be in flight stays within 0.35 of it above the
-    // BDP (probeLimit): a Go-Back-N loss costs a window, so probing into a queue that overflows every
-    // cycle costs far more than the bandwidth it could find.
-    const depthMs = Math.max(this.queueMarginMs(), rttMs - this.minRttMs);
-    this.lossQueueMs = this.lossQueueMs === Infinity ? depthMs : Math.max(this.lossQueueMs, depthMs);
+  onGoBack(inFlight: number, rttMs: number): boolean {
+    if (this.minRttMs === Infinity || rttMs <= this.minRttMs + this.queueMarginMs()) return false;
     if (this.state === "startup") {
       if (this.bw.best > 0) this.filledPipe = true;
       return true;
     }
     if (this.state !== "probe_bw") return true;
+    this.inflightCap = Math.max(MIN_CWND_SEGMENTS, Math.min(this.inflightCap, HEAVY_LOSS_BETA * Math.max(inFlight, (this.bdp(1) ?? 0))));
     if (this.pacingGain > 1) {
       // Stop probing: on to the phase that drains what the probe queued.
       this.cycleIndex = 1;
@@ -225,30 +217,6 @@ export class BbrController {
       this.probeStampForCycle = true;
     }
     return true;
-  }
-
-  /**
-   * What may be in flight once an overflow has shown the queue's depth: the BDP, plus 32 segments,
-   * plus 0.35 of that depth at this flow's rate. The window and a probe's target stop there. The
-   * fixed part is also what lets the smaller of two flows sharing the queue gain on the larger (0.5
-   * of the depth and no fixed part gave a flow starting 3 s late 0.33 of the link; this, 0.44).
-   */
-  private probeLimit(): number {
-    if (this.lossQueueMs === Infinity) return Infinity;
-    const bdp = this.bdp(1);
-    if (bdp === undefined) return Infinity;
-    return bdp + this.ackAggregation + QUEUE_HEADROOM * this.lossQueueMs * this.bw.best;
-  }
-
-  /**
-   * An RTT this far above the minimum shows a queue near overflowing: losses then are congestion,
-   * not noise. Once an overflow has shown the queue's depth, near means within a quarter of it (a
-   * standing queue another flow keeps is no reason to stop counting the path's random loss).
-   */
-  overflowing(rttMs: number): boolean {
-    if (this.minRttMs === Infinity) return false;
-    const depth = this.lossQueueMs === Infinity ? 0 : 0.75 * this.lossQueueMs;
-    return rttMs > this.minRttMs + Math.max(this.queueMarginMs(), depth);
   }
 
   /** How far above the minimum RTT a sample must be to show a queue (RFC 9406's delay threshold). */
@@ -377,9 +345,7 @@ export class BbrController {
     const bdp = this.bdp(1) ?? 0;
     // Probing up lasts a min RTT and until the extra is in flight (or loss says stop); draining ends
     // early once in flight is back to one BDP.
-    // A probe held below its target by the window (a cap after loss) has found all it can; one that
-    // has put half the queue that once overflowed on top of the BDP stops there, elapsed or not.
-    const next = gain > 1 ? elapsed && inFlight >= Math.min(this.bdp(gain)!, this.probeLimit(), this.cwnd - 1) : gain < 1 ? elapsed || inFlight <= bdp : elapsed;
+    const next = gain > 1 ? elapsed && inFlight >= this.bdp(gain)! : gain < 1 ? elapsed || inFlight <= bdp : elapsed;
     if (!next) return;
     this.cycleIndex = (this.cycleIndex + 1) % PROBE_BW_GAINS.length;
     this.cycleStampMs = now;
@@ -431,6 +397,6 @@ export class BbrController {
     }
     if (this.filledPipe) this.cwnd = Math.min(this.cwnd + newlyAcked, target);
     else if (this.cwnd < target) this.cwnd = this.cwnd + newlyAcked;
-    this.cwnd = Math.max(MIN_CWND_SEGMENTS, Math.min(this.cwnd, this.inflightCap, this.probeLimit(), this.maxCwnd));
+    this.cwnd = Math.max(MIN_CWND_SEGMENTS, Math.min(this.cwnd, this.inflightCap, this.maxCwnd));
   }
 }
