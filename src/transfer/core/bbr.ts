@@ -53,6 +53,12 @@ function segmentsOf(bytes: number, segmentBytes: number): number {
  */
 const HEAVY_LOSS = 0.2;
 const HEAVY_LOSS_BETA = 0.85;
+/** What queueCap allows above the BDP (and 32 segments), as a share of the deepest queue an overflow showed. */
+const QUEUE_HEADROOM = 0.35;
+/** A round losing at least this share is a queue overflowing, not random loss (with a queue in the RTT). */
+const CONGESTION_LOSS = 0.03;
+/** Rounds sending fewer datagrams than this say nothing about their loss share. */
+const CONGESTION_MIN_SENT = 32;
 /** HyStart's delay threshold, min RTT / 8 clamped to 4–16 ms (RFC 9406), for start-up's exit. */
 const STARTUP_DELAY_MIN_MS = 4;
 const STARTUP_DELAY_MAX_MS = 16;
@@ -152,11 +158,22 @@ export class BbrController {
   private priorCwnd = 0;
   /** Cap on what may be in flight after heavy loss (Infinity: none). */
   private inflightCap = Infinity;
+  /** The queueing delay (ms above the minimum RTT) at which the path last overflowed (Infinity: never seen). */
+  lossQueueMs = Infinity;
+  /**
+   * Segments that may be in flight, learned from the overflows (Infinity: none yet): set at each to
+   * the BDP plus QUEUE_HEADROOM of the deepest queue seen (if lower), raised by one segment per round
+   * trip (additive, as Reno's: of two flows sharing a queue the smaller gains on the larger in
+   * proportion), and dropped when a probe finds the path has room again (restartStartup).
+   */
+  queueCap = Infinity;
   private roundSent = 0;
   /** The smallest RTT sampled in the current round (start-up's delay test). */
   private roundMinRttMs = Infinity;
   private roundRttSamples = 0;
   private roundLost = 0;
+  /** The share of what the last whole round sent that was lost (0 when it sent too little to say). */
+  private priorRoundLoss = 0;
   private readonly maxCwnd: number;
 
   constructor(maxWindowSegments: number, now: number, segmentBytes = DEFAULT_SEGMENT_BYTES) {
@@ -196,20 +213,32 @@ export class BbrController {
   }
 
   /**
-   * A loss the repair could not cover made the sender go back, with `inFlight` segments out and the
-   * latest RTT `rttMs`. With the RTT above the minimum by HyStart's margin, a queue was there: that
-   * is congestion (start-up ends; a probe for more bandwidth stops, and what may be in flight is
-   * capped at 85 % of what was out, as BBRv2's inflight_hi). Without a queue it is random loss, and
-   * nothing changes. Returns whether it was congestion.
+   * A loss the repair could not cover made the sender go back, with the latest RTT `rttMs` and
+   * `inFlight` segments out. With the RTT above the minimum by HyStart's margin, a queue was there:
+   * that is congestion (start-up ends; a probe for more bandwidth stops; what may be in flight is
+   * capped at 85 % of what was out, as BBRv2's inflight_hi, and by queueCap). Without a queue it is
+   * random loss, and nothing changes. Returns whether it was congestion.
    */
-  onGoBack(inFlight: number, rttMs: number): boolean {
-    if (this.minRttMs === Infinity || rttMs <= this.minRttMs + this.queueMarginMs()) return false;
+  onGoBack(rttMs: number, inFlight: number): boolean {
+    if (!this.overflowing(rttMs)) return false;
+    // The queue overflowed at this depth (the deepest seen: a loss at a shallower standing queue is
+    // no measure of the buffer). A Go-Back-N loss costs a window, so probing into a queue that
+    // overflows every cycle (1.25 × for one RTT fills a queue of ¼ BDP) costs far more than it finds.
+    const depthMs = Math.max(this.queueMarginMs(), rttMs - this.minRttMs);
+    this.lossQueueMs = this.lossQueueMs === Infinity ? depthMs : Math.max(this.lossQueueMs, depthMs);
+    // What may be in flight from now on: the BDP and QUEUE_HEADROOM of the deepest queue seen, as the
+    // model has them now, in segments. A snapshot: a cap that followed the bandwidth estimate fed on
+    // itself (a capped flow measures less and is capped lower; on the bursty path it held cwnd at half
+    // the BDP), and what was in the pipe is no measure (at start-up it holds what the queue is about to
+    // drop; an RTT after the overflow it may have drained).
+    const cap = (this.bdp(1) ?? 0) + QUEUE_HEADROOM * this.lossQueueMs * this.bw.best + this.ackAggregation;
+    this.queueCap = Math.max(MIN_CWND_SEGMENTS, Math.min(this.queueCap, cap));
     if (this.state === "startup") {
       if (this.bw.best > 0) this.filledPipe = true;
       return true;
     }
     if (this.state !== "probe_bw") return true;
-    this.inflightCap = Math.max(MIN_CWND_SEGMENTS, Math.min(this.inflightCap, HEAVY_LOSS_BETA * Math.max(inFlight, (this.bdp(1) ?? 0))));
+    this.inflightCap = Math.max(MIN_CWND_SEGMENTS, Math.min(this.inflightCap, HEAVY_LOSS_BETA * Math.max(inFlight, this.bdp(1) ?? 0)));
     if (this.pacingGain > 1) {
       // Stop probing: on to the phase that drains what the probe queued.
       this.cycleIndex = 1;
@@ -217,6 +246,22 @@ export class BbrController {
       this.probeStampForCycle = true;
     }
     return true;
+  }
+
+  /** An RTT this far above the minimum shows a queue: a loss then may be the queue's (HyStart's margin). */
+  overflowing(rttMs: number): boolean {
+    return this.minRttMs !== Infinity && rttMs > this.minRttMs + this.queueMarginMs();
+  }
+
+  /**
+   * Losses now are the queue's, not the path's: the RTT shows it near overflowing, and this round or
+   * the last lost far more than random loss does (a queue overflowing drops a run of what arrives
+   * while it is full; 1 % loss in bursts of 4 loses ~1 % a round). Without that much loss a standing
+   * queue, another flow's, does not make a random loss congestion, and the repairs must cover it.
+   */
+  congested(rttMs: number): boolean {
+    const current = this.roundSent >= CONGESTION_MIN_SENT ? this.roundLost / this.roundSent : 0;
+    return this.overflowing(rttMs) && Math.max(current, this.priorRoundLoss) >= CONGESTION_LOSS;
   }
 
   /** How far above the minimum RTT a sample must be to show a queue (RFC 9406's delay threshold). */
@@ -291,6 +336,7 @@ export class BbrController {
       // Heavy loss in start-up: the pipe is full, whatever the bandwidth growth says.
       if (!this.filledPipe) this.filledPipe = true;
     }
+    this.priorRoundLoss = this.roundSent >= CONGESTION_MIN_SENT ? this.roundLost / this.roundSent : 0;
     this.roundSent = 0;
     this.roundLost = 0;
   }
@@ -304,6 +350,7 @@ export class BbrController {
     this.fullBwRounds = 0;
     this.bwAtProbe = 0;
     this.inflightCap = Infinity;
+    this.queueCap = Infinity;
   }
 
   private checkFullPipe(): void {
@@ -345,7 +392,9 @@ export class BbrController {
     const bdp = this.bdp(1) ?? 0;
     // Probing up lasts a min RTT and until the extra is in flight (or loss says stop); draining ends
     // early once in flight is back to one BDP.
-    const next = gain > 1 ? elapsed && inFlight >= this.bdp(gain)! : gain < 1 ? elapsed || inFlight <= bdp : elapsed;
+    // A probe held below its target by the window (a cap after loss) has found all it can: without
+    // this it waited for an in-flight it could never reach, and the cap was never lifted.
+    const next = gain > 1 ? elapsed && inFlight >= Math.min(this.bdp(gain)!, this.cwnd - 1) : gain < 1 ? elapsed || inFlight <= bdp : elapsed;
     if (!next) return;
     this.cycleIndex = (this.cycleIndex + 1) % PROBE_BW_GAINS.length;
     this.cycleStampMs = now;
@@ -397,6 +446,8 @@ export class BbrController {
     }
     if (this.filledPipe) this.cwnd = Math.min(this.cwnd + newlyAcked, target);
     else if (this.cwnd < target) this.cwnd = this.cwnd + newlyAcked;
-    this.cwnd = Math.max(MIN_CWND_SEGMENTS, Math.min(this.cwnd, this.inflightCap, this.maxCwnd));
+    // Additive increase of the learned cap: one segment per round trip's worth of acknowledgements.
+    if (this.queueCap !== Infinity && newlyAcked > 0) this.queueCap += newlyAcked / this.queueCap;
+    this.cwnd = Math.max(MIN_CWND_SEGMENTS, Math.min(this.cwnd, this.inflightCap, this.queueCap, this.maxCwnd));
   }
 }

@@ -302,8 +302,20 @@ export class GbnSender {
   lossRate = 0;
   private lossMarkSent = 0;
   private lossMarkLost = 0;
+  /** Datagrams the loss estimate has been fed so far. */
+  private lossSeen = 0;
   /** How many datagrams had left by when: what an ACK's echoed timestamp says has arrived or been lost. */
   private readonly sendLog = new SendLog();
+  /** Datagrams known to have arrived or been lost (everything sent before the newest echo). */
+  private passed = 0;
+  /**
+   * After a go-back for congestion, the datagrams that had left by then: that old flight still fills
+   * the queue, and until the echoes pass it, it counts against the window as if still in flight. A
+   * go-back rewinds nextSeq to the base, so without this the resends would join a queue that is still
+   * overflowing and be lost in turn (a second go-back, measured at 20 Mbit/s × 200 ms).
+   */
+  private oldFlightUntil = 0;
+  private oldFlightExpiresAt = 0;
 
   constructor(
     private readonly config: SenderConfig,
@@ -329,6 +341,17 @@ export class GbnSender {
 
   get inFlight(): number {
     return this.nextSeq - this.base;
+  }
+
+  /** What counts against the window: the segments out, or the old flight of a congestion go-back while it drains. */
+  private get flight(): number {
+    const out = this.nextSeq - this.base;
+    return this.passed >= this.oldFlightUntil ? out : Math.max(out, this.oldFlightUntil - this.passed);
+  }
+
+  /** The old flight has surely passed one round trip after the go-back: what no echo covered was lost. */
+  private expireOldFlight(now: number): void {
+    if (this.passed < this.oldFlightUntil && now >= this.oldFlightExpiresAt) this.passed = this.oldFlightUntil;
   }
 
   /**
@@ -412,7 +435,8 @@ export class GbnSender {
       return seq;
     }
     if (this.nextSeq >= this.config.totalSegments) return undefined;
-    if (this.nextSeq - this.base >= this.window) return undefined;
+    this.expireOldFlight(now);
+    if (this.flight >= this.window) return undefined;
     if (this.tokens < 1 - TOKEN_EPSILON) {
       this.refill(now);
       if (this.tokens < 1 - TOKEN_EPSILON) return undefined;
@@ -570,18 +594,22 @@ export class GbnSender {
       return;
     }
     this.lastAckAt = now;
+    // An echo older than this session is not an RTT: a peer that echoes nothing (or garbage) must not
+    // be able to inflate SRTT, which would stall pacing.
+    const rttMs = elapsedUs(echoTimestampUs, timestampUs(now)) / 1000;
+    const plausible = rttMs <= MAX_PLAUSIBLE_RTT_MS && rttMs <= now - this.createdAt + 1;
     if (received !== undefined) {
       this.noteReceived(received);
       // Everything sent before the datagram this ACK echoes has arrived or is lost (the path keeps order).
       const through = this.sendLog.sentBy(echoTimestampUs);
-      if (through !== undefined) this.updateLoss(through);
+      if (through !== undefined) {
+        if (through > this.passed) this.passed = through;
+        this.updateLoss(through, plausible && this.cc.congested(rttMs));
+      }
     }
     // 0: the receiver's disk is behind; nothing new goes out until an ACK opens the window again.
     this.peerWindow = Math.max(0, peerWindow);
-    // An echo older than this session is not an RTT: a peer that echoes nothing (or garbage) must not
-    // be able to inflate SRTT, which would stall pacing.
-    const rttMs = elapsedUs(echoTimestampUs, timestampUs(now)) / 1000;
-    if (rttMs <= MAX_PLAUSIBLE_RTT_MS && rttMs <= now - this.createdAt + 1) {
+    if (plausible) {
       this.rtt.onSample(rttMs, ackDelayUs / 1000);
       this.cc.onRtt(rttMs, now);
     }
@@ -594,7 +622,7 @@ export class GbnSender {
     if (answersProbe && cumulative <= this.probeSeq) {
       if (cumulative > this.base) this.acknowledge(cumulative, echoTimestampUs, now);
       if (this.finished) return;
-      this.onLoss();
+      this.onLoss(now);
       this.goBack(now);
       return;
     }
@@ -602,6 +630,8 @@ export class GbnSender {
       this.acknowledge(cumulative, echoTimestampUs, now);
       return;
     }
+    // No new data acknowledged, but the flight may have drained (a go-back's old flight passing).
+    this.cc.onAck(0, this.delivered, this.flight, undefined, now);
     // The probe's own duplicate delivery explains this ACK: it is no evidence of a gap.
     if (answersProbe) return;
     if (cumulative === this.base && this.base < this.highestSent && gap) {
@@ -609,7 +639,7 @@ export class GbnSender {
       // Early retransmit (RFC 5827): with fewer than 4 segments in flight, 3 duplicates can never come.
       const threshold = Math.max(1, Math.min(this.dupAckThreshold, this.highestSent - this.base - 1));
       if (this.dupAcks === threshold && this.base >= this.lossEpochUntilSeq) {
-        this.onLoss();
+        this.onLoss(now);
         // Fast retransmit, Go-Back-N style: everything from the base goes again, without waiting for the timer.
         this.goBack(now);
         return;
@@ -631,13 +661,14 @@ export class GbnSender {
     if (this.nextSeq < this.base) this.nextSeq = this.base;
     this.dupAcks = 0;
     this.freshDupAcks = 0;
-    this.cc.onAck(newlyAcked, this.delivered, this.nextSeq - cumulative, this.sample(cumulative - 1, echoTimestampUs, now), now);
+    this.cc.onAck(newlyAcked, this.delivered, this.flight, this.sample(cumulative - 1, echoTimestampUs, now), now);
     if (this.base >= this.config.totalSegments) {
       this.finish({ type: "completed" });
       return;
     }
-    // RFC 6298 §5.3: restart the timer when new data is acknowledged.
-    this.rtoDeadline = this.base < this.nextSeq ? now + this.rtoMs() : undefined;
+    // RFC 6298 §5.3: restart the timer when new data is acknowledged. It runs on while an old flight
+    // holds the window, too: if the rest of it was lost, no ACK will say so, and the timer must.
+    this.rtoDeadline = this.base < this.nextSeq || this.passed < this.oldFlightUntil ? now + this.rtoMs() : undefined;
     this.armProbe(now);
   }
 
@@ -671,24 +702,34 @@ export class GbnSender {
    * Raw loss (before repair) from the receiver's count: everything sent up to the newest segment this
    * ACK covers has arrived or is lost (the path keeps order), so the difference is what was lost.
    */
-  private updateLoss(sentThrough: number): void {
+  private updateLoss(sentThrough: number, queued: boolean): void {
     const lost = Math.max(0, sentThrough - this.peerReceived);
     const sent = sentThrough - this.lossMarkSent;
     if (sent <= 0) return;
     const newlyLost = Math.max(0, lost - this.lossMarkLost);
     this.lossMarkSent = sentThrough;
     this.lossMarkLost = Math.max(this.lossMarkLost, lost);
-    const weight = Math.min(1, sent / LOSS_MEMORY_DATAGRAMS);
+    // Repairs are sized for the loss the path has without a queue: a queue overflowing (a queue in
+    // the RTT, and a round losing far more than random loss does) is congestion, which the rate
+    // control answers, and repairs sized for it would only add to it.
+    // Until the memory has filled, the plain average of what was seen (an average that starts at 0
+    // would take 2,000 datagrams to believe 2 % loss, and start-up's go-backs cost a round each).
+    if (!queued) this.lossSeen += sent;
+    const weight = queued ? 0 : Math.min(1, sent / Math.min(LOSS_MEMORY_DATAGRAMS, this.lossSeen));
     this.lossRate += weight * (Math.min(1, newlyLost / sent) - this.lossRate);
     if (newlyLost > 0) this.cc.onLoss(newlyLost);
     this.cc.onSent(sent);
   }
 
   /** A loss the sender goes back for: later losses of what is already sent are part of it. */
-  private onLoss(): void {
+  private onLoss(now: number): void {
     this.lossEpochUntilSeq = this.nextSeq;
     // A block the repairs could not rebuild, unless a queue overflowed (congestion, not burstiness).
-    if (!this.cc.onGoBack(this.nextSeq - this.base, this.rtt.latestRttMs)) this.goBacksInWindow++;
+    if (!this.cc.onGoBack(this.rtt.latestRttMs, this.nextSeq - this.base)) this.goBacksInWindow++;
+    else {
+      this.oldFlightUntil = this.datagramsSent;
+      this.oldFlightExpiresAt = now + this.rtt.srttMs;
+    }
   }
 
   /** The delivery-rate sample an ACK covering segment `seq` gives (draft-cheng-iccrg-delivery-rate-estimation §3.3). */
@@ -742,6 +783,7 @@ export class GbnSender {
       return;
     }
     this.counters.timeouts++;
+    this.passed = this.oldFlightUntil = this.datagramsSent;
     this.dropProbe();
     this.rtt.onTimeout();
     this.cc.onTimeout();
@@ -759,11 +801,14 @@ export class GbnSender {
     if (this.finished) return undefined;
     // Repairs due go first, paced: a probe waits behind them (pollTransmit gives nothing until a token).
     const repairsDue = this.repairNext < this.repairCount;
+    this.expireOldFlight(now);
     if (this.probePending && (!repairsDue || this.tokens >= 1 - TOKEN_EPSILON)) return now;
     let deadline = this.lastAckAt + this.config.idleTimeoutMs;
     if (this.rtoDeadline !== undefined && this.rtoDeadline < deadline) deadline = this.rtoDeadline;
     if (this.ptoDeadline !== undefined && this.ptoDeadline < deadline) deadline = this.ptoDeadline;
-    if ((repairsDue || (this.nextSeq < this.config.totalSegments && this.nextSeq - this.base < this.window)) && this.tokens < 1 - TOKEN_EPSILON) {
+    // An old flight holding the window expires at a known time: wake then.
+    if (this.passed < this.oldFlightUntil && this.oldFlightExpiresAt < deadline) deadline = this.oldFlightExpiresAt;
+    if ((repairsDue || (this.nextSeq < this.config.totalSegments && this.flight < this.window)) && this.tokens < 1 - TOKEN_EPSILON) {
       const rate = this.pacingRatePerMs();
       const ready = rate === Infinity ? now : Math.max(now, this.lastRefillAt + (1 - this.tokens) / rate);
       if (ready < deadline) deadline = ready;
