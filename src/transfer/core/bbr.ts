@@ -159,14 +159,14 @@ export class BbrController {
   /** Cap on what may be in flight after heavy loss (Infinity: none). */
   private inflightCap = Infinity;
   /** The queueing delay (ms above the minimum RTT) at which the path last overflowed (Infinity: never seen). */
-  lossQueueMs = Infinity;
+  private lossQueueMs = Infinity;
   /**
    * Segments that may be in flight, learned from the overflows (Infinity: none yet): set at each to
    * the BDP plus QUEUE_HEADROOM of the deepest queue seen (if lower), raised by one segment per round
    * trip (additive, as Reno's: of two flows sharing a queue the smaller gains on the larger in
    * proportion), and dropped when a probe finds the path has room again (restartStartup).
    */
-  queueCap = Infinity;
+  private queueCap = Infinity;
   private roundSent = 0;
   /** The smallest RTT sampled in the current round (start-up's delay test). */
   private roundMinRttMs = Infinity;
@@ -249,7 +249,7 @@ export class BbrController {
   }
 
   /** An RTT this far above the minimum shows a queue: a loss then may be the queue's (HyStart's margin). */
-  overflowing(rttMs: number): boolean {
+  private overflowing(rttMs: number): boolean {
     return this.minRttMs !== Infinity && rttMs > this.minRttMs + this.queueMarginMs();
   }
 
