@@ -158,7 +158,7 @@ export class BbrController {
   private priorCwnd = 0;
   /** Cap on what may be in flight after heavy loss (Infinity: none). */
   private inflightCap = Infinity;
-  /** The queueing delay (ms above the minimum RTT) at which the path last overflowed (Infinity: never seen). */
+  /** The deepest queueing delay (ms above the minimum RTT) at which the path overflowed (Infinity: never seen). */
   private lossQueueMs = Infinity;
   /**
    * Segments that may be in flight, learned from the overflows (Infinity: none yet): set at each to
@@ -260,8 +260,12 @@ export class BbrController {
    * queue, another flow's, does not make a random loss congestion, and the repairs must cover it.
    */
   congested(rttMs: number): boolean {
-    const current = this.roundSent >= CONGESTION_MIN_SENT ? this.roundLost / this.roundSent : 0;
-    return this.overflowing(rttMs) && Math.max(current, this.priorRoundLoss) >= CONGESTION_LOSS;
+    return this.overflowing(rttMs) && Math.max(this.roundLossShare(), this.priorRoundLoss) >= CONGESTION_LOSS;
+  }
+
+  /** The share of what this round has sent so far that was lost (0 while it has sent too little to say). */
+  private roundLossShare(): number {
+    return this.roundSent >= CONGESTION_MIN_SENT ? this.roundLost / this.roundSent : 0;
   }
 
   /** How far above the minimum RTT a sample must be to show a queue (RFC 9406's delay threshold). */
@@ -336,7 +340,7 @@ export class BbrController {
       // Heavy loss in start-up: the pipe is full, whatever the bandwidth growth says.
       if (!this.filledPipe) this.filledPipe = true;
     }
-    this.priorRoundLoss = this.roundSent >= CONGESTION_MIN_SENT ? this.roundLost / this.roundSent : 0;
+    this.priorRoundLoss = this.roundLossShare();
     this.roundSent = 0;
     this.roundLost = 0;
   }

@@ -666,9 +666,9 @@ export class GbnSender {
       this.finish({ type: "completed" });
       return;
     }
-    // RFC 6298 §5.3: restart the timer when new data is acknowledged. It runs on while an old flight
-    // holds the window, too: if the rest of it was lost, no ACK will say so, and the timer must.
-    this.rtoDeadline = this.base < this.nextSeq || this.passed < this.oldFlightUntil ? now + this.rtoMs() : undefined;
+    // RFC 6298 §5.3: restart the timer when new data is acknowledged. (An old flight holding the
+    // window needs no timer of its own: it expires one SRTT after its go-back, and pollTimeout wakes then.)
+    this.rtoDeadline = this.base < this.nextSeq ? now + this.rtoMs() : undefined;
     this.armProbe(now);
   }
 
