@@ -75,7 +75,8 @@ function pathFor(server: string, ip: string, port: number, bindHost: string | un
       }
       tokens.slot(ip, port).set(probe.greeting, probe.greetingAt);
       const segmentBytes = clampSegmentBytes(probe.datagramBytes === undefined ? INTERNET_SEGMENT_BYTES : segmentBytesFor(probe.datagramBytes));
-      const what = probe.datagramBytes === undefined ? "no large probe answered" : `datagrams of ${probe.datagramBytes} bytes arrive`;
+      const what =
+        probe.datagramBytes !== undefined ? `datagrams of ${probe.datagramBytes} bytes arrive` : probe.interfaceLimited ? `the interface sends no datagram over ${INTERNET_DATAGRAM_BYTES} bytes` : "no large probe answered";
       logger.debug(`path to ${server}: ${what}; ${segmentBytes}-byte segments; round trip ${probe.rttMs.toFixed(2)} ms`);
       return { segmentBytes, rttMs: probe.rttMs };
     });

@@ -130,6 +130,8 @@ export class PartFile {
    * whole file's hash alone (a second SHA-256 pass saved), and a bad one is found by `commit`.
    */
   verifyEachPiece = true;
+  /** The piece hashes were given to the writer (at open, or by setHashes since). */
+  private hashesKnown = true;
 
   private constructor(
     readonly finalPath: string,
@@ -141,10 +143,16 @@ export class PartFile {
     this.writer.listen(this.id, (msg) => this.onReply(msg));
   }
 
-  /** Opens (or creates) the part file for this content; `pieceHashes` are trusted (checked against the index). */
-  static async open(finalPath: string, size: number, sha256: string, pieceHashes: Uint8Array): Promise<PartFile> {
+  /**
+   * Opens (or creates) the part file for this content; `pieceHashes` are trusted (checked against the
+   * index). Without them (`undefined`: they are being fetched while the first bytes arrive) nothing
+   * already in a part file is trusted, pieces at the hash frontier are left to the whole file's check,
+   * and others wait for `setHashes`: open so only where no part file exists.
+   */
+  static async open(finalPath: string, size: number, sha256: string, pieceHashes: Uint8Array | undefined): Promise<PartFile> {
     const part = new PartFile(finalPath, finalPath + PART_SUFFIX, size);
-    const hashes = pieceHashes.slice().buffer as ArrayBuffer;
+    part.hashesKnown = pieceHashes !== undefined;
+    const hashes = pieceHashes?.slice().buffer as ArrayBuffer | undefined;
     const reply = await part.request({ op: "open", id: part.id, path: part.partPath, size, sha256, pieceBytes: part.pieceBytes, pieceHashes: hashes });
     if (reply.op !== "opened") {
       part.writer.forget(part.id);
@@ -152,6 +160,14 @@ export class PartFile {
     }
     part.verified = reply.verified;
     return part;
+  }
+
+  /** The trusted piece hashes, for a part opened without them: pieces that waited for them are reported through `onPieces`. */
+  setHashes(pieceHashes: Uint8Array): void {
+    if (this.hashesKnown || this.closed) return;
+    this.hashesKnown = true;
+    const buffer = pieceHashes.slice().buffer as ArrayBuffer;
+    this.writer.post({ op: "hashes", id: this.id, pieceHashes: buffer }, [buffer]);
   }
 
   isVerified(piece: number): boolean {
@@ -185,19 +201,27 @@ export class PartFile {
 
   private onReply(msg: WriterReply): void {
     if (msg.op === "error") this.writeError ??= this.failed(msg);
+    if (msg.op === "checked" || (msg.op === "error" && msg.request === "hashes")) {
+      if (msg.op === "checked") this.applyVerdicts(msg.verified, msg.failed);
+      else if (this.drainWaiters.length > 0) this.wakeDrainWaiters();
+      return;
+    }
     if (msg.op === "written" || (msg.op === "error" && msg.request === "write")) {
       this.inFlight--;
       if (msg.buffer) this.writer.recycle(msg.buffer);
       if (this.drainWaiters.length > 0) this.wakeDrainWaiters();
-      if (msg.op === "written" && (msg.verified.length > 0 || msg.failed.length > 0)) {
-        for (const i of msg.verified) this.verified[i >> 3] = this.verified[i >> 3]! | (1 << (i & 7));
-        this.onPieces?.(msg.verified, msg.failed);
-      }
+      if (msg.op === "written") this.applyVerdicts(msg.verified, msg.failed);
       return;
     }
     const waiting = this.waiting;
     this.waiting = undefined;
     waiting?.resolve(msg);
+  }
+
+  private applyVerdicts(verified: number[], failed: number[]): void {
+    if (verified.length === 0 && failed.length === 0) return;
+    for (const i of verified) this.verified[i >> 3] = this.verified[i >> 3]! | (1 << (i & 7));
+    this.onPieces?.(verified, failed);
   }
 
   /** Call back once the backlog is below `bytes` (at once if it already is). */
@@ -245,7 +269,7 @@ export class PartFile {
     if (this.closed) return;
     this.inFlight++;
     const buffer = block.buffer as ArrayBuffer;
-    this.writer.post({ op: "write", id: this.id, offset, buffer, length, verify: this.verifyEachPiece }, [buffer]);
+    this.writer.post({ op: "write", id: this.id, offset, buffer, length, verify: this.verifyEachPiece && this.hashesKnown }, [buffer]);
   }
 
   /**

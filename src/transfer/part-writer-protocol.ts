@@ -8,7 +8,14 @@ import { FtxError, type FtxErrorCode } from "../errors.ts";
  */
 export const SYNC_AFTER_BYTES = 8 << 20;
 export type WriterRequest =
-  | { op: "open"; id: number; path: string; size: number; sha256: string; pieceBytes: number; pieceHashes: ArrayBuffer }
+  /**
+   * `pieceHashes` absent: not known yet (a fresh part, its bytes arriving while the list is fetched);
+   * pieces are then taken at the hash frontier unchecked (as with `verify: false`) and held for `hashes`
+   * elsewhere, and a part already on disk is not trusted.
+   */
+  | { op: "open"; id: number; path: string; size: number; sha256: string; pieceBytes: number; pieceHashes?: ArrayBuffer }
+  /** The trusted piece hashes, for a part opened without them: the pieces held for them are checked now. */
+  | { op: "hashes"; id: number; pieceHashes: ArrayBuffer }
   /** `verify`: check each piece as it completes even at the hash frontier (the fetch has several sources). */
   | { op: "write"; id: number; offset: number; buffer: ArrayBuffer; length: number; verify: boolean }
   | { op: "commit"; id: number; sha256: string }
@@ -18,6 +25,8 @@ export type WriterReply =
   | { op: "opened"; id: number; verified: Uint8Array }
   /** A write is done; the pieces it completed are listed, verified against their hashes or not. */
   | { op: "written"; id: number; buffer: ArrayBuffer; verified: number[]; failed: number[] }
+  /** The answer to `hashes`: the pieces that were waiting for them, checked. */
+  | { op: "checked"; id: number; verified: number[]; failed: number[] }
   | { op: "committed"; id: number; sha256: string }
   /** The commit found the whole file's hash wrong, audited every piece, and these failed: fetch them again. */
   | { op: "audited"; id: number; failed: number[] }

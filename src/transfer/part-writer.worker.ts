@@ -54,7 +54,10 @@ interface OpenPart {
   pieceBytes: number;
   count: number;
   sha256: Uint8Array;
-  hashes: Uint8Array;
+  /** Undefined until the list arrives (a part opened before it: see `parked`). */
+  hashes: Uint8Array | undefined;
+  /** Pieces completed away from the hash frontier before the hashes were known: their digests, checked when they come. */
+  parked: Map<number, Uint8Array>;
   /** Pieces complete on disk: checked against their hash, or (at the frontier without verify) accepted pending the commit check. */
   done: Uint8Array;
   partial: Map<number, PartialPiece>;
@@ -95,6 +98,7 @@ function hashRange(fd: number, offset: number, length: number, hasher: Bun.Crypt
 }
 
 function pieceMatches(p: OpenPart, i: number, digest: Uint8Array): boolean {
+  if (!p.hashes) throw new Error("the piece hashes are not known yet");
   return Buffer.from(digest).equals(Buffer.from(p.hashes.subarray(i * PIECE_HASH_BYTES, (i + 1) * PIECE_HASH_BYTES)));
 }
 
@@ -113,7 +117,8 @@ function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
     pieceBytes: req.pieceBytes,
     count: Math.ceil(req.size / req.pieceBytes),
     sha256: Buffer.from(req.sha256, "hex"),
-    hashes: new Uint8Array(req.pieceHashes),
+    hashes: req.pieceHashes === undefined ? undefined : new Uint8Array(req.pieceHashes),
+    parked: new Map(),
     done: newBitmap(),
     partial: new Map(),
     whole: new Bun.CryptoHasher("sha256"),
@@ -146,7 +151,8 @@ function open(req: Extract<WriterRequest, { op: "open" }>): OpenPart {
   const have = Math.min(length, req.size);
   let contiguous = true;
   for (let i = 0; i < p.count; i++) {
-    const candidate = record ? hasBit(record.verified, i) : i * p.pieceBytes + pieceLength(p, i) <= have;
+    // Without the hashes nothing on disk can be trusted: the caller opens so only where there was no part.
+    const candidate = p.hashes === undefined ? false : record ? hasBit(record.verified, i) : i * p.pieceBytes + pieceLength(p, i) <= have;
     if (!candidate) {
       contiguous = false;
       continue;
@@ -219,7 +225,9 @@ function backgroundSync(p: OpenPart): void {
   });
 }
 
-function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, verified: number[], failed: number[]): void {
+function write(p: OpenPart, offset: number, data: Uint8Array, verifyAsked: boolean, verified: number[], failed: number[]): void {
+  // Without the hashes the frontier's pieces are left to the whole file's check, like a one-server fetch's.
+  const verify = verifyAsked && p.hashes !== undefined;
   if (offset + data.byteLength > p.size) throw new Error(`write past the end of the file (${offset}+${data.byteLength} > ${p.size})`);
   for (let off = 0; off < data.byteLength; ) off += writeSync(p.fd, data, off, data.byteLength - off, offset + off);
   p.unsynced += data.byteLength;
@@ -254,6 +262,10 @@ function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, v
     partial.filled += n;
     if (partial.filled < length) continue;
     p.partial.delete(i);
+    if (partial.hasher && !p.hashes) {
+      p.parked.set(i, partial.hasher.digest() as Uint8Array);
+      continue;
+    }
     const good = partial.hasher ? pieceMatches(p, i, partial.hasher.digest() as Uint8Array) : true;
     if (good) {
       setBit(p.done, i, true);
@@ -272,6 +284,23 @@ function write(p: OpenPart, offset: number, data: Uint8Array, verify: boolean, v
     advanceFrontier(p);
     checkpoint(p);
   }
+}
+
+/** The piece hashes arrive for a part opened without them: check the pieces parked for them. */
+function setHashes(p: OpenPart, hashes: Uint8Array, verified: number[], failed: number[]): void {
+  if (hashes.byteLength !== p.count * PIECE_HASH_BYTES) throw new Error(`${hashes.byteLength} bytes of piece hashes for ${p.count} pieces`);
+  p.hashes = hashes;
+  for (const [i, digest] of p.parked) {
+    if (hasBit(p.done, i)) continue;
+    if (pieceMatches(p, i, digest)) {
+      setBit(p.done, i, true);
+      p.dirty = true;
+      verified.push(i);
+    } else failed.push(i);
+  }
+  p.parked.clear();
+  advanceFrontier(p);
+  checkpoint(p);
 }
 
 /**
@@ -326,6 +355,13 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
         write(p, req.offset, new Uint8Array(req.buffer, 0, req.length), req.verify, verified, failed);
         backgroundSync(p);
         return reply({ op: "written", id: req.id, buffer: req.buffer, verified, failed }, [req.buffer]);
+      }
+      case "hashes": {
+        const p = parts.get(req.id)!;
+        const verified: number[] = [];
+        const failed: number[] = [];
+        setHashes(p, new Uint8Array(req.pieceHashes), verified, failed);
+        return reply({ op: "checked", id: req.id, verified, failed });
       }
       case "commit": {
         const p = parts.get(req.id)!;
