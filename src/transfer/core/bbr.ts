@@ -259,13 +259,19 @@ export class BbrController {
    * while it is full; 1 % loss in bursts of 4 loses ~1 % a round). Without that much loss a standing
    * queue, another flow's, does not make a random loss congestion, and the repairs must cover it.
    */
-  congested(rttMs: number): boolean {
-    return this.overflowing(rttMs) && Math.max(this.roundLossShare(), this.priorRoundLoss) >= CONGESTION_LOSS;
+  congested(rttMs: number, lost = 0, sent = 0): boolean {
+    return this.overflowing(rttMs) && Math.max(this.roundLossShare(lost, sent), this.priorRoundLoss) >= CONGESTION_LOSS;
   }
 
-  /** The share of what this round has sent so far that was lost (0 while it has sent too little to say). */
-  private roundLossShare(): number {
-    return this.roundSent >= CONGESTION_MIN_SENT ? this.roundLost / this.roundSent : 0;
+  /**
+   * The share of what this round has sent so far that was lost, with `lost` of `sent` more being
+   * judged now (0 while it has sent too little to say). The batch being judged counts: start-up's
+   * overflow is reported in one batch (21 of 328), and judged on the round before it, it went into
+   * the random-loss estimate and sized repairs of 4 % for the rest of a clean transfer.
+   */
+  private roundLossShare(lost = 0, sent = 0): number {
+    const n = this.roundSent + sent;
+    return n >= CONGESTION_MIN_SENT ? (this.roundLost + lost) / n : 0;
   }
 
   /** How far above the minimum RTT a sample must be to show a queue (RFC 9406's delay threshold). */

@@ -281,3 +281,37 @@ describe("a send the socket refuses is taken back exactly", () => {
     expect(s.pollEvent()).toEqual({ type: "failed", reason: "peer acknowledged segment 3 that was never sent" });
   });
 });
+
+describe("a loss in a block that gets no repairs", () => {
+  test("the first flight (one FEC block, no repairs yet) goes back one RTT after a loss, not at the retransmission timer", () => {
+    const K = 64;
+    const SEGMENT = 1374;
+    const s = new GbnSender({ totalSegments: 1000, maxWindowSegments: 1000, idleTimeoutMs: 60_000, segmentBytes: SEGMENT, fecBlock: K }, 0, 1000);
+    const r = new GbnReceiver({ totalSegments: 1000, windowSegments: 1000, ackEvery: 16, ackDelayMs: 2, fecBlock: K, segmentBytes: SEGMENT, lastSegmentBytes: SEGMENT });
+    const flight = drain(s, 0);
+    expect(flight).toEqual(Array.from({ length: K }, (_, i) => i)); // the window ends at the block
+    expect(s.currentBlockRepairs).toBe(0);
+    // 25 ms one way; segment 12 is lost. No repair will come for it, and nothing of the next block
+    // either (the window ends here): what follows the gap must say so at once, not wait to be rebuilt.
+    for (const seq of flight) {
+      if (seq === 12) continue;
+      r.handleData(seq, timestampUs(0), 25, seq === K - 1, new Uint8Array(SEGMENT));
+      for (let a = r.pollAck(25); a; a = r.pollAck(25)) s.handleAck(a.cumulative, a.windowSegments, a.echoTimestampUs, a.ackDelayUs, 50, a.received, a.gap);
+    }
+    expect(r.counters.held).toBe(0);
+    expect(s.stats()).toMatchObject({ fastRetransmits: 1, timeouts: 0 });
+    expect(s.pollTransmit(50)).toBe(12);
+  });
+
+  test("with repairs flowing, what follows a gap in the block is held for them", () => {
+    const K = 8;
+    const SEGMENT = 100;
+    const r = new GbnReceiver({ totalSegments: 100, windowSegments: 100, ackEvery: 16, ackDelayMs: 2, fecBlock: K, segmentBytes: SEGMENT, lastSegmentBytes: SEGMENT });
+    for (let seq = 0; seq < K; seq++) r.handleData(seq, 0, 1, false, new Uint8Array(SEGMENT));
+    r.handleRepair(0, 0, 0, 1, new Uint8Array(SEGMENT)); // block 0 had a repair: they are flowing
+    r.handleData(K, 0, 2, false, new Uint8Array(SEGMENT));
+    r.handleData(K + 2, 0, 2, false, new Uint8Array(SEGMENT)); // K + 1 lost
+    expect(r.counters.held).toBe(1);
+    expect(r.pollAck(10)?.gap).toBe(false);
+  });
+});

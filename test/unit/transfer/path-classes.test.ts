@@ -28,12 +28,12 @@ interface Expectation extends PathClass {
 }
 
 const CLASSES: Expectation[] = [
-  { name: "100 Mbit/s × 50 ms, clean", mbit: 100, rttMs: 50, loss: 0, use: 0.9, extra: 0.05, seconds: 8, repairsAtMost: 0.01 },
+  { name: "100 Mbit/s × 50 ms, clean", mbit: 100, rttMs: 50, loss: 0, use: 0.9, extra: 0.05, seconds: 8, repairsAtMost: 0.002 },
   { name: "100 Mbit/s × 50 ms, 1 % loss", mbit: 100, rttMs: 50, loss: 0.01, use: 0.8, extra: 0.16, seconds: 8 },
   { name: "100 Mbit/s × 50 ms, 2 % loss", mbit: 100, rttMs: 50, loss: 0.02, use: 0.75, extra: 0.2, seconds: 8 },
   { name: "100 Mbit/s × 50 ms, 1 % loss in bursts of 4", mbit: 100, rttMs: 50, loss: 0.01, burstLength: 4, use: 0.55, extra: 0.65, seconds: 8 },
-  { name: "20 Mbit/s × 200 ms, clean", mbit: 20, rttMs: 200, loss: 0, use: 0.84, extra: 0.1, seconds: 8, repairsAtMost: 0.04 },
-  { name: "20 Mbit/s × 200 ms, 2 % loss", mbit: 20, rttMs: 200, loss: 0.02, use: 0.7, extra: 0.25, seconds: 8 },
+  { name: "20 Mbit/s × 200 ms, clean", mbit: 20, rttMs: 200, loss: 0, use: 0.86, extra: 0.07, seconds: 8, repairsAtMost: 0.015 },
+  { name: "20 Mbit/s × 200 ms, 2 % loss", mbit: 20, rttMs: 200, loss: 0.02, use: 0.75, extra: 0.2, seconds: 8 },
   { name: "1 Gbit/s × 20 ms, 1 % loss", mbit: 1000, rttMs: 20, loss: 0.01, use: 0.55, extra: 0.15, seconds: 0.4 },
   { name: "LAN 1 Gbit/s × 0.1 ms, clean", mbit: 1000, rttMs: 0.1, loss: 0, use: 0.9, extra: 0, seconds: 0.4, repairsAtMost: 0 },
   { name: "LAN 1 Gbit/s × 0.1 ms, 5 % loss", mbit: 1000, rttMs: 0.1, loss: 0.05, use: 0.65, extra: 0.2, seconds: 0.4 },
@@ -72,20 +72,35 @@ describe("paths: sharing a bottleneck", () => {
     return { shares: got.map((g) => g / got.reduce((a, b) => a + b, 0)), use: (got.reduce((a, b) => a + b, 0) * (WIRE / SEGMENT)) / (until - from) / (path.mbit * 125) };
   };
 
-  for (const loss of [0, 0.01]) {
-    test(`two fetches started together share it evenly and fill it together (${loss * 100} % loss)`, () => {
-      const { forward, backward } = pathProfiles({ ...path, loss });
-      const size = 60e6;
-      const r = simulateFlows(new Rng(9), forward, backward, [0, 1].map((i) => ({ ...FLOW, data: new Rng(i + 5).bytes(size) })), 600_000);
+  test("two fetches started together share it evenly and fill it together (0 % loss)", () => {
+    const { forward, backward } = pathProfiles(path);
+    const r = simulateFlows(new Rng(9), forward, backward, [0, 1].map((i) => ({ ...FLOW, data: new Rng(i + 5).bytes(60e6) })), 600_000);
+    for (const f of r.flows) expect(f.event).toEqual({ type: "completed" });
+    const { shares, use } = shareWhileBoth(r.flows, 1000);
+    for (const s of shares) {
+      expect(s).toBeGreaterThanOrEqual(0.4);
+      expect(s).toBeLessThanOrEqual(0.6);
+    }
+    expect(use).toBeGreaterThan(0.85);
+  }, 60_000);
+
+  // With random loss each run's split depends on where the losses fall (which flow's block fails and
+  // goes back): one seed says little, so the smaller share is judged over several. The build before
+  // the ACK-delay, pacing-credit and first-block changes had a median of 0.34 and a worst of 0.14 here.
+  test("two fetches started together share it evenly and fill it together (1 % loss, over 7 seeds)", () => {
+    const { forward, backward } = pathProfiles({ ...path, loss: 0.01 });
+    const smaller: number[] = [];
+    for (let seed = 1; seed <= 7; seed++) {
+      const r = simulateFlows(new Rng(seed), forward, backward, [0, 1].map((i) => ({ ...FLOW, data: new Rng(i + 5).bytes(60e6) })), 600_000);
       for (const f of r.flows) expect(f.event).toEqual({ type: "completed" });
       const { shares, use } = shareWhileBoth(r.flows, 1000);
-      for (const s of shares) {
-        expect(s).toBeGreaterThanOrEqual(0.4);
-        expect(s).toBeLessThanOrEqual(0.6);
-      }
-      expect(use).toBeGreaterThan(loss === 0 ? 0.85 : 0.65);
-    }, 60_000);
-  }
+      smaller.push(Math.min(...shares));
+      expect({ seed, use: use > 0.65 }).toEqual({ seed, use: true });
+    }
+    smaller.sort((a, b) => a - b);
+    expect(smaller[3]).toBeGreaterThanOrEqual(0.4); // the median
+    expect(smaller[0]).toBeGreaterThanOrEqual(0.3);
+  }, 120_000);
 
   test("a fetch that starts 3 s later gets its share", () => {
     const { forward, backward } = pathProfiles(path);
