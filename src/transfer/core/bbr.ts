@@ -220,7 +220,11 @@ export class BbrController {
    * random loss, and nothing changes. Returns whether it was congestion.
    */
   onGoBack(rttMs: number, inFlight: number): boolean {
-    if (!this.overflowing(rttMs)) return false;
+    // In start-up a queue alone is not enough: the first round trips' RTTs are noisy (the peer starting
+    // up), the bandwidth estimate is a fraction of the path's, and one random loss in the first flight
+    // taken for congestion ended start-up at 1 Mbit/s with a cap of 38 segments on a 100 Mbit/s path,
+    // for 4 s. An overflow loses a share of the round far above random loss.
+    if (!(this.state === "startup" ? this.congested(rttMs) : this.overflowing(rttMs))) return false;
     // The queue overflowed at this depth (the deepest seen: a loss at a shallower standing queue is
     // no measure of the buffer). A Go-Back-N loss costs a window, so probing into a queue that
     // overflows every cycle (1.25 × for one RTT fills a queue of ¼ BDP) costs far more than it finds.
