@@ -231,11 +231,16 @@ export class FileFetch {
   private async pieceHashesBeside(): Promise<Uint8Array> {
     const length = pieceCountFor(this.entry.size) * PIECE_HASH_BYTES;
     let failingSince: number | undefined;
-    let restMs = COOLDOWN_FIRST_MS;
+    // Failures of this list's sessions, by source: the book does not see them (the source's range may be running).
+    const failures = new Map<SourceId, number>();
     for (;;) {
       if (this.stopped) throw new FtxError("E_CLOSED", "fetch stopped");
       const now = performance.now();
-      const id = this.book.sources.find((s) => s.banned === undefined && s.listed && s.restUntil <= now)?.id;
+      // The source that failed this list least, then the one delivering the file fastest: an advertised
+      // address that never answers must not be asked again while another server is sending the file.
+      const id = this.book.sources
+        .filter((s) => s.banned === undefined && s.listed && s.restUntil <= now)
+        .sort((a, b) => (failures.get(a.id) ?? 0) - (failures.get(b.id) ?? 0) || b.rateBytesPerS - a.rateBytesPerS || a.id - b.id)[0]?.id;
       if (id === undefined) {
         if (this.book.candidateCount === 0) throw this.book.giveUpError();
       } else {
@@ -251,6 +256,7 @@ export class FileFetch {
           const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
           if (sessionErrorAction(e.code) === "ban") this.ban(id, e);
           else this.ctx.logger.debug(`${this.name}: piece hashes from ${this.serverOf(id)}: ${e.message}`);
+          failures.set(id, (failures.get(id) ?? 0) + 1);
         } finally {
           this.hashDownload = undefined;
         }
@@ -258,8 +264,11 @@ export class FileFetch {
       }
       failingSince ??= now;
       if (performance.now() - failingSince >= this.ctx.retryForMs) throw this.book.lastError ?? new FtxError("E_UNREACHABLE", "no server sent the piece hashes");
-      await Bun.sleep(restMs);
-      restMs = Math.min(COOLDOWN_MAX_MS, 2 * restMs);
+      // Another source is asked at once; the same one again after a rest (0.5 s doubling to 4 s per failure).
+      const next = id === undefined ? undefined : failures.get(id) ?? 0;
+      const at = performance.now();
+      const others = this.book.sources.some((s) => s.id !== id && s.banned === undefined && s.listed && s.restUntil <= at && (failures.get(s.id) ?? 0) < (next ?? 0));
+      if (!others) await Bun.sleep(Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** Math.max(0, (next ?? 1) - 1)));
     }
   }
 

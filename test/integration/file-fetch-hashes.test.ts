@@ -41,6 +41,8 @@ class StandInClient {
   constructor(
     private readonly bytes: Uint8Array,
     private readonly hashes: Uint8Array,
+    /** Servers that never answer a piece-hash REQUEST (the session fails after a while, as an unanswered one does). */
+    private readonly silentForHashes = new Set<string>(),
   ) {}
 
   releaseHashes(): void {
@@ -48,7 +50,7 @@ class StandInClient {
   }
 
   async start(spec: Spec, sink: DownloadSink): Promise<Download> {
-    const what = spec.pieceHashes ? "hashes" : `range ${spec.offset}`;
+    const what = `${spec.pieceHashes ? "hashes" : `range ${spec.offset}`}${this.silentForHashes.size > 0 ? ` from ${spec.display}` : ""}`;
     this.events.push(`${what} asked`);
     let length = spec.length;
     let failure: FtxError | undefined;
@@ -64,6 +66,10 @@ class StandInClient {
       stats: () => ({}),
       finished: (async () => {
         if (spec.pieceHashes) {
+          if (this.silentForHashes.has(spec.display)) {
+            await Bun.sleep(100);
+            throw new FtxError("E_UNREACHABLE", `file server ${spec.display} does not answer`);
+          }
           await this.hashesGate;
           sink.append(this.hashes, 0, this.hashes.byteLength);
           this.events.push("hashes in");
@@ -84,7 +90,7 @@ class StandInClient {
   }
 }
 
-function fileFetch(client: StandInClient, dest: string, entry: ReturnType<typeof content>): FileFetch {
+function fileFetch(client: StandInClient, dest: string, entry: ReturnType<typeof content>, servers = ["127.0.0.1:1"]): FileFetch {
   return new FileFetch(
     {
       client: client as unknown as TransferClient,
@@ -95,8 +101,8 @@ function fileFetch(client: StandInClient, dest: string, entry: ReturnType<typeof
       lookup: async () => [],
     },
     "f.bin",
-    { name: "f.bin", size: SIZE, sha256: entry.sha256, piecesRoot: entry.piecesRoot, servers: ["127.0.0.1:1"] },
-    ["127.0.0.1:1"],
+    { name: "f.bin", size: SIZE, sha256: entry.sha256, piecesRoot: entry.piecesRoot, servers },
+    servers,
     dest,
   );
 }
@@ -131,5 +137,17 @@ describe("a file's first range and its piece hashes", () => {
     const result = await fileFetch(client, dest, entry).run();
     expect(result.sha256).toBe(entry.sha256);
     expect(client.events.slice(0, 3)).toEqual(["hashes asked", "hashes in", `range ${PIECE} asked`]);
+  });
+
+  test("a server that never answers for the list is not asked again while another one is sending the file", async () => {
+    const d = tempDir();
+    dirs.push(d);
+    const entry = content(5);
+    const client = new StandInClient(entry.bytes, entry.hashes, new Set(["127.0.0.1:1"]));
+    client.releaseHashes();
+    const result = await fileFetch(client, join(d.path, "f.bin"), entry, ["127.0.0.1:1", "127.0.0.1:2"]).run();
+    expect(result.sha256).toBe(entry.sha256);
+    const asked = client.events.filter((e) => e.startsWith("hashes from") && e.endsWith("asked"));
+    expect(asked).toEqual(["hashes from 127.0.0.1:1 asked", "hashes from 127.0.0.1:2 asked"]);
   });
 });
