@@ -139,6 +139,8 @@ export class FileFetch {
   private hashesFailure: FtxError | undefined;
   /** The fetch of this file is over (done or failed): nothing more is started for it. */
   private stopped = false;
+  /** The hash list's rest between attempts, cut short when the fetch stops. */
+  private readonly hashPause = new InterruptibleSleep();
 
   constructor(
     private readonly ctx: FileFetchContext,
@@ -195,6 +197,7 @@ export class FileFetch {
       this.stopAll();
       this.stopped = true;
       this.hashDownload?.cancel("fetch stopped");
+      this.hashPause.wake();
       await part.close().catch(() => {});
       throw err;
     }
@@ -249,9 +252,7 @@ export class FileFetch {
           const download = await this.startSession(id, { offset: 0, length, size: length, pieceHashes: true }, sink);
           this.hashDownload = download;
           await download.finished;
-          const root = piecesRootOf(sink.bytes);
-          if (this.entry.piecesRoot === undefined || root === this.entry.piecesRoot) return sink.bytes;
-          this.ban(id, integrityError(this.serverOf(id), `sent piece hashes that do not match the index (root ${root.slice(0, 12)}…)`));
+          if (this.trustedList(id, sink.bytes)) return sink.bytes;
         } catch (err) {
           const e = err instanceof FtxError ? err : new FtxError("E_IO", errorMessage(err));
           if (sessionErrorAction(e.code) === "ban") this.ban(id, e);
@@ -264,12 +265,20 @@ export class FileFetch {
       }
       failingSince ??= now;
       if (performance.now() - failingSince >= this.ctx.retryForMs) throw this.book.lastError ?? new FtxError("E_UNREACHABLE", "no server sent the piece hashes");
-      // Another source is asked at once; the same one again after a rest (0.5 s doubling to 4 s per failure).
-      const next = id === undefined ? undefined : failures.get(id) ?? 0;
+      // A source that failed fewer times is asked at once; otherwise a rest first (0.5 s doubling to 4 s per failure).
+      const mine = id === undefined ? 1 : (failures.get(id) ?? 0);
       const at = performance.now();
-      const others = this.book.sources.some((s) => s.id !== id && s.banned === undefined && s.listed && s.restUntil <= at && (failures.get(s.id) ?? 0) < (next ?? 0));
-      if (!others) await Bun.sleep(Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** Math.max(0, (next ?? 1) - 1)));
+      const fresher = this.book.sources.some((s) => s.id !== id && s.banned === undefined && s.listed && s.restUntil <= at && (failures.get(s.id) ?? 0) < mine);
+      if (!fresher) await this.hashPause.sleep(Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** Math.max(0, mine - 1)));
     }
+  }
+
+  /** Whether a piece-hash list from source `id` matches the index's root; a source whose list does not is banned. */
+  private trustedList(id: SourceId, list: Uint8Array): boolean {
+    const root = piecesRootOf(list);
+    if (this.entry.piecesRoot === undefined || root === this.entry.piecesRoot) return true;
+    this.ban(id, integrityError(this.serverOf(id), `sent piece hashes that do not match the index (root ${root.slice(0, 12)}…)`));
+    return false;
   }
 
   /** The trusted piece hashes: for one piece, the file's own SHA-256; otherwise a list checked against the root. */
@@ -293,9 +302,7 @@ export class FileFetch {
         await download.finished;
         this.link(id).download = undefined;
         this.book.sessionEnded(id, performance.now(), { kind: "done" });
-        const root = piecesRootOf(sink.bytes);
-        if (this.entry.piecesRoot === undefined || root === this.entry.piecesRoot) return sink.bytes;
-        this.ban(id, integrityError(this.serverOf(id), `sent piece hashes that do not match the index (root ${root.slice(0, 12)}…)`));
+        if (this.trustedList(id, sink.bytes)) return sink.bytes;
       } catch (err) {
         this.link(id).download = undefined;
         this.onSessionError(id, err);
