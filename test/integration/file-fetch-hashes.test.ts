@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { FtxError } from "../../src/errors.ts";
 import { FileFetch } from "../../src/fetch/file-fetch.ts";
 import { pieceBytesFor, piecesRootOf } from "../../src/files/core/pieces.ts";
-import { silentLogger } from "../../src/log.ts";
+import { silentLogger, type Logger } from "../../src/log.ts";
+import { createConsola } from "consola";
 import type { Download, DownloadSpec } from "../../src/transfer/download.ts";
 import type { DownloadSink } from "../../src/transfer/part-file.ts";
 import type { TransferClient } from "../../src/transfer/transfer-client.ts";
@@ -43,6 +44,8 @@ class StandInClient {
     private readonly hashes: Uint8Array,
     /** Servers that never answer a piece-hash REQUEST (the session fails after a while, as an unanswered one does). */
     private readonly silentForHashes = new Set<string>(),
+    /** Servers whose piece-hash list is wrong (one byte off): it does not match the index's root. */
+    private readonly badHashes = new Set<string>(),
   ) {}
 
   releaseHashes(): void {
@@ -50,7 +53,7 @@ class StandInClient {
   }
 
   async start(spec: Spec, sink: DownloadSink): Promise<Download> {
-    const what = `${spec.pieceHashes ? "hashes" : `range ${spec.offset}`}${this.silentForHashes.size > 0 ? ` from ${spec.display}` : ""}`;
+    const what = `${spec.pieceHashes ? "hashes" : `range ${spec.offset}`}${this.silentForHashes.size + this.badHashes.size > 0 ? ` from ${spec.display}` : ""}`;
     this.events.push(`${what} asked`);
     let length = spec.length;
     let failure: FtxError | undefined;
@@ -71,7 +74,8 @@ class StandInClient {
             throw new FtxError("E_UNREACHABLE", `file server ${spec.display} does not answer`);
           }
           await this.hashesGate;
-          sink.append(this.hashes, 0, this.hashes.byteLength);
+          const list = this.badHashes.has(spec.display) ? this.hashes.map((b, i) => (i === 5 ? b ^ 1 : b)) : this.hashes;
+          sink.append(list, 0, list.byteLength);
           this.events.push("hashes in");
           return;
         }
@@ -90,11 +94,11 @@ class StandInClient {
   }
 }
 
-function fileFetch(client: StandInClient, dest: string, entry: ReturnType<typeof content>, servers = ["127.0.0.1:1"]): FileFetch {
+function fileFetch(client: StandInClient, dest: string, entry: ReturnType<typeof content>, servers = ["127.0.0.1:1"], logger: Logger = silentLogger): FileFetch {
   return new FileFetch(
     {
       client: client as unknown as TransferClient,
-      logger: silentLogger,
+      logger,
       idleTimeoutMs: 5000,
       retryForMs: 5000,
       pathFor: async () => ({ segmentBytes: 1350, rttMs: 1 }),
@@ -149,5 +153,19 @@ describe("a file's first range and its piece hashes", () => {
     expect(result.sha256).toBe(entry.sha256);
     const asked = client.events.filter((e) => e.startsWith("hashes from") && e.endsWith("asked"));
     expect(asked).toEqual(["hashes from 127.0.0.1:1 asked", "hashes from 127.0.0.1:2 asked"]);
+  });
+
+  test("a server whose list does not match the index is not used for the file; the list and the bytes come from another", async () => {
+    const d = tempDir();
+    dirs.push(d);
+    const entry = content(6);
+    const client = new StandInClient(entry.bytes, entry.hashes, new Set(), new Set(["127.0.0.1:1"]));
+    client.releaseHashes();
+    const warnings: string[] = [];
+    const logger = createConsola({ reporters: [{ log: (o) => void (o.type === "warn" && warnings.push(o.args.join(" "))) }] });
+    const result = await fileFetch(client, join(d.path, "f.bin"), entry, ["127.0.0.1:1", "127.0.0.1:2"], logger).run();
+    expect(result.sha256).toBe(entry.sha256);
+    expect(client.events.filter((e) => e.startsWith("hashes from") && e.endsWith("asked"))).toEqual(["hashes from 127.0.0.1:1 asked", "hashes from 127.0.0.1:2 asked"]);
+    expect(warnings.some((w) => w.includes("127.0.0.1:1") && w.includes("do not match the index"))).toBe(true);
   });
 });
