@@ -239,11 +239,14 @@ export class FileFetch {
     for (;;) {
       if (this.stopped) throw new FtxError("E_CLOSED", "fetch stopped");
       const now = performance.now();
-      // The source that failed this list least, then the one delivering the file fastest: an advertised
-      // address that never answers must not be asked again while another server is sending the file.
-      const id = this.book.sources
-        .filter((s) => s.banned === undefined && s.listed && s.restUntil <= now)
-        .sort((a, b) => (failures.get(a.id) ?? 0) - (failures.get(b.id) ?? 0) || b.rateBytesPerS - a.rateBytesPerS || a.id - b.id)[0]?.id;
+      // Among the sources that failed this list least, the first whose path probe answers (the ranges
+      // start those probes anyway): the list is off the critical path now, and an advertised address
+      // that never answers must not hold it up. None answering, the first of them is asked all the same.
+      const candidates = this.book.sources.filter((s) => s.banned === undefined && s.listed && s.restUntil <= now);
+      const fewest = Math.min(...candidates.map((s) => failures.get(s.id) ?? 0));
+      const tier = candidates.filter((s) => (failures.get(s.id) ?? 0) === fewest).slice(0, MAX_SOURCES);
+      const id = tier.length === 0 ? undefined : ((await this.firstAnswering(tier.map((s) => s.id))) ?? tier[0]!.id);
+      if (this.stopped) throw new FtxError("E_CLOSED", "fetch stopped");
       if (id === undefined) {
         if (this.book.candidateCount === 0) throw this.book.giveUpError();
       } else {
@@ -271,6 +274,24 @@ export class FileFetch {
       const fresher = this.book.sources.some((s) => s.id !== id && s.banned === undefined && s.listed && s.restUntil <= at && (failures.get(s.id) ?? 0) < mine);
       if (!fresher) await this.hashPause.sleep(Math.min(COOLDOWN_MAX_MS, COOLDOWN_FIRST_MS * 2 ** Math.max(0, mine - 1)));
     }
+  }
+
+  /** The first of these sources whose path answers a probe, or undefined when none does. */
+  private firstAnswering(ids: SourceId[]): Promise<SourceId | undefined> {
+    return new Promise((resolve) => {
+      let left = ids.length;
+      for (const id of ids) {
+        void (async () => {
+          try {
+            const server = this.serverOf(id);
+            const link = this.link(id);
+            link.address ??= await this.resolve(server);
+            if ((await this.ctx.pathFor(server, link.address.ip, link.address.port)).unanswered === undefined) return resolve(id);
+          } catch {} // an address that cannot be resolved does not answer either
+          if (--left === 0) resolve(undefined);
+        })();
+      }
+    });
   }
 
   /** Whether a piece-hash list from source `id` matches the index's root; a source whose list does not is banned. */

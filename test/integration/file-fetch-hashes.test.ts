@@ -121,7 +121,7 @@ describe("a file's first range and its piece hashes", () => {
     const running = fileFetch(client, dest, entry).run();
     // The whole range arrives while the list is held back; the fetch still waits for the list to commit.
     for (let i = 0; i < 200 && !client.events.includes(`range 0 in`); i++) await Bun.sleep(5);
-    expect(client.events).toEqual(["hashes asked", "range 0 asked", "range 0 in"]);
+    expect([...client.events].sort()).toEqual(["hashes asked", "range 0 asked", "range 0 in"]);
     expect(existsSync(dest)).toBe(false);
     client.releaseHashes();
     const result = await running;
