@@ -255,8 +255,6 @@ export class GbnSender {
   /** One past the highest segment ever sent (so a resend can be told from a first send). */
   private highestSent = 0;
   private peerWindow: number;
-  /** The newest RTT sample less the receiver's ACK delay (what the rate control is told). */
-  private pathRttMs = 0;
   private dupAcks = 0;
   /** Timestamp stamped on segments at the last go-back; duplicates caused by later segments are fresh evidence. */
   private goBackStampUs: number | undefined;
@@ -610,14 +608,12 @@ export class GbnSender {
     // be able to inflate SRTT, which would stall pacing.
     const rawRttMs = elapsedUs(echoTimestampUs, timestampUs(now)) / 1000;
     const plausible = rawRttMs <= MAX_PLAUSIBLE_RTT_MS && rawRttMs <= now - this.createdAt + 1;
-    // What the path took, for the rate control: less the time the receiver held the ACK, as QUIC
-    // adjusts (RFC 9002 §5.3), never below the minimum. A receiver holding a gap for repairs repeats
-    // its ACK with the newest echo 100 ms later; taken whole, a 50 ms path read 213 ms, start-up's
-    // go-back took that for an overflowing queue, and start-up ended at a fifth of the path with a
-    // cap to match, for seconds.
-    const delayMs = ackDelayUs / 1000;
-    const rttMs = rawRttMs - delayMs >= this.cc.minRttMs ? rawRttMs - delayMs : Math.min(rawRttMs, Math.max(this.cc.minRttMs, 0));
-    this.pathRttMs = rttMs;
+    if (plausible) this.rtt.onSample(rawRttMs, ackDelayUs / 1000);
+    // The rate control is told what the path took: the echo less the time the receiver held the ACK
+    // (the estimator's RFC 9002 §5.3 adjustment). A receiver holding a gap for repairs repeats its ACK
+    // with the newest echo 100 ms later; taken whole, a 50 ms path read 213 ms, start-up's go-back
+    // took that for an overflowing queue, and start-up ended at a fifth of the path for seconds.
+    const rttMs = this.rtt.latestAdjustedMs;
     if (received !== undefined) {
       this.noteReceived(received);
       // Everything sent before the datagram this ACK echoes has arrived or is lost (the path keeps order).
@@ -629,10 +625,7 @@ export class GbnSender {
     }
     // 0: the receiver's disk is behind; nothing new goes out until an ACK opens the window again.
     this.peerWindow = Math.max(0, peerWindow);
-    if (plausible) {
-      this.rtt.onSample(rawRttMs, delayMs);
-      this.cc.onRtt(rttMs, now);
-    }
+    if (plausible) this.cc.onRtt(rttMs, now);
 
     // The ACK of a probe reports on everything up to the probe's segment, all sent before it: what it
     // does not cover is lost (segments travel in order here, and a reordered one costs only a needless
@@ -746,7 +739,7 @@ export class GbnSender {
   private onLoss(now: number): void {
     this.lossEpochUntilSeq = this.nextSeq;
     // A block the repairs could not rebuild, unless a queue overflowed (congestion, not burstiness).
-    if (!this.cc.onGoBack(this.pathRttMs, this.nextSeq - this.base)) this.goBacksInWindow++;
+    if (!this.cc.onGoBack(this.rtt.latestAdjustedMs, this.nextSeq - this.base)) this.goBacksInWindow++;
     else {
       this.oldFlightUntil = this.datagramsSent;
       this.oldFlightExpiresAt = now + this.rtt.srttMs;

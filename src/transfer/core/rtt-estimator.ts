@@ -28,6 +28,8 @@ export class RttEstimator {
   rttvarMs = INITIAL_RTT_MS / 2;
   minRttMs = Infinity;
   latestRttMs = 0;
+  /** The newest sample less the peer's ACK delay (where that keeps it at or above the minimum): the path's share of it. */
+  latestAdjustedMs = 0;
   hasSample = false;
   private backoff = 1;
 
@@ -38,6 +40,7 @@ export class RttEstimator {
     if (rttMs < this.minRttMs) this.minRttMs = rttMs;
     // RFC 9002 §5.3: never adjust below min_rtt.
     const adjusted = rttMs - ackDelayMs >= this.minRttMs ? rttMs - ackDelayMs : rttMs;
+    this.latestAdjustedMs = adjusted;
     if (!this.hasSample) {
       this.srttMs = adjusted;
       this.rttvarMs = adjusted / 2;
