@@ -58,6 +58,12 @@ export interface FlowOptions {
    * on the 2-core bench machine 40 % of pacing wake-ups came 1–4 ms late.
    */
   timerLateMs?: number;
+  /**
+   * The receiver reads its socket only this long (at most: uniform, seeded) after a datagram arrives,
+   * and then everything that came meanwhile in one go, as a busy client's event loop and its GRO
+   * reads do: its ACKs come in bunches, and the round trip it shows is many times the path's.
+   */
+  readLateMs?: number;
 }
 
 export interface SimOptions extends FlowOptions {
@@ -100,6 +106,9 @@ class SimFlow implements SimEndpoint {
   /** The sender deadline last asked for, and how late its timer fires for it. */
   private lateFor: number | undefined;
   private late = 0;
+  /** Datagrams the receiver has not read yet (readLateMs), and when it will. */
+  private readonly inbox: Uint8Array[] = [];
+  private readAt: number | undefined;
 
   constructor(
     private readonly rng: Rng,
@@ -196,13 +205,19 @@ class SimFlow implements SimEndpoint {
       senderAt += this.late;
     }
     let next = Infinity;
-    for (const t of [this.backward.nextDeliveryAt(), senderAt === undefined ? undefined : Math.max(senderAt, this.blockedUntil), this.receiver.pollTimeout(), this.blockedUntil > now ? this.blockedUntil : undefined])
+    for (const t of [this.backward.nextDeliveryAt(), senderAt === undefined ? undefined : Math.max(senderAt, this.blockedUntil), this.receiver.pollTimeout(), this.blockedUntil > now ? this.blockedUntil : undefined, this.readAt])
       if (t !== undefined && t < next) next = t;
     return next === Infinity ? undefined : next;
   }
 
-  /** A datagram off the forward link for this flow. */
+  /** A datagram off the forward link for this flow: read now, or at the receiver's next read (readLateMs). */
   receive(d: Uint8Array, now: number): void {
+    if (!this.o.readLateMs) return this.read(d, now);
+    this.inbox.push(d.slice());
+    this.readAt ??= now + this.rng.next() * this.o.readLateMs;
+  }
+
+  private read(d: Uint8Array, now: number): void {
     const { receiver, o } = this;
     try {
       const h = readHeader(d);
@@ -219,8 +234,12 @@ class SimFlow implements SimEndpoint {
     }
   }
 
-  /** ACKs due off this flow's return link, then the sender's timers. */
+  /** The receiver's read, if due; ACKs due off this flow's return link; then the sender's timers. */
   acks(now: number): void {
+    if (this.readAt !== undefined && now >= this.readAt) {
+      this.readAt = undefined;
+      for (const d of this.inbox.splice(0)) this.read(d, now);
+    }
     for (const d of this.backward.deliver(now)) {
       try {
         const h = readHeader(d);

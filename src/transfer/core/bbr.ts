@@ -41,6 +41,14 @@ export const INITIAL_CWND_SEGMENTS = 32;
  */
 const INITIAL_WINDOW_BYTES = 48 * 1024;
 const ACK_AGGREGATION_BYTES = 48 * 1024;
+/**
+ * The measured aggregation (the draft's extra_acked) is the most that arrived acknowledged beyond what
+ * the bandwidth estimate explains, the largest over this many round trips or this many ms, whichever
+ * is longer, and at most this long at the estimated rate (Linux's bbr_extra_acked_max_us).
+ */
+const EXTRA_ACKED_WINDOW_ROUNDS = 10;
+const EXTRA_ACKED_WINDOW_MS = 1000;
+const EXTRA_ACKED_MAX_MS = 100;
 const DEFAULT_SEGMENT_BYTES = 1374;
 
 function segmentsOf(bytes: number, segmentBytes: number): number {
@@ -132,8 +140,18 @@ export class BbrController {
   state: BbrState = "startup";
   /** Segments that may be in flight. */
   cwnd: number;
-  /** Room on top of the BDP for ACKs that come in bunches (the receiver's every-16-segments ACKs, an event loop's batching). */
+  /** Room on top of the BDP for ACKs that come in bunches (the receiver's every-16-segments ACKs, an event loop's batching): the least given. */
   private readonly ackAggregation: number;
+  /**
+   * ACK aggregation as measured (draft-ietf-ccwg-bbr's extra_acked, BBRUpdateACKAggregation): since
+   * the ACKs last came no faster than the estimated rate, what they acknowledged beyond it. On a LAN
+   * a GRO read of 64 datagrams comes back as one ACK and two event loops stand between each datagram
+   * and its ACK: the working RTT (0.6–3 ms) is many times the minimum, and a window of 2 BDPs + 32
+   * segments held a 1 GiB fetch to 57 segments in flight and 112 MiB/s with a core idle.
+   */
+  private readonly extraAcked = new MaxFilter();
+  private extraAckedStartMs = 0;
+  private extraAckedDelivered = 0;
   /** Bottleneck bandwidth estimate, segments per ms (0 until the first sample). */
   private readonly bw = new MaxFilter();
   minRttMs = Infinity;
@@ -317,8 +335,35 @@ export class BbrController {
       }
       if (this.roundStarted && !this.filledPipe && !sample.appLimited) this.checkFullPipe();
     }
+    this.updateAckAggregation(newlyAcked, now);
     this.updateState(inFlight, now);
     this.updateCwnd(newlyAcked);
+  }
+
+  /** Segments of room for aggregated ACKs: the measured aggregation, never under the fixed allowance. */
+  private aggregation(): number {
+    return Math.max(this.ackAggregation, this.extraAcked.best);
+  }
+
+  /**
+   * After start-up only, as Linux's BBR: start-up's ACKs outrun a bandwidth estimate that is itself
+   * still growing, and a cap snapshot taken from that (the queue cap at start-up's overflow) let a
+   * first flow keep 77 % of the path from a late joiner in the simulator, against 64 %.
+   */
+  private updateAckAggregation(newlyAcked: number, now: number): void {
+    if (newlyAcked <= 0 || this.bw.best <= 0 || !this.filledPipe) return;
+    let expected = this.bw.best * (now - this.extraAckedStartMs);
+    // The ACKs came no faster than the rate: a new interval starts here.
+    if (this.extraAckedDelivered <= expected) {
+      this.extraAckedDelivered = 0;
+      this.extraAckedStartMs = now;
+      expected = 0;
+    }
+    this.extraAckedDelivered += newlyAcked;
+    const extra = Math.min(this.extraAckedDelivered - expected, this.cwnd, this.bw.best * EXTRA_ACKED_MAX_MS);
+    // Over time, not rounds: a LAN's round trips are ~1 ms, and its stalls (a collection, a busy
+    // event loop) come seconds apart. 10 rounds held a 1 GiB fetch to 6.3 s where 1 s made 5.2.
+    this.extraAcked.update(extra, now, Math.max(EXTRA_ACKED_WINDOW_MS, EXTRA_ACKED_WINDOW_ROUNDS * (Number.isFinite(this.minRttMs) ? this.minRttMs : 0)));
   }
 
   /** The retransmission timer fired: nothing is known to be in flight any more. */
@@ -452,7 +497,7 @@ export class BbrController {
       this.cwnd = Math.min(this.cwnd, MIN_CWND_SEGMENTS);
       return;
     }
-    const target = (this.bdp(this.cwndGain) ?? Infinity) + this.ackAggregation;
+    const target = (this.bdp(this.cwndGain) ?? Infinity) + this.aggregation();
     if (this.priorCwnd > 0) {
       // Back from a timeout or ProbeRTT: restore what was there, as the draft does after recovery.
       this.cwnd = Math.max(this.cwnd, Math.min(this.priorCwnd, target));

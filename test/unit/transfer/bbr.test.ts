@@ -56,3 +56,39 @@ describe("the RTT the rate control is given", () => {
     expect(run(false)).not.toBe("startup");
   });
 });
+
+describe("ACKs that come in bunches", () => {
+  // A path of 10 segments per ms and a 1 ms minimum RTT (a BDP of 10), whose receiver reads and
+  // acknowledges 200 segments at a time every 20 ms, as a busy client's GRO reads do on a LAN.
+  function windowAfterBunches(bunch: number): BbrController {
+    const cc = new BbrController(10_000, 0, 1374);
+    let delivered = 0;
+    const ack = (t: number, n: number, intervalMs: number) => {
+      cc.onRtt(1, t);
+      cc.onAck(n, delivered + n, 0, { delivered: n, intervalMs, appLimited: false, priorDelivered: delivered }, t);
+      delivered += n;
+    };
+    for (let t = 1; t <= 40; t++) ack(t, 10, 1); // start-up finds 10 per ms and stops growing
+    expect(cc.state).toBe("probe_bw");
+    for (let t = 60; t <= 1000; t += 20) ack(t, bunch, 20); // the same rate, in bunches
+    return cc;
+  }
+
+  test("widen the window by the bunch (the measured aggregation): 2 BDPs and 48 KiB would hold 52 segments where a bunch is 200", () => {
+    const cc = windowAfterBunches(200);
+    expect(cc.bandwidth).toBeCloseTo(10, 5);
+    expect(cc.cwnd).toBeGreaterThanOrEqual(200);
+    expect(cc.cwnd).toBeLessThanOrEqual(2 * 10 + 200 + 1);
+  });
+
+  test("do not widen it where the ACKs come at the rate", () => {
+    const steady = new BbrController(10_000, 0, 1374);
+    let delivered = 0;
+    for (let t = 1; t <= 1000; t++) {
+      steady.onRtt(1, t);
+      steady.onAck(10, delivered + 10, 0, { delivered: 10, intervalMs: 1, appLimited: false, priorDelivered: delivered }, t);
+      delivered += 10;
+    }
+    expect(steady.cwnd).toBeLessThanOrEqual(2 * 10 + 32); // 2 BDPs and the fixed 32 segments
+  });
+});

@@ -27,6 +27,8 @@ interface Expectation extends PathClass {
   repairsAtMost?: number;
   /** The sender's timer fires up to this late (a busy event loop's): pacing must not lose the time. */
   timerLateMs?: number;
+  /** The receiver reads its socket up to this late, then all that came (a busy client, GRO reads): ACKs come in bunches. */
+  readLateMs?: number;
 }
 
 const CLASSES: Expectation[] = [
@@ -41,6 +43,10 @@ const CLASSES: Expectation[] = [
   { name: "1 Gbit/s × 20 ms, 1 % loss", mbit: 1000, rttMs: 20, loss: 0.01, use: 0.55, extra: 0.15, seconds: 0.4 },
   { name: "LAN 1 Gbit/s × 0.1 ms, clean", mbit: 1000, rttMs: 0.1, loss: 0, use: 0.9, extra: 0, seconds: 0.4, repairsAtMost: 0 },
   { name: "LAN 1 Gbit/s × 0.1 ms, 5 % loss", mbit: 1000, rttMs: 0.1, loss: 0.05, use: 0.65, extra: 0.2, seconds: 0.4 },
+  // A window of 2 BDPs and a fixed 48 KiB for aggregated ACKs (no measured aggregation) reached
+  // 0.52–0.59 clean and 0.46 at 1 % loss: 55 segments in flight where the working RTT is 20× the path's.
+  { name: "LAN 1 Gbit/s × 0.1 ms, clean, the receiver reading up to 2 ms late", mbit: 1000, rttMs: 0.1, loss: 0, use: 0.9, extra: 0.01, seconds: 0.4, readLateMs: 2 },
+  { name: "LAN 1 Gbit/s × 0.1 ms, 1 % loss, the receiver reading up to 2 ms late", mbit: 1000, rttMs: 0.1, loss: 0.01, use: 0.75, extra: 0.2, seconds: 0.4, readLateMs: 2 },
 ];
 
 const FLOW = { segmentBytes: SEGMENT, receiverWindow: 20_000, ackEvery: 16, maxWindow: 32_768, fecBlock: 64 };
@@ -53,7 +59,7 @@ describe("paths: link use and overhead in simulated time", () => {
       for (const seed of [1, 2]) {
         const data = new Rng(seed).bytes(size);
         const { forward, backward } = pathProfiles(c);
-        const r = simulateTransfer(new Rng(seed), { ...FLOW, data, forward, backward, maxSimMs: 600_000, timerLateMs: c.timerLateMs });
+        const r = simulateTransfer(new Rng(seed), { ...FLOW, data, forward, backward, maxSimMs: 600_000, timerLateMs: c.timerLateMs, readLateMs: c.readLateMs });
         expect(r.event).toEqual({ type: "completed" });
         expect(Buffer.from(r.output).equals(Buffer.from(data))).toBe(true);
         const use = ((size / r.simMs) * (WIRE / SEGMENT)) / (linkBytesPerMs * (1 - c.loss));
