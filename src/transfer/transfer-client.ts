@@ -25,6 +25,17 @@ const LINGER_MS = 3000;
  */
 const RECEIVE_BUFFER_BYTES = 1 << 20;
 /**
+ * With datagrams a network carries (≤ 9,000 bytes), the window must hold a long fast path's BDP in
+ * segments of ~1,350 bytes: 1 Gbit/s × 20 ms is 1,850 of them, and 1 MiB (granted 2 MiB) gave a
+ * window of 662, which held a 64 MiB fetch there to 2.0–2.5 s; with 4 MiB asked for (8 MiB granted
+ * where rmem_max allows, a window of 2,650) it took 1.4–1.5 s. The small window had also hidden that
+ * start-up overflows a queue of one BDP (100 Mbit/s × 50 ms): one go-back resending ~7 % of a 16 MiB
+ * fetch, 2.1–2.4 s instead of 2.0–2.3 (docs/PROTOCOL.md, "Flow control"). Loopback's 64 KiB datagrams
+ * keep 1 MiB: a larger window only costs more on each loss there.
+ */
+const NETWORK_RECEIVE_BUFFER_BYTES = 4 << 20;
+const NETWORK_DATAGRAM_BYTES = 9000;
+/**
  * The share of the granted buffer the window may fill: the kernel charges each datagram more than its
  * payload, and a burst the event loop is slow to drain must not overflow it.
  */
@@ -102,7 +113,7 @@ export class TransferClient {
       this.saidReceivePath[gro ? 1 : 0] = true;
       this.logger.debug(`UDP receive, ${request.segmentBytes}-byte segments: ${gro ? "coalesced runs (GRO)" : "one datagram per read"}`);
     }
-    const granted = growReceiveBuffer(socket, RECEIVE_BUFFER_BYTES);
+    const granted = growReceiveBuffer(socket, request.segmentBytes <= NETWORK_DATAGRAM_BYTES ? NETWORK_RECEIVE_BUFFER_BYTES : RECEIVE_BUFFER_BYTES);
     const budget = granted === undefined ? DEFAULT_RECEIVE_BUDGET_BYTES : Math.max(DEFAULT_RECEIVE_BUDGET_BYTES, granted * RECEIVE_BUFFER_SHARE);
     const spec: DownloadSpec = {
       ...request,
