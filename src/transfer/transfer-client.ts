@@ -6,7 +6,7 @@ import { unmapIPv4 } from "../net/address.ts";
 import { udpErrorOf } from "../net/udp-error.ts";
 import { growReceiveBuffer } from "../net/socket-options.ts";
 import { enableGro } from "../net/udp-gso.ts";
-import { DATAGRAM_OVERHEAD_BYTES as SEAL_BYTES, HEADER_BYTES, MAX_DATAGRAM_BYTES } from "./core/wire.ts";
+import { DATAGRAM_OVERHEAD_BYTES as SEAL_BYTES, HEADER_BYTES, JUMBO_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES } from "./core/wire.ts";
 import { DeadlineTimer } from "../util/deadline-timer.ts";
 import { Download, type DownloadSpec } from "./download.ts";
 import type { DownloadSink } from "./part-file.ts";
@@ -25,7 +25,7 @@ const LINGER_MS = 3000;
  */
 const RECEIVE_BUFFER_BYTES = 1 << 20;
 /**
- * With datagrams a network carries (≤ 9,000 bytes), the window must hold a long fast path's BDP in
+ * With datagrams a network carries (up to a jumbo frame), the window must hold a long fast path's BDP in
  * segments of ~1,350 bytes: 1 Gbit/s × 20 ms is 1,850 of them, and 1 MiB (granted 2 MiB) gave a
  * window of 662, which held a 64 MiB fetch there to 2.0–2.5 s; with 4 MiB asked for (8 MiB granted
  * where rmem_max allows, a window of 2,650) it took 1.4–1.5 s. The small window had also hidden that
@@ -34,7 +34,6 @@ const RECEIVE_BUFFER_BYTES = 1 << 20;
  * keep 1 MiB: a larger window only costs more on each loss there.
  */
 const NETWORK_RECEIVE_BUFFER_BYTES = 4 << 20;
-const NETWORK_DATAGRAM_BYTES = 9000;
 /**
  * The share of the granted buffer the window may fill: the kernel charges each datagram more than its
  * payload, and a burst the event loop is slow to drain must not overflow it.
@@ -108,12 +107,13 @@ export class TransferClient {
     // Runs the server sent in one piece (GSO) may then arrive in one piece too: split in onDatagram.
     // Only where two datagrams fit in one read: loopback's 64 KiB ones never coalesce, and asking cost
     // a tenth of the rate there.
-    const gro = process.env.FTX_NO_GSO !== "1" && 2 * (request.segmentBytes + HEADER_BYTES + SEAL_BYTES) <= MAX_DATAGRAM_BYTES && enableGro(socket);
+    const datagramBytes = request.segmentBytes + HEADER_BYTES + SEAL_BYTES;
+    const gro = process.env.FTX_NO_GSO !== "1" && 2 * datagramBytes <= MAX_DATAGRAM_BYTES && enableGro(socket);
     if (!this.saidReceivePath[gro ? 1 : 0]) {
       this.saidReceivePath[gro ? 1 : 0] = true;
       this.logger.debug(`UDP receive, ${request.segmentBytes}-byte segments: ${gro ? "coalesced runs (GRO)" : "one datagram per read"}`);
     }
-    const granted = growReceiveBuffer(socket, request.segmentBytes <= NETWORK_DATAGRAM_BYTES ? NETWORK_RECEIVE_BUFFER_BYTES : RECEIVE_BUFFER_BYTES);
+    const granted = growReceiveBuffer(socket, datagramBytes <= JUMBO_DATAGRAM_BYTES ? NETWORK_RECEIVE_BUFFER_BYTES : RECEIVE_BUFFER_BYTES);
     const budget = granted === undefined ? DEFAULT_RECEIVE_BUDGET_BYTES : Math.max(DEFAULT_RECEIVE_BUDGET_BYTES, granted * RECEIVE_BUFFER_SHARE);
     const spec: DownloadSpec = {
       ...request,

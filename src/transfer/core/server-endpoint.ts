@@ -32,6 +32,7 @@ import {
   finishRepair,
   HEADER_AT,
   REPAIR_AT,
+  JUMBO_DATAGRAM_BYTES,
   MAX_DATAGRAM_BYTES,
   PacketType,
   readHeader,
@@ -103,7 +104,7 @@ export const MAX_RUN_BYTES = MAX_DATAGRAM_BYTES;
  * Only datagrams up to a jumbo frame's go in runs: larger ones (loopback's 16–64 KiB) already move
  * enough per system call, and a run of three 16 KiB datagrams gains nothing worth a burst.
  */
-export const MAX_RUN_DATAGRAM_BYTES = 9216;
+export const MAX_RUN_DATAGRAM_BYTES = JUMBO_DATAGRAM_BYTES;
 /**
  * Segments of at most a quarter of this are read from the file this much at a time and copied from
  * there: one read system call (0.8 µs here) per 1,374-byte segment was a third of the file server's

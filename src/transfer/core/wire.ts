@@ -153,6 +153,11 @@ export const FIN_BYTES = HEADER_BYTES;
 /** The largest UDP payload over IPv4 (65535 − 20 − 8); minus our header, the largest segment. */
 export const MAX_DATAGRAM_BYTES = 65507;
 /**
+ * The largest datagram a network link carries (a jumbo frame's): up to this, datagrams are a
+ * network's, sent in runs (GSO) and many per round trip; beyond it, only loopback's 16–64 KiB ones.
+ */
+export const JUMBO_DATAGRAM_BYTES = 9216;
+/**
  * The largest segment: a sealed datagram carries pn and tag after it. Segments always leave that room,
  * so a `--insecure-plaintext` session moves the same segments (and measures only the sealing).
  */
